@@ -1,0 +1,179 @@
+"""The backend seam: a Backend builds a Runnable (loader), a Runnable runs inputs (runner).
+
+Backends know nothing about timing, parity or baselines. Heavy imports (torch, onnxruntime,
+optimum) happen inside :meth:`Backend.build`; :meth:`Backend.availability` only looks for
+packages with ``importlib.util.find_spec`` and imports nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.util
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pytest_pipeperf.devices import Device
+    from pytest_pipeperf.precision import Precision
+
+
+class Task(str, enum.Enum):
+    """A pipeline task; the value matches the transformers / optimum task name."""
+
+    FEATURE_EXTRACTION = "feature-extraction"
+    TEXT_CLASSIFICATION = "text-classification"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def output_name(self) -> str:
+        """The output compared for parity (same name in eager and in the ONNX export)."""
+        return {"feature-extraction": "last_hidden_state", "text-classification": "logits"}[self.value]
+
+    @classmethod
+    def parse(cls, text: str) -> Task:
+        """The task named ``text``; ``ValueError`` names the valid ones."""
+        try:
+            return cls(text)
+        except ValueError:
+            valid = ", ".join(t.value for t in cls)
+            raise ValueError(f"unknown task {text!r}; valid: {valid}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    """Whether something can run here, and if not, the stable skip reason."""
+
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+AVAILABLE = Availability(True)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A local model directory (``save_pretrained`` layout) and what to do with it.
+
+    :param path: the directory; nothing is ever downloaded.
+    :param task: the pipeline task.
+    :param trust_remote_code: allow the model's own Python code (off unless the user opts in).
+    """
+
+    path: Path
+    task: Task
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TextBatch:
+    """One batch of text inputs.
+
+    :param texts: the input strings.
+    :param max_length: pad/truncate every sequence to this many tokens; ``None`` pads to the
+        longest in the batch (truncating at the model's limit).
+    """
+
+    texts: tuple[str, ...]
+    max_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BuildContext:
+    """What a build may use besides the model.
+
+    :param cache_dir: a directory for exports / engines that survive between runs.
+    :param threads: intra-op threads (``None`` leaves the library default).
+    """
+
+    cache_dir: Path
+    threads: int | None = None
+
+
+@dataclass(slots=True)
+class BuildInfo:
+    """One-off costs and facts a backend reports about a build (seconds)."""
+
+    load_s: float = 0.0
+    export_s: float = 0.0
+    export_cache: str = ""  # "hit" / "miss" / ""
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Runnable(Protocol):
+    """A built pipeline: text in, named float arrays out."""
+
+    info: BuildInfo
+
+    def __call__(self, batch: TextBatch) -> Mapping[str, np.ndarray]:
+        """Run one batch and return outputs as host numpy arrays (float32)."""
+        ...
+
+    def close(self) -> None:
+        """Release memory / sessions."""
+        ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Builds runnables for one execution engine."""
+
+    name: str
+
+    def availability(self) -> Availability:
+        """Are the packages there? Must not import them."""
+        ...
+
+    def supports(self, precision: Precision, device: Device) -> Availability:
+        """Can this backend run ``precision`` on ``device`` at all?"""
+        ...
+
+    def build(
+        self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
+    ) -> Runnable:
+        """Load/export/compile the model.
+
+        :raises BackendUnavailableError: the package import failed (becomes a skip).
+        :raises BackendError: installed but broken (becomes a failure).
+        """
+        ...
+
+
+class BackendError(Exception):
+    """A backend that is installed but failed to build or run: the test fails with this cause."""
+
+
+class BackendUnavailableError(Exception):
+    """A backend whose import failed at build time (missing shared library): the test skips."""
+
+
+def missing_packages(modules: Sequence[str]) -> list[str]:
+    """Top-level modules of ``modules`` that ``find_spec`` cannot find (imports nothing)."""
+    missing = []
+    for module in modules:
+        try:
+            if importlib.util.find_spec(module) is None:
+                missing.append(module)
+        except (ImportError, ValueError):
+            missing.append(module)
+    return missing
+
+
+def package_availability(backend: str, modules: Sequence[str]) -> Availability:
+    """``Availability`` for a backend needing ``modules``, with the stable skip reason."""
+    missing = missing_packages(modules)
+    if not missing:
+        return AVAILABLE
+    names = ", ".join(repr(m) for m in missing)
+    plural = "s" if len(missing) > 1 else ""
+    return Availability(False, f"pipeperf: backend {backend!r} needs package{plural} {names} "
+                               "(not installed)")

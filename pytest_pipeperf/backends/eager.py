@@ -1,0 +1,114 @@
+"""``eager``: the model in PyTorch via transformers, as the reference and as a candidate."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pytest_pipeperf.backends.base import (
+    AVAILABLE,
+    Availability,
+    BackendError,
+    BackendUnavailableError,
+    BuildContext,
+    BuildInfo,
+    ModelSpec,
+    Task,
+    TextBatch,
+    package_availability,
+)
+from pytest_pipeperf.precision import Precision
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pytest_pipeperf.devices import Device
+
+_AUTO_CLASS = {
+    Task.FEATURE_EXTRACTION: "AutoModel",
+    Task.TEXT_CLASSIFICATION: "AutoModelForSequenceClassification",
+}
+
+
+class EagerRunnable:
+    """A transformers model in inference mode plus its tokenizer."""
+
+    def __init__(self, model: Any, tokenizer: Any, task: Task, device: str, info: BuildInfo) -> None:
+        import torch
+
+        self._torch = torch
+        self._model = model
+        self._tokenizer = tokenizer
+        self._task = task
+        self._device = device
+        self._names = set(tokenizer.model_input_names)
+        self.info = info
+
+    def __call__(self, batch: TextBatch) -> Mapping[str, np.ndarray]:
+        from pytest_pipeperf.backends._hf import encode
+
+        torch = self._torch
+        enc = {
+            k: torch.from_numpy(v).to(self._device)
+            for k, v in encode(self._tokenizer, batch, self._names).items()
+        }
+        with torch.inference_mode():
+            out = self._model(**enc)
+        name = self._task.output_name
+        return {name: getattr(out, name).float().cpu().numpy()}
+
+    def close(self) -> None:
+        self._model = None
+
+
+class EagerBackend:
+    """PyTorch eager via ``transformers.Auto*.from_pretrained`` on a local directory."""
+
+    name = "eager"
+
+    def availability(self) -> Availability:
+        return package_availability(self.name, ["torch", "transformers"])
+
+    def supports(self, precision: Precision, device: Device) -> Availability:
+        if precision in (Precision.FP32, Precision.BF16):
+            return AVAILABLE
+        if precision is Precision.FP16:
+            if device.kind == "cuda":
+                return AVAILABLE
+            return Availability(False, "pipeperf: backend 'eager' runs fp16 on cuda only "
+                                       "(CPU fp16 matmuls are emulated); use bf16 on cpu")
+        return Availability(False, f"pipeperf: backend 'eager' precision {precision.value!r} "
+                                   "is not supported yet (supported: fp32, bf16, fp16 on cuda)")
+
+    def build(
+        self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
+    ) -> EagerRunnable:
+        try:
+            import torch
+            import transformers
+        except (ImportError, OSError) as exc:
+            raise BackendUnavailableError(
+                f"pipeperf: backend 'eager' cannot import torch/transformers ({exc})"
+            ) from exc
+        from pytest_pipeperf.backends._hf import load_tokenizer, set_torch_threads
+
+        set_torch_threads(context.threads)
+        if device.kind == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailableError("pipeperf: device 'cuda' needs a CUDA build of torch "
+                                          "and an NVIDIA GPU; torch sees none")
+        dtype = {Precision.FP32: torch.float32, Precision.BF16: torch.bfloat16,
+                 Precision.FP16: torch.float16}[precision]
+        auto = getattr(transformers, _AUTO_CLASS[model.task])
+        start = time.perf_counter()
+        try:
+            net = auto.from_pretrained(
+                str(model.path), dtype=dtype, local_files_only=True,
+                trust_remote_code=model.trust_remote_code,
+            )
+        except (OSError, ValueError) as exc:
+            raise BackendError(f"cannot load {model.task.value} model from {model.path}: {exc}") from exc
+        net = net.to(str(device)).eval()
+        tokenizer = load_tokenizer(model)
+        info = BuildInfo(load_s=time.perf_counter() - start)
+        return EagerRunnable(net, tokenizer, model.task, str(device), info)

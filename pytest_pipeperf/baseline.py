@@ -1,0 +1,408 @@
+"""Baseline files: strict JSON load, merge of queued runs, atomic write once per session.
+
+Layout: ``<baseline_dir>/<suite path>/<hardware class>.json``, pretty-printed with sorted keys
+and a trailing newline so that a refresh reads as a small diff in review::
+
+    {
+      "cases": {
+        "test_embed[onnxruntime-fp32-cpu]": {
+          "batch_size=8": {"runs": [{"recorded_at": ..., "stats": {...}, ...}]}
+        }
+      },
+      "hardware": {"class": "amd-epyc-2c", ...},
+      "pipeperf_version": "0.1.0",
+      "schema_version": 1,
+      "suite": "suites/test_embeddings"
+    }
+
+A file that cannot be read as a baseline is an error naming the file and the field, and is
+never written to: the session refuses to merge into it rather than clobber it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_pipeperf.stats import LatencyStats
+
+SCHEMA_VERSION = 1
+MAX_RUNS = 10
+_TOP_KEYS = {"schema_version", "pipeperf_version", "suite", "hardware", "cases"}
+
+
+class BaselineError(Exception):
+    """A baseline file that cannot be used; the message names the file, the problem and the fix."""
+
+    def __init__(self, path: Path | str, problem: str, fix: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"baseline file {self.path}: {problem}. {fix}")
+
+
+_FIX_CORRUPT = (
+    "Fix or delete the file (e.g. `git checkout -- <file>`); pytest-pipeperf will not overwrite it"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One recorded measurement of one workload point.
+
+    :param recorded_at: ISO-8601 UTC timestamp.
+    :param stats: the latency statistics of that run.
+    :param throughput: items per second at the median.
+    :param versions: library versions at recording time.
+    :param threads: intra-op threads used (``None`` = library default).
+    """
+
+    recorded_at: str
+    stats: LatencyStats
+    throughput: float
+    versions: Mapping[str, str]
+    threads: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "recorded_at": self.recorded_at,
+            "stats": self.stats.to_dict(),
+            "throughput": self.throughput,
+            "versions": dict(sorted(self.versions.items())),
+            "threads": self.threads,
+        }
+
+
+@dataclass(slots=True)
+class BaselineFile:
+    """The parsed content of one baseline file."""
+
+    suite: str
+    hardware: dict[str, Any]
+    cases: dict[str, dict[str, list[Run]]] = field(default_factory=dict)
+    pipeperf_version: str = ""
+
+    def runs(self, case: str, point: str) -> list[Run]:
+        """The stored runs of one workload point, oldest first (empty if none)."""
+        return list(self.cases.get(case, {}).get(point, []))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "pipeperf_version": self.pipeperf_version,
+            "suite": self.suite,
+            "hardware": self.hardware,
+            "cases": {
+                case: {point: {"runs": [r.to_dict() for r in runs]} for point, runs in points.items()}
+                for case, points in self.cases.items()
+            },
+        }
+
+
+def render(baseline: BaselineFile) -> str:
+    """The exact file text: sorted keys, indent 2, trailing newline, no NaN."""
+    return json.dumps(baseline.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def _need(cond: bool, path: Path, where: str, problem: str) -> None:
+    if not cond:
+        raise BaselineError(path, f"field {where}: {problem}", _FIX_CORRUPT)
+
+
+def _parse_run(data: Any, path: Path, where: str) -> Run:
+    _need(isinstance(data, dict), path, where, "expected an object")
+    for key in ("recorded_at", "stats", "throughput", "versions", "threads"):
+        _need(key in data, path, f"{where}.{key}", "missing")
+    _need(isinstance(data["recorded_at"], str), path, f"{where}.recorded_at", "expected a string")
+    thr = data["throughput"]
+    _need(
+        isinstance(thr, (int, float)) and not isinstance(thr, bool) and math.isfinite(thr) and thr >= 0,
+        path, f"{where}.throughput", f"expected a finite number >= 0, got {thr!r}",
+    )
+    versions = data["versions"]
+    _need(
+        isinstance(versions, dict) and all(isinstance(v, str) for v in versions.values()),
+        path, f"{where}.versions", "expected an object of strings",
+    )
+    threads = data["threads"]
+    _need(
+        threads is None or (isinstance(threads, int) and not isinstance(threads, bool) and threads > 0),
+        path, f"{where}.threads", f"expected null or a positive integer, got {threads!r}",
+    )
+    stats = data["stats"]
+    _need(isinstance(stats, dict), path, f"{where}.stats", "expected an object")
+    try:
+        parsed = LatencyStats.from_dict(stats)
+    except KeyError as exc:
+        raise BaselineError(path, f"field {where}.stats.{exc.args[0]}: missing", _FIX_CORRUPT) from None
+    except (TypeError, ValueError) as exc:
+        raise BaselineError(path, f"field {where}.stats: {exc}", _FIX_CORRUPT) from None
+    return Run(data["recorded_at"], parsed, float(thr), dict(versions), threads)
+
+
+def parse(data: Any, path: Path) -> BaselineFile:
+    """Validate decoded JSON as a baseline file.
+
+    :raises BaselineError: naming the file and the offending field.
+    """
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise BaselineError(
+            path, "not a pytest-pipeperf baseline (no top-level 'schema_version')",
+            "Move the file out of the baseline directory or point --pipeperf-baseline-dir elsewhere",
+        )
+    version = data["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise BaselineError(path, f"field schema_version: expected an integer, got {version!r}",
+                            _FIX_CORRUPT)
+    if version > SCHEMA_VERSION:
+        raise BaselineError(
+            path,
+            f"written with schema {version} by a newer pytest-pipeperf "
+            f"({data.get('pipeperf_version', '?')}); this one reads schema {SCHEMA_VERSION}",
+            "Upgrade pytest-pipeperf (pip install -U pytest-pipeperf)",
+        )
+    if version < SCHEMA_VERSION:
+        raise BaselineError(
+            path, f"schema {version} is older than {SCHEMA_VERSION} and cannot be read",
+            "Move the file away and re-record with --pipeperf-update-baselines",
+        )
+    unknown = set(data) - _TOP_KEYS
+    _need(not unknown, path, ", ".join(sorted(unknown)), "unknown top-level key(s)")
+    for key in ("suite", "pipeperf_version"):
+        _need(isinstance(data.get(key), str), path, key, "expected a string")
+    _need(isinstance(data.get("hardware"), dict), path, "hardware", "expected an object")
+    _need(isinstance(data["hardware"].get("class"), str), path, "hardware.class",
+          "expected a string")
+    cases_raw = data.get("cases")
+    _need(isinstance(cases_raw, dict), path, "cases", "expected an object")
+    cases: dict[str, dict[str, list[Run]]] = {}
+    for case, points in cases_raw.items():
+        _need(isinstance(points, dict), path, f"cases[{case!r}]", "expected an object")
+        cases[case] = {}
+        for point, entry in points.items():
+            where = f"cases[{case!r}][{point!r}]"
+            _need(isinstance(entry, dict) and isinstance(entry.get("runs"), list) and entry["runs"],
+                  path, f"{where}.runs", "expected a non-empty list")
+            cases[case][point] = [
+                _parse_run(run, path, f"{where}.runs[{i}]") for i, run in enumerate(entry["runs"])
+            ]
+    return BaselineFile(data["suite"], data["hardware"], cases, data["pipeperf_version"])
+
+
+def load_file(path: Path) -> BaselineFile | None:
+    """Read and validate one baseline file; ``None`` if it does not exist. Never writes.
+
+    :raises BaselineError: for a symlink out of the directory, unreadable, truncated, non-JSON,
+        foreign or wrong-schema file.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BaselineError(path, f"cannot be read ({exc.strerror})",
+                            "Check the file's permissions") from None
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise BaselineError(path, f"is not valid JSON ({exc})", _FIX_CORRUPT) from None
+    return parse(data, path)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in a baseline")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader sees the old or the new file, never a mix.
+
+    A temporary file in the same directory is written, fsynced and renamed over the target.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """A queued baseline write for one workload point.
+
+    :param suite: the suite (test file path without ``.py``, relative to the rootdir).
+    :param case: the case id, ``test_embed[onnxruntime-fp32-cpu]``.
+    :param point: the workload point key, ``batch_size=8``.
+    :param run: the run to store.
+    :param reset: drop the stored runs first (the code really changed, or the setup differs).
+    """
+
+    suite: str
+    case: str
+    point: str
+    run: Run
+    reset: bool = False
+
+
+@dataclass(slots=True)
+class FlushResult:
+    """What a flush did."""
+
+    created: int = 0
+    updated: int = 0
+    removed: int = 0
+    files: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class BaselineStore:
+    """Reads baselines for one hardware class and writes queued updates once.
+
+    :param root: the baseline directory.
+    :param hardware: this machine's fingerprint as a dict (with ``class``).
+    :param pipeperf_version: written into files.
+    """
+
+    def __init__(self, root: Path, hardware: Mapping[str, Any], pipeperf_version: str) -> None:
+        self.root = root
+        self.hardware = dict(hardware)
+        self.pipeperf_version = pipeperf_version
+        self._cache: dict[str, BaselineFile | BaselineError | None] = {}
+
+    @property
+    def hardware_class(self) -> str:
+        """This machine's hardware class key."""
+        return str(self.hardware["class"])
+
+    def path_for(self, suite: str) -> Path:
+        """The file for ``suite`` on this hardware class."""
+        return self.root.joinpath(*suite.split("/")) / f"{self.hardware_class}.json"
+
+    def display(self, path: Path) -> str:
+        """The path as shown to users (relative to the cwd when possible)."""
+        try:
+            return os.path.relpath(path)
+        except ValueError:
+            return str(path)
+
+    def _checked_path(self, suite: str) -> Path:
+        path = self.path_for(suite)
+        if os.path.lexists(path):
+            real, root = path.resolve(), self.root.resolve()
+            if root not in real.parents:
+                raise BaselineError(path, f"resolves outside the baseline directory ({real})",
+                                    "Replace the symlink with a regular file")
+        return path
+
+    def load(self, suite: str) -> BaselineFile | None:
+        """The suite's file for this hardware class (cached); ``None`` if there is none.
+
+        :raises BaselineError: if the file exists but is unusable (also on every later call).
+        """
+        if suite not in self._cache:
+            try:
+                self._cache[suite] = load_file(self._checked_path(suite))
+            except BaselineError as exc:
+                self._cache[suite] = exc
+        cached = self._cache[suite]
+        if isinstance(cached, BaselineError):
+            raise cached
+        return cached
+
+    def other_classes(self, suite: str) -> list[str]:
+        """Hardware classes that have a baseline for ``suite`` but are not this machine's."""
+        folder = self.path_for(suite).parent
+        try:
+            names = sorted(p.stem for p in folder.glob("*.json"))
+        except OSError:
+            return []
+        return [n for n in names if n != self.hardware_class]
+
+    def flush(
+        self,
+        updates: Iterable[Update],
+        prune: Mapping[str, set[str]] | None = None,
+    ) -> FlushResult:
+        """Merge queued updates into their files and write each changed file once, atomically.
+
+        Each file is re-read from disk first, so a file that became unusable is reported and left
+        untouched rather than overwritten.
+
+        :param updates: the queued writes.
+        :param prune: per suite, the test function names that still exist; when given (the whole
+            suite ran), entries of other functions are removed.
+        """
+        result = FlushResult()
+        by_suite: dict[str, list[Update]] = {}
+        for update in updates:
+            by_suite.setdefault(update.suite, []).append(update)
+        for suite in sorted(set(by_suite) | set(prune or {})):
+            pending = by_suite.get(suite, [])
+            try:
+                path = self._checked_path(suite)
+                current = load_file(path)
+            except BaselineError as exc:
+                if pending:
+                    result.errors.append(f"{exc} ({len(pending)} update(s) not written)")
+                continue
+            if current is None and not pending:
+                continue
+            merged = current or BaselineFile(suite, self.hardware, {}, self.pipeperf_version)
+            before = render(merged) if current is not None else None
+            for update in pending:
+                points = merged.cases.setdefault(update.case, {})
+                runs = [] if update.reset else points.get(update.point, [])
+                if points.get(update.point):
+                    result.updated += 1
+                else:
+                    result.created += 1
+                points[update.point] = [*runs, update.run][-MAX_RUNS:]
+            if prune is not None and suite in prune:
+                for case in sorted(merged.cases):
+                    if case.split("[", 1)[0] not in prune[suite]:
+                        result.removed += len(merged.cases.pop(case))
+            merged.hardware = self.hardware
+            merged.pipeperf_version = self.pipeperf_version
+            text = render(merged)
+            if text == before:
+                continue
+            try:
+                atomic_write(path, text)
+            except OSError as exc:
+                result.errors.append(
+                    f"baseline file {self.display(path)}: cannot be written ({exc.strerror}); "
+                    "nothing was changed. Check free space and permissions of the baseline directory"
+                )
+                continue
+            self._cache.pop(suite, None)
+            result.files.append(self.display(path))
+        return result
+
+
+def stale_cases(baseline: BaselineFile, functions: set[str]) -> list[str]:
+    """Cases stored in ``baseline`` whose test function no longer exists in the suite."""
+    return sorted(case for case in baseline.cases if case.split("[", 1)[0] not in functions)

@@ -1,0 +1,294 @@
+"""The ``pipeperf`` fixture's object: builds the case's pipeline and benchmarks it.
+
+``pipeperf.bench()`` wires the pieces: reference outputs -> parity -> measure -> summarize ->
+judge -> record. It raises nothing about baselines itself: a regression fails the test through
+``pytest.fail`` with the verdict's message, and the session writes baselines at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_pipeperf.backends.base import (
+    BackendError,
+    BackendUnavailableError,
+    ModelSpec,
+    Runnable,
+    Task,
+    TextBatch,
+)
+from pytest_pipeperf.parity import compare_outputs
+from pytest_pipeperf.baseline import BaselineError
+from pytest_pipeperf.results import USER_PROPERTY, CaseResult, PointResult, point_key
+from pytest_pipeperf.session import suite_of
+from pytest_pipeperf.stats import summarize, throughput
+from pytest_pipeperf.timing import measure, timer_for
+from pytest_pipeperf.verdict import Status
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pytest_pipeperf.config import MarkerOptions
+    from pytest_pipeperf.devices import Device
+    from pytest_pipeperf.precision import Precision
+    from pytest_pipeperf.session import PipeperfSession
+
+_WORDS = (
+    "model latency batch token fast slow graph kernel tensor export runtime cache memory engine "
+    "quantise parity baseline regression throughput pipeline embed sentence review commit build "
+    "the a of and to in is for on with as by at from this that it be are was were has have will "
+    "can may should data result value shape layer head attention vector score label text input"
+).split()
+
+
+class TextInputs(tuple[str, ...]):
+    """Texts plus the sequence length every batch is padded/truncated to."""
+
+    max_length: int | None
+
+    def __new__(cls, texts: Sequence[str], max_length: int | None = None) -> TextInputs:
+        obj = super().__new__(cls, texts)
+        obj.max_length = max_length
+        return obj
+
+
+class InputFactory:
+    """Deterministic synthetic inputs (``pipeperf.inputs``)."""
+
+    def texts(self, n: int = 64, seq_len: int = 128, seed: int = 0) -> TextInputs:
+        """``n`` pseudo-random English-ish texts, padded/truncated to ``seq_len`` tokens.
+
+        :param n: how many texts (>= 1); must cover the largest batch size.
+        :param seq_len: tokens per sequence after tokenisation (>= 2, special tokens included).
+        :param seed: the generator seed: same seed, same texts.
+        :raises ValueError: for ``n < 1`` or ``seq_len < 2``.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"pipeperf.inputs.texts(n={n!r}): n must be an integer >= 1")
+        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 2:
+            raise ValueError(f"pipeperf.inputs.texts(seq_len={seq_len!r}): seq_len must be an "
+                             "integer >= 2")
+        rng = random.Random(seed)
+        texts = [" ".join(rng.choice(_WORDS) for _ in range(seq_len)) for _ in range(n)]
+        return TextInputs(texts, seq_len)
+
+
+class Pipeline:
+    """A built pipeline for one case. Call it with a list of texts to run it directly."""
+
+    def __init__(self, runnable: Runnable, model: ModelSpec, build_s: float) -> None:
+        self.runnable = runnable
+        self.model = model
+        self.build_s = build_s
+
+    def __call__(self, texts: Sequence[str]) -> Mapping[str, np.ndarray]:
+        """Run ``texts`` as one batch and return the outputs."""
+        return self.runnable(TextBatch(tuple(texts), getattr(texts, "max_length", None)))
+
+
+def _model_max_length(path: Path) -> int | None:
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    value = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+class PipeperfCheck:
+    """What the ``pipeperf`` fixture returns; one per test case.
+
+    :param request: the test's fixture request.
+    :param session: the run's :class:`PipeperfSession`.
+    :param backend: / precision / device: this case's cell of the matrix.
+    :param marker: the test's validated marker arguments.
+    """
+
+    def __init__(
+        self, request: pytest.FixtureRequest, session: PipeperfSession, backend: str,
+        precision: Precision, device: Device, marker: MarkerOptions,
+    ) -> None:
+        self._request = request
+        self._session = session
+        self.backend = backend
+        self.precision = precision
+        self.device = device
+        self.marker = marker
+        self.inputs = InputFactory()
+        self._benched = False
+
+    @property
+    def threshold(self) -> float:
+        """The allowed slowdown for this test (marker, else command line / ini)."""
+        return self.marker.threshold if self.marker.threshold is not None else \
+            self._session.settings.threshold
+
+    def pipeline(self, model: str | Path, task: str | None = None,
+                 trust_remote_code: bool | None = None) -> Pipeline:
+        """Build ``model`` for this case's backend, precision and device.
+
+        :param model: a local model directory (``save_pretrained`` layout); nothing downloads.
+        :param task: the pipeline task; defaults to the marker's ``task``.
+        :param trust_remote_code: run the model's own code; defaults to the marker's (off).
+        :raises pytest.UsageError: for a missing directory or task.
+        """
+        path = Path(model)
+        if not path.is_dir():
+            raise pytest.UsageError(
+                f"pipeperf.pipeline({str(model)!r}): no such model directory; pass a local "
+                "directory saved with save_pretrained() (models are never downloaded)"
+            )
+        name = task or (self.marker.task.value if self.marker.task else None)
+        if name is None:
+            raise pytest.UsageError(
+                f"pipeperf.pipeline({str(model)!r}): no task; pass task=... or set "
+                f"@pytest.mark.pipeperf(task=...) (valid: {', '.join(t.value for t in Task)})"
+            )
+        try:
+            parsed = Task.parse(name)
+        except ValueError as exc:
+            raise pytest.UsageError(f"pipeperf.pipeline(): {exc}") from None
+        trust = self.marker.trust_remote_code if trust_remote_code is None else trust_remote_code
+        spec = ModelSpec(path.resolve(), parsed, trust)
+        backend = self._session.backend(self.backend)
+        if backend is None:
+            pytest.skip(f"pipeperf: backend {self.backend!r} unavailable")
+        start = time.perf_counter()
+        try:
+            runnable = backend.build(spec, self.precision, self.device,
+                                     self._session.build_context())
+        except BackendUnavailableError as exc:
+            pytest.skip(str(exc))
+        except BackendError as exc:
+            pytest.fail(f"pipeperf: backend {self.backend!r} failed to build {path.name} "
+                        f"({self.precision}, {self.device}): {exc}", pytrace=False)
+        return Pipeline(runnable, spec, time.perf_counter() - start)
+
+    def bench(self, pipe: Pipeline, inputs: Sequence[str],
+              batch_sizes: Sequence[int] | None = None) -> CaseResult:
+        """Check parity and measure ``pipe`` at every batch size; judge against the baseline.
+
+        Fails the test on a parity failure, or on a regression when ``--pipeperf-fail-on`` is
+        ``regression`` and baselines are not being updated.
+
+        :param pipe: from :meth:`pipeline`.
+        :param inputs: texts, e.g. ``pipeperf.inputs.texts(n=64, seq_len=128)``; batch ``b`` is
+            ``inputs[:b]``.
+        :param batch_sizes: override the marker's ``batch_sizes``.
+        :raises pytest.UsageError: for empty inputs, too few inputs, a bad batch size, a sequence
+            longer than the model accepts, or a second call in one test.
+        """
+        if self._benched:
+            raise pytest.UsageError("pipeperf.bench() may be called once per test")
+        self._benched = True
+        settings = self._session.settings
+        sizes = tuple(batch_sizes) if batch_sizes is not None else self.marker.batch_sizes
+        texts = tuple(inputs)
+        max_length = getattr(inputs, "max_length", None)
+        self._validate(pipe, texts, sizes, max_length)
+        item = self._request.node
+        suite = suite_of(item, self._session.config.rootpath)
+        case = item.name
+        preset = self.marker.parity_preset(self.precision)
+        timer = timer_for(self.device.kind, self.device.index)
+        points: list[PointResult] = []
+        for size in sizes:
+            batch = TextBatch(texts[:size], max_length)
+            reference = self._run(lambda b=batch: self._session.reference_outputs(pipe.model, b),
+                                  "the eager fp32 reference")
+            timer.sync()
+            start = timer.now_ns()
+            outputs = self._run(lambda b=batch: pipe.runnable(b), f"backend {self.backend!r}")
+            timer.sync()
+            first_ms = (timer.now_ns() - start) / 1e6
+            parity = compare_outputs(reference, outputs, preset)
+            if not parity or settings.disabled:
+                points.append(PointResult(size, parity, first_ms))
+                continue
+            measurement = measure({"candidate": lambda b=batch: pipe.runnable(b)}, settings.plan,
+                                  timer)
+            stats = summarize(measurement.samples_ns["candidate"])
+            try:
+                verdict = self._session.judge_point(suite, case, point_key(size), stats,
+                                                    self.device, self.threshold)
+            except BaselineError as exc:
+                pytest.fail(f"pipeperf: {exc}", pytrace=False)
+            points.append(PointResult(size, parity, first_ms, stats, throughput(size, stats),
+                                      verdict))
+        parity_ok = all(p.parity for p in points)
+        info = pipe.runnable.info
+        result = CaseResult(
+            nodeid=item.nodeid, suite=suite, case=case, backend=self.backend,
+            precision=self.precision.value, device=str(self.device), task=pipe.model.task.value,
+            model=str(pipe.model.path), threads=settings.threads, points=tuple(points),
+            costs={"build_s": pipe.build_s, "load_s": info.load_s, "export_s": info.export_s,
+                   "export_cache": info.export_cache, **info.notes},
+            peak_rss_mb=_peak_rss_mb(), versions=self._session.versions,
+            update=settings.update_baselines and parity_ok and not settings.disabled,
+            disabled=settings.disabled,
+        )
+        item.user_properties.append((USER_PROPERTY, result.to_dict()))
+        self._fail_if_needed(points)
+        return result
+
+    def _run(self, fn: Any, what: str) -> Mapping[str, np.ndarray]:
+        try:
+            out: Mapping[str, np.ndarray] = fn()
+        except BackendUnavailableError as exc:
+            pytest.skip(str(exc))
+        except BackendError as exc:
+            pytest.fail(f"pipeperf: {what} failed: {exc}", pytrace=False)
+        return out
+
+    def _validate(self, pipe: Pipeline, texts: tuple[str, ...], sizes: Sequence[int],
+                  max_length: int | None) -> None:
+        if not texts:
+            raise pytest.UsageError("pipeperf.bench(): inputs is empty; use e.g. "
+                                    "pipeperf.inputs.texts(n=8)")
+        if not all(isinstance(t, str) for t in texts):
+            raise pytest.UsageError("pipeperf.bench(): inputs must be strings")
+        for size in sizes:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise pytest.UsageError(f"pipeperf.bench(): batch size {size!r} is invalid; "
+                                        "batch sizes are integers >= 1")
+            if size > len(texts):
+                raise pytest.UsageError(
+                    f"pipeperf.bench(): batch size {size} needs at least {size} inputs, got "
+                    f"{len(texts)}; pass more, e.g. pipeperf.inputs.texts(n={max(sizes)})"
+                )
+        limit = _model_max_length(pipe.model.path)
+        if max_length is not None and limit is not None and max_length > limit:
+            raise pytest.UsageError(
+                f"pipeperf.bench(): seq_len {max_length} exceeds the model's maximum of {limit} "
+                f"tokens ({pipe.model.path}/config.json max_position_embeddings); use "
+                f"seq_len<={limit}"
+            )
+
+    def _fail_if_needed(self, points: Sequence[PointResult]) -> None:
+        settings = self._session.settings
+        messages = [f"batch_size={p.batch_size}: {p.parity.message()}" for p in points if not p.parity]
+        if messages:
+            pytest.fail("pipeperf: " + "; ".join(messages), pytrace=False)
+        if settings.update_baselines or settings.fail_on.value == "never":
+            return
+        regressed = [p for p in points if p.verdict and p.verdict.status is Status.REGRESSED]
+        if regressed:
+            text = "; ".join(f"batch_size={p.batch_size}: {p.verdict.message()}"
+                             for p in regressed if p.verdict)
+            pytest.fail(f"pipeperf: regressed: {text}", pytrace=False)
+
+

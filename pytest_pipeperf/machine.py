@@ -1,0 +1,133 @@
+"""The hardware/software fingerprint, read without importing torch, CUDA or onnxruntime."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# Distributions whose versions are recorded with every baseline run and shown when they differ.
+TRACKED_DISTRIBUTIONS = (
+    "torch",
+    "transformers",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "optimum",
+    "optimum-onnx",
+    "onnx",
+    "tokenizers",
+    "numpy",
+    "tensorrt",
+    "openvino",
+    "pytest-pipeperf",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MachineInfo:
+    """What a timing depends on.
+
+    :param cpu: the CPU model string.
+    :param logical_cores: ``os.cpu_count()``.
+    :param machine: the architecture (``x86_64``).
+    :param gpus: GPU names as the driver reports them (``NVIDIA H100 80GB HBM3``).
+    :param driver: the NVIDIA driver version, if any.
+    :param extra: fields added by ``pytest_pipeperf_machine_info`` implementations.
+    """
+
+    cpu: str
+    logical_cores: int
+    machine: str
+    gpus: tuple[str, ...] = ()
+    driver: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def hardware_class(self) -> str:
+        """The baseline file key: a slug of CPU model, core count and GPUs.
+
+        ``amd-epyc-2c``, ``intel-xeon-platinum-8480c-16c-nvidia-h100-80gb-hbm3x8``.
+        """
+        key = f"{_slug(self.cpu)}-{self.logical_cores}c"
+        if self.gpus:
+            names = sorted(set(self.gpus))
+            key += "-" + "-".join(f"{_slug(n)}x{self.gpus.count(n)}" for n in names)
+        return key
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, including the derived ``class``."""
+        return {
+            "class": self.hardware_class,
+            "cpu": self.cpu,
+            "logical_cores": self.logical_cores,
+            "machine": self.machine,
+            "gpus": list(self.gpus),
+            "driver": self.driver,
+            "extra": dict(sorted(self.extra.items())),
+        }
+
+
+def _slug(text: str) -> str:
+    text = re.sub(r"\((r|tm)\)|cpu @.*$|processor|\d+-core", "", text.lower())
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "unknown"
+
+
+def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    try:
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown-cpu"
+
+
+def _nvidia_gpus() -> tuple[tuple[str, ...], str | None]:
+    """GPU names and driver version from ``nvidia-smi``, or nothing if there is no driver."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return (), None
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return (), None
+    rows = [line.split(",") for line in out.splitlines() if line.strip()]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [int(v) for v in visible.split(",") if v.strip().isdigit()]
+        rows = [rows[i] for i in ids if i < len(rows)]
+    names = tuple(r[0].strip() for r in rows)
+    driver = rows[0][1].strip() if rows and len(rows[0]) > 1 else None
+    return names, driver
+
+
+def collect() -> MachineInfo:
+    """Read this machine's fingerprint."""
+    gpus, driver = _nvidia_gpus()
+    return MachineInfo(
+        cpu=_cpu_model(),
+        logical_cores=os.cpu_count() or 1,
+        machine=platform.machine(),
+        gpus=gpus,
+        driver=driver,
+    )
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the tracked distributions that are installed, plus Python's."""
+    versions = {"python": platform.python_version()}
+    for dist in TRACKED_DISTRIBUTIONS:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions

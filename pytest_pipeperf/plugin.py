@@ -1,0 +1,156 @@
+"""pytest entry point: options, hooks and wiring only."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pytest_pipeperf import hookspecs
+from pytest_pipeperf.backends import PLANNED, REGISTRY, load_backend
+from pytest_pipeperf.backends.base import Backend
+from pytest_pipeperf.config import (
+    MARKER_HELP,
+    MarkerOptions,
+    PipeperfConfig,
+    parse_devices,
+    parse_fail_on,
+    parse_name_list,
+    parse_positive_int,
+    parse_precision_list,
+    parse_seconds,
+    parse_threads,
+    parse_threshold,
+)
+from pytest_pipeperf.fixtures import pipeperf, pipeperf_backend, pipeperf_device, pipeperf_precision
+from pytest_pipeperf.matrix import ARGNAMES, backends_for, cells, precisions_for
+from pytest_pipeperf.session import PipeperfSession, session_key
+
+__all__ = ["pipeperf", "pipeperf_backend", "pipeperf_device", "pipeperf_precision"]
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Register ``pytest_pipeperf_*`` hook specs."""
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Declare the ``pipeperf`` option group and its ini keys."""
+    group = parser.getgroup("pipeperf", "pipeperf: parity and performance regression checks")
+    builtin = ", ".join([*REGISTRY, *PLANNED])
+    options = [
+        ("--pipeperf-backend", "pipeperf_backend", "LIST", parse_name_list, None,
+         f"comma list of backends ({builtin}, or any a plugin adds). Default: every installed one"),
+        ("--pipeperf-precision", "pipeperf_precision", "LIST", parse_precision_list, None,
+         "comma list of fp32, fp16, bf16, int8, int4 or all. Default: fp32 plus the marker's"),
+        ("--pipeperf-device", "pipeperf_device", "LIST", parse_devices, None,
+         "comma list of cpu, cuda, cuda:N or all. Default: every visible GPU, else cpu"),
+        ("--pipeperf-threshold", "pipeperf_threshold", "PCT", parse_threshold, None,
+         "allowed slowdown, e.g. 5%% or 0.05 (per test: the marker's threshold). Default: 5%%"),
+        ("--pipeperf-fail-on", "pipeperf_fail_on", "WHEN", parse_fail_on, None,
+         "regression: a regressed case fails its test; never: report only. Default: regression"),
+        ("--pipeperf-threads", "pipeperf_threads", "N", parse_threads, None,
+         "intra-op threads for torch/onnxruntime: auto (1 on <=4 cores), default or N. "
+         "Default: auto"),
+        ("--pipeperf-min-time", "pipeperf_min_time", "SECONDS", parse_seconds, None,
+         "time each workload point for at least this long. Default: 1.0"),
+        ("--pipeperf-max-time", "pipeperf_max_time", "SECONDS", parse_seconds, None,
+         "stop timing a workload point after this long. Default: 10.0"),
+        ("--pipeperf-min-rounds", "pipeperf_min_rounds", "N", parse_positive_int, None,
+         "take at least this many timed calls per workload point. Default: 10"),
+        ("--pipeperf-warmup", "pipeperf_warmup", "SECONDS", parse_seconds, None,
+         "un-timed warm-up per workload point. Default: 0.2"),
+    ]
+    for flag, dest, metavar, parser_fn, default, help_text in options:
+        group.addoption(flag, dest=dest, metavar=metavar, type=parser_fn, default=default,
+                        help=help_text)
+        parser.addini(dest, help_text.replace("%%", "%"), default=None)
+    group.addoption("--pipeperf-update-baselines", dest="pipeperf_update_baselines",
+                    action="store_true", default=False,
+                    help="record/refresh baselines of the cases that ran and passed parity; "
+                         "written once at session end. Default: %(default)r")
+    parser.addini("pipeperf_update_baselines", "always update baselines", type="bool",
+                  default=False)
+    group.addoption("--pipeperf-baseline-dir", dest="pipeperf_baseline_dir", metavar="PATH",
+                    default=None, help="baseline directory. Default: baselines/ in the rootdir")
+    parser.addini("pipeperf_baseline_dir", "baseline directory (relative to the rootdir)",
+                  default=None)
+    group.addoption("--pipeperf-json", dest="pipeperf_json", metavar="PATH", default=None,
+                    help="write every result as JSON to PATH. Default: %(default)r")
+    group.addoption("--pipeperf-disable", dest="pipeperf_disable", action="store_true",
+                    default=False,
+                    help="parity only: no timing, no baselines. Default: %(default)r")
+    parser.addini("pipeperf_disable", "parity only: no timing, no baselines", type="bool",
+                  default=False)
+    parser.addini("pipeperf_reference_backend",
+                  "backend whose fp32 CPU outputs are the parity reference (default: eager)",
+                  default="eager")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_pipeperf_make_backend(name: str, config: pytest.Config) -> Backend | None:
+    """Built-in fallback: the backends of ``pytest_pipeperf.backends.REGISTRY``."""
+    return load_backend(name) if name in REGISTRY else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Validate options, create the session state and register it."""
+    config.addinivalue_line("markers", MARKER_HELP)
+    settings = PipeperfConfig.from_pytest_config(config)
+    session = PipeperfSession(config, settings)
+    known = session.known_backends()
+    if settings.backends and "all" in settings.backends:
+        settings = dataclasses.replace(settings, backends=tuple(known))
+        session.settings = settings
+    for name in settings.backends or ():
+        if name not in known:
+            raise pytest.UsageError(
+                f"--pipeperf-backend: unknown backend {name!r}; valid: {', '.join(known)}, all"
+            )
+    _check_xdist(config, settings)
+    config.stash[session_key] = session
+    config.pluginmanager.register(session, "pipeperf-session")
+
+
+def _check_xdist(config: pytest.Config, settings: PipeperfConfig) -> None:
+    workers = config.getoption("numprocesses", default=None)
+    if not workers or settings.disabled or hasattr(config, "workerinput"):
+        return
+    if all(d.kind == "cpu" for d in settings.devices):
+        raise pytest.UsageError(
+            f"pipeperf: timed CPU cases cannot run under pytest-xdist (-n {workers}): parallel "
+            "workers share the CPU and corrupt each other's timings. Drop -n, or add "
+            "--pipeperf-disable for a parity-only parallel run"
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Unregister the session state."""
+    session = config.stash.get(session_key, None)
+    if session is not None:
+        config.pluginmanager.unregister(session)
+        del config.stash[session_key]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise tests that use the ``pipeperf`` fixture over backend x precision x device."""
+    if "pipeperf" not in metafunc.fixturenames:
+        return
+    session = metafunc.config.stash[session_key]
+    marker = metafunc.definition.get_closest_marker("pipeperf")
+    try:
+        options = MarkerOptions.from_kwargs(dict(marker.kwargs) if marker else {},
+                                            metafunc.definition.nodeid)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    settings = session.settings
+    backends = backends_for(settings.backends, session.default_backends(), options.backends)
+    precisions = precisions_for(settings.precisions, options.precisions)
+    params = [
+        pytest.param(
+            cell.backend, cell.precision.value, cell.device, id=cell.id,
+            marks=() if cell.availability else pytest.mark.skip(reason=cell.availability.reason),
+        )
+        for cell in cells(backends, precisions, settings.devices, session.availability)
+    ]
+    metafunc.parametrize(list(ARGNAMES), params, indirect=True)

@@ -1,0 +1,92 @@
+"""Per-case results as values, and their JSON form (what travels through xdist and ``--pipeperf-json``).
+
+The JSON form (``CaseResult.to_dict()``) is the documented record schema::
+
+    {"nodeid", "suite", "case", "backend", "precision", "device", "task", "model", "threads",
+     "costs": {"load_s", "export_s", "export_cache", "build_s"}, "peak_rss_mb",
+     "versions": {...}, "update": bool, "disabled": bool,
+     "points": [{"batch_size", "key", "first_call_ms", "stats": LatencyStats | null,
+                 "throughput": items/s | null, "parity": ParityResult, "verdict": Verdict | null}]}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_pipeperf.parity import ParityResult
+from pytest_pipeperf.stats import LatencyStats
+from pytest_pipeperf.verdict import Verdict
+
+RESULT_SCHEMA_VERSION = 1
+USER_PROPERTY = "pipeperf"
+
+
+def point_key(batch_size: int) -> str:
+    """The baseline key of a workload point."""
+    return f"batch_size={batch_size}"
+
+
+@dataclass(frozen=True, slots=True)
+class PointResult:
+    """One workload point of a case."""
+
+    batch_size: int
+    parity: ParityResult
+    first_call_ms: float
+    stats: LatencyStats | None = None
+    throughput: float | None = None
+    verdict: Verdict | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "batch_size": self.batch_size,
+            "key": point_key(self.batch_size),
+            "first_call_ms": self.first_call_ms,
+            "stats": self.stats.to_dict() if self.stats else None,
+            "throughput": self.throughput,
+            "parity": self.parity.to_dict(),
+            "verdict": self.verdict.to_dict() if self.verdict else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    """Everything measured for one test case (one backend x precision x device)."""
+
+    nodeid: str
+    suite: str
+    case: str
+    backend: str
+    precision: str
+    device: str
+    task: str
+    model: str
+    threads: int | None
+    points: tuple[PointResult, ...]
+    costs: dict[str, Any] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+    versions: dict[str, str] = field(default_factory=dict)
+    update: bool = False
+    disabled: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (see the module docstring)."""
+        return {
+            "nodeid": self.nodeid,
+            "suite": self.suite,
+            "case": self.case,
+            "backend": self.backend,
+            "precision": self.precision,
+            "device": self.device,
+            "task": self.task,
+            "model": self.model,
+            "threads": self.threads,
+            "costs": self.costs,
+            "peak_rss_mb": self.peak_rss_mb,
+            "versions": self.versions,
+            "update": self.update,
+            "disabled": self.disabled,
+            "points": [p.to_dict() for p in self.points],
+        }

@@ -1,0 +1,320 @@
+"""``PipeperfSession``: per-run state in ``config.stash``, registered as a plugin for run-time hooks.
+
+It resolves backends, caches the eager reference, judges points against baselines, collects case
+records (from ``user_properties``, so xdist workers' results arrive too), writes baselines once at
+the end (controller only) and prints the summary table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_pipeperf import __version__, report
+from pytest_pipeperf.backends import PLANNED, REGISTRY
+from pytest_pipeperf.backends.base import (
+    Availability,
+    Backend,
+    BuildContext,
+    ModelSpec,
+    Runnable,
+    TextBatch,
+)
+from pytest_pipeperf.baseline import (
+    BaselineError,
+    BaselineStore,
+    FlushResult,
+    Run,
+    Update,
+    atomic_write,
+    stale_cases,
+)
+from pytest_pipeperf.devices import Device, count_visible_gpus
+from pytest_pipeperf.machine import collect, library_versions
+from pytest_pipeperf.precision import Precision
+from pytest_pipeperf.results import USER_PROPERTY
+from pytest_pipeperf.stats import LatencyStats
+from pytest_pipeperf.verdict import Policy, Status, Verdict, judge
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pytest_pipeperf.config import PipeperfConfig
+
+# Prior cross-process drift (sd of ln median) by device kind, used until a baseline holds enough
+# runs to measure its own: ~10% measured on shared 2-core CPUs (environment.md, "Noise");
+# dedicated GPU runners drift a few percent.
+DRIFT_PRIOR = {"cpu": 0.10, "cuda": 0.03}
+session_key = pytest.StashKey["PipeperfSession"]()
+
+
+def suite_of(item: pytest.Item, rootpath: Path) -> str:
+    """The suite name of a test item: its file relative to the rootdir, without ``.py``."""
+    path = Path(item.path)
+    try:
+        rel = path.relative_to(rootpath)
+    except ValueError:
+        rel = Path(path.name)
+    return rel.with_suffix("").as_posix()
+
+
+class PipeperfSession:
+    """State of one pytest run (one per process; under xdist the controller aggregates)."""
+
+    def __init__(self, config: pytest.Config, settings: PipeperfConfig) -> None:
+        self.config = config
+        self.settings = settings
+        self.is_controller = not hasattr(config, "workerinput")
+        machine = collect().to_dict()
+        config.hook.pytest_pipeperf_machine_info(config=config, info=machine)
+        self.machine: dict[str, Any] = machine
+        self.versions = library_versions()
+        self.store = BaselineStore(settings.baseline_dir, machine, __version__)
+        self._backends: dict[str, Backend | None] = {}
+        self._references: dict[tuple[str, str], Runnable] = {}
+        self._reference_outputs: dict[tuple[Any, ...], Mapping[str, np.ndarray]] = {}
+        self.records: list[dict[str, Any]] = []
+        self.functions: dict[str, set[str]] = {}
+        self.partial = bool(config.getoption("keyword", "") or config.getoption("markexpr", ""))
+        self.flush_result: FlushResult | None = None
+        self.errors: list[str] = []
+
+    # -- backends ------------------------------------------------------------------------------
+
+    def known_backends(self) -> list[str]:
+        """Every backend name accepted on the command line."""
+        extra = [n for names in self.config.hook.pytest_pipeperf_backend_names(config=self.config)
+                 for n in names]
+        return list(dict.fromkeys([*REGISTRY, *extra, *PLANNED]))
+
+    def backend(self, name: str) -> Backend | None:
+        """The backend object for ``name`` (via the ``pytest_pipeperf_make_backend`` hook)."""
+        if name not in self._backends:
+            self._backends[name] = self.config.hook.pytest_pipeperf_make_backend(
+                name=name, config=self.config
+            )
+        return self._backends[name]
+
+    def default_backends(self) -> list[str]:
+        """Backends whose packages are installed (the default of ``--pipeperf-backend``)."""
+        names = []
+        for name in self.known_backends():
+            if name in PLANNED and name not in REGISTRY:
+                continue
+            backend = self.backend(name)
+            if backend is not None and backend.availability():
+                names.append(name)
+        return names
+
+    def availability(self, name: str, precision: Precision, device: Device) -> Availability:
+        """Can this cell of the matrix run here? The reason is the stable skip reason."""
+        backend = self.backend(name)
+        if backend is None:
+            reason = PLANNED.get(name, f"no plugin provides backend {name!r}")
+            return Availability(False, f"pipeperf: backend {name!r} unavailable: {reason}")
+        found = backend.availability()
+        if not found:
+            return found
+        visible = count_visible_gpus()
+        if device.kind == "cuda" and (device.index or 0) >= visible:
+            if visible == 0:
+                return Availability(False, f"pipeperf: device {str(device)!r} needs an NVIDIA GPU; "
+                                           "none visible")
+            return Availability(False, f"pipeperf: device {str(device)!r} is not visible "
+                                       f"(only {visible} GPU(s))")
+        return backend.supports(precision, device)
+
+    def build_context(self) -> BuildContext:
+        """Cache directory and thread count for backend builds."""
+        return BuildContext(cache_dir=self.settings.cache_dir, threads=self.settings.threads)
+
+    def reference_outputs(self, model: ModelSpec, batch: TextBatch) -> Mapping[str, np.ndarray]:
+        """Outputs of the reference backend (eager fp32 on the CPU) for ``batch``, cached."""
+        key = (str(model.path), model.task.value, batch)
+        if key not in self._reference_outputs:
+            ref_key = (str(model.path), model.task.value)
+            if ref_key not in self._references:
+                name = self.settings.reference_backend
+                backend = self.backend(name)
+                if backend is None:
+                    raise pytest.UsageError(f"reference backend {name!r} is not known")
+                self._references[ref_key] = backend.build(
+                    model, Precision.FP32, Device("cpu"), self.build_context()
+                )
+            self._reference_outputs[key] = self._references[ref_key](batch)
+        return self._reference_outputs[key]
+
+    # -- verdicts ------------------------------------------------------------------------------
+
+    def judge_point(
+        self, suite: str, case: str, point: str, stats: LatencyStats, device: Device,
+        threshold: float,
+    ) -> Verdict:
+        """Judge a point against its stored baseline runs.
+
+        :raises BaselineError: if the suite's baseline file is unusable.
+        """
+        policy = Policy(threshold=threshold, drift_prior=DRIFT_PRIOR.get(device.kind, 0.10))
+        path = self.store.display(self.store.path_for(suite))
+        baseline = self.store.load(suite)
+        if baseline is None:
+            others = self.store.other_classes(suite)
+            if others:
+                reason = (f"baselines exist only for other hardware ({', '.join(others)}); this "
+                          f"machine is {self.store.hardware_class}: record one with "
+                          "--pipeperf-update-baselines")
+                return judge(stats, [], policy, baseline_file=path, incomparable=reason)
+            return judge(stats, [], policy, baseline_file=path)
+        if baseline.hardware.get("class") != self.store.hardware_class:
+            reason = (f"{path} was recorded on {baseline.hardware.get('class')!r}, this machine is "
+                      f"{self.store.hardware_class!r}")
+            return judge(stats, [], policy, baseline_file=path, incomparable=reason)
+        runs = baseline.runs(case, point)
+        threads = {run.threads for run in runs}
+        if runs and threads != {self.settings.threads}:
+            reason = (f"baseline recorded with threads={sorted(threads, key=str)}, this run uses "
+                      f"threads={self.settings.threads}")
+            return judge(stats, [], policy, baseline_file=path, incomparable=reason)
+        return judge(stats, [r.stats for r in runs], policy, baseline_file=path)
+
+    # -- run-time hooks (this object is registered as a plugin) --------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            if "pipeperf" in getattr(item, "fixturenames", ()):
+                func = getattr(item, "originalname", item.name)
+                self.functions.setdefault(suite_of(item, self.config.rootpath), set()).add(func)
+
+    @pytest.hookimpl
+    def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
+        if items:
+            self.partial = True
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for name, value in report.user_properties:
+            if name == USER_PROPERTY and isinstance(value, dict):
+                self.records.append(value)
+
+    def _updates(self) -> list[Update]:
+        updates = []
+        now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+        for rec in self.records:
+            if not rec.get("update"):
+                continue
+            for point in rec["points"]:
+                stats = LatencyStats.from_dict(point["stats"])
+                run = Run(now, stats, float(point["throughput"]), rec["versions"], rec["threads"])
+                status = (point.get("verdict") or {}).get("status")
+                reset = status in (Status.REGRESSED.value, Status.IMPROVED.value,
+                                   Status.INCOMPARABLE.value)
+                updates.append(Update(rec["suite"], rec["case"], point["key"], run, reset))
+        return updates
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.is_controller:
+            return
+        if self.settings.update_baselines and not self.settings.disabled:
+            prune = None if self.partial else {s: set(f) for s, f in self.functions.items()}
+            self.flush_result = self.store.flush(self._updates(), prune)
+            self.errors.extend(self.flush_result.errors)
+        if self.settings.json_path is not None:
+            doc = report.to_json(self.records, self.machine, self._settings_dict(),
+                                 self._baseline_summary())
+            try:
+                atomic_write(self.settings.json_path,
+                             json.dumps(doc, indent=2, sort_keys=True, default=_json_default) + "\n")
+            except OSError as exc:
+                self.errors.append(f"cannot write --pipeperf-json={self.settings.json_path}: "
+                                   f"{exc.strerror}")
+        if self.errors and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _settings_dict(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "threshold": s.threshold, "fail_on": s.fail_on.value, "threads": s.threads,
+            "update_baselines": s.update_baselines, "disabled": s.disabled,
+            "baseline_dir": str(s.baseline_dir), "min_time_s": s.plan.min_time_s,
+            "max_time_s": s.plan.max_time_s, "min_rounds": s.plan.min_rounds,
+            "versions": self.versions,
+        }
+
+    def _baseline_summary(self) -> dict[str, Any]:
+        result = self.flush_result
+        return {
+            "hardware_class": self.store.hardware_class,
+            "created": result.created if result else 0,
+            "updated": result.updated if result else 0,
+            "removed": result.removed if result else 0,
+            "files": result.files if result else [],
+            "stale": self._stale(),
+        }
+
+    def _stale(self) -> list[str]:
+        stale = []
+        for suite, functions in sorted(self.functions.items()):
+            try:
+                baseline = self.store.load(suite)
+            except BaselineError:
+                continue
+            if baseline is not None:
+                stale.extend(f"{suite}::{case}" for case in stale_cases(baseline, functions))
+        return stale
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.is_controller:
+            return
+        tr = terminalreporter
+        if not self.records and not self.errors and self.flush_result is None:
+            return
+        tr.write_sep("=", "pipeperf")
+        threads = self.settings.threads if self.settings.threads is not None else "default"
+        tr.write_line(f"machine {self.store.hardware_class}, threads={threads}, "
+                      f"baselines {self.store.display(self.settings.baseline_dir)}")
+        for line in report.table_lines(self.records):
+            tr.write_line(line)
+        if self.records:
+            tr.write_line("")
+            tr.write_line("pipeperf: " + report.summary_line(self.records))
+        for line in report.detail_lines(self.records):
+            tr.write_line(line)
+        if self.records and tr.config.getoption("verbose", 0) > 0:
+            tr.write_line("one-off costs:")
+            for line in report.one_off_lines(self.records):
+                tr.write_line("  " + line)
+        if self.flush_result is not None:
+            res = self.flush_result
+            tr.write_line(f"pipeperf: {res.updated} baselines updated, {res.created} created"
+                          + (f", {res.removed} stale removed" if res.removed else "")
+                          + (f" ({', '.join(res.files)})" if res.files else ""))
+        elif any((p.get("verdict") or {}).get("status") == "new"
+                 for rec in self.records for p in rec["points"]):
+            tr.write_line("pipeperf: cases without a baseline: run with "
+                          "--pipeperf-update-baselines to record them")
+        stale = self._stale()
+        if stale:
+            tr.write_line(f"pipeperf: {len(stale)} stale baseline entries (no such test any more; "
+                          "removed by --pipeperf-update-baselines on a full run): "
+                          + ", ".join(stale[:10]) + (" ..." if len(stale) > 10 else ""))
+        for error in self.errors:
+            tr.write_line(f"pipeperf ERROR: {error}", red=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)

@@ -1,0 +1,227 @@
+"""Baseline verdicts: a statistical rule over the median latency ratio.
+
+The rule (``median-ratio/v1``): with ``r = p50_now / p50_baseline`` and a 99% interval on
+``ln r`` that adds, in quadrature, the sampling error of both medians (order statistics) and the
+cross-process drift of this case on this hardware class (measured from the baseline's stored runs,
+pooled with a prior; environment.md measured ~10% on shared CPUs):
+
+* ``regressed``    r > 1 + threshold and the interval lies above 1;
+* ``improved``     r < 1 / (1 + threshold) and the interval lies below 1;
+* ``inconclusive`` r beyond the threshold but the interval includes 1 (noise > threshold);
+* ``ok``           otherwise (the point estimate is within the threshold).
+
+Every verdict also states the smallest slowdown this comparison could have detected. The
+noise-proof interleaved scheme of design §6 plugs in as another rule behind :func:`judge`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_pipeperf.stats import LatencyStats, z_for
+
+RULE = "median-ratio/v1"
+
+
+class Status(str, enum.Enum):
+    """The verdict of one workload point (and, by its worst point, of a case)."""
+
+    OK = "ok"
+    REGRESSED = "regressed"
+    IMPROVED = "improved"
+    INCONCLUSIVE = "inconclusive"
+    NEW = "new"
+    INCOMPARABLE = "incomparable"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Order used to pick a case's overall verdict from its points: the first present wins.
+SEVERITY = (Status.REGRESSED, Status.INCOMPARABLE, Status.INCONCLUSIVE, Status.NEW,
+            Status.IMPROVED, Status.OK)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What counts as a regression.
+
+    :param threshold: allowed slowdown as a fraction (0.05 = 5%).
+    :param confidence: two-sided confidence of the interval (0.99).
+    :param drift_prior: prior cross-process drift (sd of ln median) for this device kind.
+    :param prior_weight: how many runs' worth of evidence the prior counts for when pooling it
+        with the drift measured from the baseline's stored runs.
+    """
+
+    threshold: float = 0.05
+    confidence: float = 0.99
+    drift_prior: float = 0.10
+    prior_weight: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 10.0:
+            raise ValueError(f"threshold must lie in (0, 10), got {self.threshold}")
+        if not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"confidence must lie in (0, 1), got {self.confidence}")
+        if self.drift_prior < 0 or self.prior_weight <= 0:
+            raise ValueError("drift_prior must be >= 0 and prior_weight > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The judgement of one workload point against its baseline.
+
+    :param status: see :class:`Status`.
+    :param metric: the metric judged (``p50``).
+    :param ratio: current / baseline median; ``None`` for ``new``/``incomparable``.
+    :param ci: the interval of the ratio at ``confidence``.
+    :param threshold: the allowed slowdown used.
+    :param detectable: the smallest slowdown (fraction) this comparison could flag.
+    :param drift: the cross-process drift used (sd of ln median) and where it came from.
+    :param baseline_file: the baseline file compared against, if any.
+    :param reason: a human sentence for ``new``/``incomparable``.
+    """
+
+    status: Status
+    metric: str = "p50"
+    ratio: float | None = None
+    ci: tuple[float, float] | None = None
+    confidence: float = 0.99
+    threshold: float = 0.05
+    detectable: float | None = None
+    drift: float | None = None
+    drift_source: str = ""
+    baseline_runs: int = 0
+    baseline_file: str | None = None
+    rule: str = RULE
+    reason: str = ""
+
+    def message(self) -> str:
+        """``p50 +14.2% (99% CI +11.0..+17.5%) vs baseline, threshold 5%`` and the context."""
+        if self.ratio is None or self.ci is None:
+            return f"{self.status.value}: {self.reason}"
+        pct = f"{self.confidence * 100:g}%"
+        text = (
+            f"{self.metric} {_signed(self.ratio)} ({pct} CI {_signed(self.ci[0])}..{_signed(self.ci[1])})"
+            f" vs baseline, threshold {self.threshold * 100:g}%"
+        )
+        if self.detectable is not None:
+            text += f"; detects >= {self.detectable * 100:.1f}% here"
+        text += f" [rule {self.rule}, drift {self.drift_source}, {self.baseline_runs} baseline run(s)"
+        if self.baseline_file:
+            text += f", {self.baseline_file}"
+        return text + "]"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "status": self.status.value,
+            "metric": self.metric,
+            "ratio": self.ratio,
+            "ci": list(self.ci) if self.ci else None,
+            "confidence": self.confidence,
+            "threshold": self.threshold,
+            "detectable": self.detectable,
+            "drift": self.drift,
+            "drift_source": self.drift_source,
+            "baseline_runs": self.baseline_runs,
+            "baseline_file": self.baseline_file,
+            "rule": self.rule,
+            "reason": self.reason,
+        }
+
+
+def _signed(ratio: float) -> str:
+    return f"{(ratio - 1.0) * 100:+.1f}%"
+
+
+def pooled_drift(run_medians_ms: Sequence[float], policy: Policy) -> tuple[float, str]:
+    """Cross-process drift (sd of ln median) from stored runs, pooled with the prior.
+
+    With ``k`` runs the sample variance has ``k - 1`` degrees of freedom; the prior counts for
+    ``policy.prior_weight`` more. One run gives the prior alone.
+    """
+    logs = [math.log(m) for m in run_medians_ms if m > 0]
+    k = len(logs)
+    if k < 2:
+        return policy.drift_prior, f"prior {policy.drift_prior * 100:.0f}%"
+    mean = math.fsum(logs) / k
+    var = math.fsum((x - mean) ** 2 for x in logs) / (k - 1)
+    pooled = ((k - 1) * var + policy.prior_weight * policy.drift_prior**2) / (
+        k - 1 + policy.prior_weight
+    )
+    drift = math.sqrt(pooled)
+    return drift, f"{drift * 100:.1f}% from {k} runs + prior"
+
+
+def judge(
+    current: LatencyStats,
+    baseline_runs: Sequence[LatencyStats],
+    policy: Policy,
+    *,
+    baseline_file: str | None = None,
+    incomparable: str | None = None,
+) -> Verdict:
+    """Judge ``current`` against the stored runs of its baseline entry.
+
+    :param current: this run's latency statistics.
+    :param baseline_runs: the entry's stored runs, oldest first; empty means ``new``.
+    :param policy: threshold, confidence and drift prior.
+    :param baseline_file: named in the verdict message.
+    :param incomparable: if set, the reason the baseline cannot be compared (other hardware).
+    """
+    common: dict[str, Any] = {
+        "threshold": policy.threshold,
+        "confidence": policy.confidence,
+        "baseline_file": baseline_file,
+    }
+    if incomparable is not None:
+        return Verdict(Status.INCOMPARABLE, reason=incomparable, **common)
+    if not baseline_runs:
+        return Verdict(
+            Status.NEW,
+            reason="no baseline yet; run with --pipeperf-update-baselines to record one",
+            **common,
+        )
+    medians = sorted(run.p50_ms for run in baseline_runs)
+    mid = len(medians) // 2
+    base_median = medians[mid] if len(medians) % 2 else (medians[mid - 1] + medians[mid]) / 2
+    if base_median <= 0 or current.p50_ms <= 0:
+        return Verdict(Status.INCONCLUSIVE, reason="a median latency of 0 cannot be compared",
+                       **common)
+    drift, source = pooled_drift(medians, policy)
+    base_se = math.sqrt(math.fsum(r.log_se**2 for r in baseline_runs) / len(baseline_runs) ** 2)
+    se = math.sqrt(current.log_se**2 + base_se**2 + drift**2)
+    z = z_for(policy.confidence)
+    log_r = math.log(current.p50_ms / base_median)
+    ratio = math.exp(log_r)
+    ci = (math.exp(log_r - z * se), math.exp(log_r + z * se))
+    detectable = max(policy.threshold, math.exp(z * se) - 1.0)
+    if ratio > 1.0 + policy.threshold:
+        status = Status.REGRESSED if ci[0] > 1.0 else Status.INCONCLUSIVE
+    elif ratio < 1.0 / (1.0 + policy.threshold):
+        status = Status.IMPROVED if ci[1] < 1.0 else Status.INCONCLUSIVE
+    else:
+        status = Status.OK
+    return Verdict(
+        status,
+        ratio=ratio,
+        ci=ci,
+        detectable=detectable,
+        drift=drift,
+        drift_source=source,
+        baseline_runs=len(baseline_runs),
+        **common,
+    )
+
+
+def worst(statuses: Sequence[Status]) -> Status:
+    """The case-level status: the most severe of its points' (see :data:`SEVERITY`)."""
+    for status in SEVERITY:
+        if status in statuses:
+            return status
+    return Status.NEW

