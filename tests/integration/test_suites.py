@@ -1,0 +1,72 @@
+"""The built-in suites on the real models: parity-only, and update-then-compare in one CI run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+pytest.importorskip("torch", exc_type=ImportError)
+pytest.importorskip("onnxruntime", exc_type=ImportError)
+
+FAST = ["--pipeperf-min-time=0.2", "--pipeperf-min-rounds=5", "--pipeperf-warmup=0.05",
+        "-p", "no:cacheprovider"]
+
+
+def run_suites(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "pytest", "suites/", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_suites_parity_only() -> None:
+    proc = run_suites("--pipeperf-disable", "-p", "no:cacheprovider")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    out = proc.stdout
+    assert "6 passed, 2 skipped" in out
+    for case in ("test_embeddings::test_embed", "test_classification::test_classify"):
+        for backend in ("eager", "onnxruntime"):
+            assert re.search(rf"{case}\s+{backend}\s+fp32\s+cpu\s+8\s", out), (case, backend)
+    assert out.count("parity only") == 12
+    assert "pipeperf: backend 'onnxruntime' precision 'bf16' is not supported yet" in out
+
+
+def test_suites_backend_selection_and_ids() -> None:
+    proc = run_suites("--pipeperf-backend=onnxruntime", "--pipeperf-disable", "--collect-only",
+                      "-q", "-p", "no:cacheprovider")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    ids = [line for line in proc.stdout.splitlines() if "::" in line]
+    assert ids == ["suites/test_classification.py::test_classify[onnxruntime-fp32-cpu]",
+                   "suites/test_classification.py::test_classify[onnxruntime-bf16-cpu]",
+                   "suites/test_embeddings.py::test_embed[onnxruntime-fp32-cpu]",
+                   "suites/test_embeddings.py::test_embed[onnxruntime-bf16-cpu]"]
+
+
+def test_suites_update_then_compare(tmp_path: Path) -> None:
+    baselines = tmp_path / "baselines"
+    record = run_suites(*FAST, f"--pipeperf-baseline-dir={baselines}",
+                        "--pipeperf-update-baselines")
+    assert record.returncode == 0, record.stdout[-4000:]
+    assert "0 baselines updated, 12 created" in record.stdout
+    files = sorted(p.relative_to(baselines).as_posix() for p in baselines.rglob("*.json"))
+    assert len(files) == 2 and files[0].startswith("suites/test_classification/")
+    text = (baselines / files[1]).read_text()
+    assert text.endswith("}\n") and json.loads(text)["schema_version"] == 1
+
+    report = tmp_path / "result.json"
+    compare = run_suites(*FAST, f"--pipeperf-baseline-dir={baselines}",
+                         "--pipeperf-fail-on=never", f"--pipeperf-json={report}")
+    assert compare.returncode == 0, compare.stdout[-4000:]
+    doc = json.loads(report.read_text())
+    assert len(doc["cases"]) == 6
+    statuses = [p["verdict"]["status"] for c in doc["cases"] for p in c["points"]]
+    assert len(statuses) == 12 and "new" not in statuses and "incomparable" not in statuses
+    assert all(p["parity"]["passed"] for c in doc["cases"] for p in c["points"])
+    assert "pipeperf: 6 cases, 12 points:" in compare.stdout
