@@ -117,6 +117,13 @@ def _need(cond: bool, path: Path, where: str, problem: str) -> None:
         raise BaselineError(path, f"field {where}: {problem}", _FIX_CORRUPT)
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _parse_run(data: Any, path: Path, where: str) -> Run:
     _need(isinstance(data, dict), path, where, "expected an object")
     for key in ("recorded_at", "stats", "throughput", "versions", "threads"):
@@ -124,7 +131,7 @@ def _parse_run(data: Any, path: Path, where: str) -> Run:
     _need(isinstance(data["recorded_at"], str), path, f"{where}.recorded_at", "expected a string")
     thr = data["throughput"]
     _need(
-        isinstance(thr, (int, float)) and not isinstance(thr, bool) and math.isfinite(thr) and thr >= 0,
+        isinstance(thr, (int, float)) and not isinstance(thr, bool) and _finite(thr) and thr >= 0,
         path, f"{where}.throughput", f"expected a finite number >= 0, got {thr!r}",
     )
     versions = data["versions"]
@@ -311,11 +318,12 @@ class BaselineStore:
 
     def _checked_path(self, suite: str) -> Path:
         path = self.path_for(suite)
-        if os.path.lexists(path):
-            real, root = path.resolve(), self.root.resolve()
-            if root not in real.parents:
-                raise BaselineError(path, f"resolves outside the baseline directory ({real})",
-                                    "Replace the symlink with a regular file")
+        # Checked even when the file does not exist yet: a symlinked suite folder must not
+        # redirect the write either.
+        real, root = path.resolve(), self.root.resolve()
+        if root not in real.parents:
+            raise BaselineError(path, f"resolves outside the baseline directory ({real})",
+                                "Replace the symlink with a regular file or folder")
         return path
 
     def load(self, suite: str) -> BaselineFile | None:

@@ -7,6 +7,7 @@ judge -> record. It raises nothing about baselines itself: a regression fails th
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import resource
@@ -219,14 +220,15 @@ class PipeperfCheck:
             if not parity or settings.disabled:
                 points.append(PointResult(size, parity, first_ms))
                 continue
-            measurement = measure({"candidate": lambda b=batch: pipe.runnable(b)}, settings.plan,
-                                  timer)
+            measurement = measure({"candidate": functools.partial(pipe.runnable, batch)},
+                                  settings.plan, timer)
             stats = summarize(measurement.samples_ns["candidate"])
             try:
                 verdict = self._session.judge_point(suite, case, point_key(size), stats,
                                                     self.device, self.threshold)
             except BaselineError as exc:
-                pytest.fail(f"pipeperf: {exc}", pytrace=False)
+                # ``from None``: the message already is the whole story; don't print it twice.
+                raise pytest.fail.Exception(f"pipeperf: {exc}", pytrace=False) from None
             points.append(PointResult(size, parity, first_ms, stats, throughput(size, stats),
                                       verdict))
         parity_ok = all(p.parity for p in points)

@@ -73,6 +73,10 @@ def parse_threshold(text: str | float) -> float:
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         value = float(text)
         raw = repr(text)
+        if value >= 1.0:
+            raise argparse.ArgumentTypeError(
+                f"ambiguous threshold {raw}; write '{raw}%' for a percentage or a fraction < 1"
+            )
     else:
         raw = str(text).strip()
         try:
@@ -280,7 +284,10 @@ class MarkerOptions:
                              f"valid: {sorted(known)}")
         out: dict[str, Any] = {}
         if kwargs.get("task") is not None:
-            out["task"] = Task.parse(str(kwargs["task"]))
+            try:
+                out["task"] = Task.parse(str(kwargs["task"]))
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
         if "batch_sizes" in kwargs:
             sizes = _seq(kwargs["batch_sizes"], "batch_sizes", where)
             if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
@@ -288,11 +295,15 @@ class MarkerOptions:
                                  f"got {kwargs['batch_sizes']!r}")
             out["batch_sizes"] = tuple(dict.fromkeys(sizes))
         if kwargs.get("precisions") is not None:
-            out["precisions"] = tuple(
-                Precision.parse(str(p)) for p in _seq(kwargs["precisions"], "precisions", where)
-            )
+            names = _seq(kwargs["precisions"], "precisions", where)
+            try:
+                out["precisions"] = tuple(Precision.parse(str(p)) for p in names)
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
         if kwargs.get("backends") is not None:
-            out["backends"] = tuple(str(b) for b in _seq(kwargs["backends"], "backends", where))
+            out["backends"] = tuple(
+                str(b).strip().lower() for b in _seq(kwargs["backends"], "backends", where)
+            )
         if kwargs.get("threshold") is not None:
             try:
                 out["threshold"] = parse_threshold(kwargs["threshold"])
@@ -301,8 +312,10 @@ class MarkerOptions:
         for key in ("atol", "rtol", "min_cosine"):
             value = kwargs.get(key)
             if value is not None:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                    raise ValueError(f"{where}: {key} must be a number >= 0, got {value!r}")
+                if (isinstance(value, bool) or not isinstance(value, (int, float))
+                        or not 0 <= value < math.inf or (key == "min_cosine" and value > 1)):
+                    limit = "in [0, 1]" if key == "min_cosine" else "finite and >= 0"
+                    raise ValueError(f"{where}: {key} must be a number {limit}, got {value!r}")
                 out[key] = float(value)
         if "trust_remote_code" in kwargs:
             out["trust_remote_code"] = bool(kwargs["trust_remote_code"])

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+_INT_RE = re.compile(r"^-?[0-9]+$")
 VALID_DEVICES = "cpu, cuda, cuda:N, all"
 
 
@@ -94,7 +95,13 @@ def count_visible_gpus(environ: dict[str, str] | None = None, proc_root: Path = 
     visible = env.get("CUDA_VISIBLE_DEVICES")
     if visible is None:
         return present
-    ids = [v for v in visible.split(",") if v.strip() and v.strip() != "-1"]
+    ids: list[str] = []
+    for raw in visible.split(","):
+        value = raw.strip()
+        # CUDA makes only the devices before the first invalid entry visible ("0,-1,1" is one GPU).
+        if not value or (_INT_RE.match(value) and not 0 <= int(value) < present):
+            break
+        ids.append(value)
     return min(present, len(ids))
 
 

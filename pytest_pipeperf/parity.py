@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pytest_pipeperf.precision import ParityMetric, ParityPreset
@@ -54,9 +55,9 @@ class ParityResult:
         if self.value is None:
             return f"parity failed ({self.tolerance}): {self.detail}"
         if self.metric == ParityMetric.ALLCLOSE.value:
-            need = f"would pass with atol>={self.required:.2e}" if self.required is not None else ""
+            need = advice(self.metric, self.required) if self.required is not None else ""
             return f"parity failed: max_abs={self.value:.3e} > {self.tolerance} ({self.detail}); {need}"
-        need = f"would pass with min_cosine<={self.required:.6f}" if self.required is not None else ""
+        need = advice(self.metric, self.required) if self.required is not None else ""
         return f"parity failed: min cosine {self.value:.6f} < {self.tolerance} ({self.detail}); {need}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,6 +70,27 @@ class ParityResult:
             "required": self.required,
             "detail": self.detail,
         }
+
+
+def advice(metric: str, required: float) -> str:
+    """``would pass with atol>=1.24e-03`` / ``would pass with min_cosine<=0.998765``.
+
+    The printed number is rounded towards passing (atol up, min_cosine down), so that using it
+    really passes.
+
+    :param metric: ``allclose`` or ``cosine``.
+    :param required: :attr:`ParityResult.required`.
+    """
+    if metric == ParityMetric.ALLCLOSE.value:
+        text = f"{required:.2e}"
+        if float(text) < required:  # rounded down: one step up in the last printed digit
+            step = Decimal(1).scaleb(Decimal(text).adjusted() - 2)
+            text = f"{float(Decimal(text) + step):.2e}"
+        return f"would pass with atol>={text}"
+    text = f"{required:.6f}"
+    if float(text) > required:  # rounded up: one step down
+        text = f"{float(Decimal(text) - Decimal('1e-6')):.6f}"
+    return f"would pass with min_cosine<={text}"
 
 
 def _fail(preset: ParityPreset, detail: str) -> ParityResult:
@@ -127,9 +149,10 @@ def compare_outputs(
             b = ref.reshape(ref.shape[0], -1) if ref.ndim > 1 else ref.reshape(1, -1)
             na = np.linalg.norm(a, axis=1)
             nb = np.linalg.norm(b, axis=1)
-            both_zero = (na == 0) & (nb == 0)
+            # identical items (zero or not) are exactly aligned; float rounding must not say 0.99..98
+            aligned = ((na == 0) & (nb == 0)) | np.all(a == b, axis=1)
             denom = np.where(na * nb == 0, 1.0, na * nb)
-            cos = np.where(both_zero, 1.0, np.sum(a * b, axis=1) / denom)
+            cos = np.where(aligned, 1.0, np.sum(a * b, axis=1) / denom)
             value = float(np.clip(cos, -1.0, 1.0).min())
             ok = value >= preset.min_cosine
             if worst_value is None or value < worst_value:

@@ -142,7 +142,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         options = MarkerOptions.from_kwargs(dict(marker.kwargs) if marker else {},
                                             metafunc.definition.nodeid)
     except ValueError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        # A collection error showing only the message (a UsageError here shows pluggy's traceback).
+        pytest.fail(f"pipeperf: {exc}", pytrace=False)
     settings = session.settings
     backends = backends_for(settings.backends, session.default_backends(), options.backends)
     precisions = precisions_for(settings.precisions, options.precisions)

@@ -59,7 +59,7 @@ class ParityPreset:
     min_cosine: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.atol < 0 or self.rtol < 0:
+        if not (self.atol >= 0 and self.rtol >= 0):  # also refuses NaN
             raise ValueError(f"tolerances must be >= 0, got atol={self.atol} rtol={self.rtol}")
         if not -1.0 <= self.min_cosine <= 1.0:
             raise ValueError(f"min_cosine must lie in [-1, 1], got {self.min_cosine}")
@@ -67,8 +67,18 @@ class ParityPreset:
     def describe(self) -> str:
         """Human-readable tolerance, e.g. ``atol=1e-04 rtol=1e-03``."""
         if self.metric is ParityMetric.ALLCLOSE:
-            return f"atol={self.atol:.0e} rtol={self.rtol:.0e}"
-        return f"cosine>={self.min_cosine:g}"
+            return f"atol={_exact_e(self.atol)} rtol={_exact_e(self.rtol)}"
+        short = f"{self.min_cosine:g}"
+        return f"cosine>={short if float(short) == self.min_cosine else repr(float(self.min_cosine))}"
+
+
+def _exact_e(value: float) -> str:
+    """The shortest e-notation that reads back as ``value`` (``1e-04``, ``1.5e-04``)."""
+    for digits in range(17):
+        text = f"{value:.{digits}e}"
+        if float(text) == value:
+            return text
+    return repr(value)
 
 
 DEFAULT_TOLERANCES: dict[Precision, ParityPreset] = {

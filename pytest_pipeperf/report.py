@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pytest_pipeperf.parity import advice
 from pytest_pipeperf.results import RESULT_SCHEMA_VERSION
 
 Record = Mapping[str, Any]
@@ -42,7 +43,7 @@ def _parity_cell(parity: Mapping[str, Any]) -> str:
 
 def rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
     """One row per workload point, in run order."""
-    out = []
+    out: list[tuple[str, ...]] = []
     for rec in records:
         name = f"{rec['suite'].rsplit('/', 1)[-1]}::{rec['case'].split('[', 1)[0]}"
         for point in rec["points"]:
@@ -103,13 +104,23 @@ def detail_lines(records: Sequence[Record]) -> list[str]:
             where = f"{rec['nodeid']} batch_size={point['batch_size']}"
             parity = point["parity"]
             if not parity["passed"]:
-                lines.append(f"PARITY {where}: {parity['detail']} (tolerance {parity['tolerance']}, "
-                             f"value {parity['value']}, would pass with {parity['required']})")
+                lines.append(f"PARITY {where}: {_parity_text(parity)}")
                 continue
             verdict = point.get("verdict")
             if verdict and verdict["status"] in ("regressed", "inconclusive", "incomparable", "improved"):
                 lines.append(f"{verdict['status'].upper()} {where}: {_verdict_text(verdict)}")
     return lines
+
+
+def _parity_text(parity: Mapping[str, Any]) -> str:
+    text = f"{parity['detail']} (tolerance {parity['tolerance']}"
+    value, required = parity.get("value"), parity.get("required")
+    allclose = parity["metric"] == "allclose"
+    if value is not None:
+        text += f", max_abs {value:.3e}" if allclose else f", min cosine {value:.6f}"
+    if required is not None:
+        text += f", {advice(parity['metric'], required)}"
+    return text + ")"
 
 
 def _verdict_text(verdict: Mapping[str, Any]) -> str:

@@ -81,7 +81,11 @@ class PipeperfSession:
         self._reference_outputs: dict[tuple[Any, ...], Mapping[str, np.ndarray]] = {}
         self.records: list[dict[str, Any]] = []
         self.functions: dict[str, set[str]] = {}
-        self.partial = bool(config.getoption("keyword", "") or config.getoption("markexpr", ""))
+        # Node ids on the command line (file.py::test) collect part of a file: its other
+        # functions are unknown, so nothing of that file may be called stale or pruned.
+        self.subset_collected = any("::" in str(arg) for arg in config.args)
+        self.partial = self.subset_collected or bool(
+            config.getoption("keyword", "") or config.getoption("markexpr", ""))
         self.flush_result: FlushResult | None = None
         self.errors: list[str] = []
 
@@ -185,7 +189,7 @@ class PipeperfSession:
 
     # -- run-time hooks (this object is registered as a plugin) --------------------------------
 
-    @pytest.hookimpl(trylast=True)
+    @pytest.hookimpl(tryfirst=True)  # before -k/-m deselect: every function of the suite counts
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
             if "pipeperf" in getattr(item, "fixturenames", ()):
@@ -262,7 +266,9 @@ class PipeperfSession:
         }
 
     def _stale(self) -> list[str]:
-        stale = []
+        stale: list[str] = []
+        if self.subset_collected:
+            return stale
         for suite, functions in sorted(self.functions.items()):
             try:
                 baseline = self.store.load(suite)

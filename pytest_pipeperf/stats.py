@@ -107,7 +107,12 @@ class LatencyStats:
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in ci
         ):
             raise TypeError(f"median_ci_ms must be a list of two numbers, got {ci!r}")
-        fields["median_ci_ms"] = (float(ci[0]), float(ci[1]))
+        for key, value in fields.items():
+            if key != "n":
+                try:  # a huge JSON integer cannot become a float
+                    fields[key] = tuple(map(float, value)) if key == "median_ci_ms" else float(value)
+                except OverflowError:
+                    raise ValueError(f"{key} is out of range, got {value!r}") from None
         return cls(**fields)
 
 
@@ -124,7 +129,12 @@ def summarize(samples_ns: Sequence[int | float]) -> LatencyStats:
     ms = sorted(s / 1e6 for s in samples_ns)
     n = len(ms)
     mean = math.fsum(ms) / n
-    stdev = math.sqrt(math.fsum((x - mean) ** 2 for x in ms) / (n - 1)) if n > 1 else 0.0
+    # Deviations are scaled by the largest sample so that squaring them cannot overflow.
+    scale = ms[-1] if ms[-1] > 0 else 1.0
+    stdev = (
+        scale * math.sqrt(math.fsum(((x - mean) / scale) ** 2 for x in ms) / (n - 1))
+        if n > 1 else 0.0
+    )
     return LatencyStats(
         n=n,
         mean_ms=mean,

@@ -3,7 +3,8 @@
 The rule (``median-ratio/v1``): with ``r = p50_now / p50_baseline`` and a 99% interval on
 ``ln r`` that adds, in quadrature, the sampling error of both medians (order statistics) and the
 cross-process drift of this case on this hardware class (measured from the baseline's stored runs,
-pooled with a prior; environment.md measured ~10% on shared CPUs):
+pooled with a prior; environment.md measured 10-14% on shared CPUs). With k stored runs
+the drift variance counts (1 + 1/k) times, since both this run and the stored runs drift:
 
 * ``regressed``    r > 1 + threshold and the interval lies above 1;
 * ``improved``     r < 1 / (1 + threshold) and the interval lies below 1;
@@ -60,7 +61,7 @@ class Policy:
     threshold: float = 0.05
     confidence: float = 0.99
     drift_prior: float = 0.10
-    prior_weight: float = 2.0
+    prior_weight: float = 4.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 10.0:
@@ -106,7 +107,7 @@ class Verdict:
             return f"{self.status.value}: {self.reason}"
         pct = f"{self.confidence * 100:g}%"
         text = (
-            f"{self.metric} {_signed(self.ratio)} ({pct} CI {_signed(self.ci[0])}..{_signed(self.ci[1])})"
+            f"{self.metric} {_signed(self.ratio)} ({pct} CI {_signed(self.ci[0])[:-1]}..{_signed(self.ci[1])})"
             f" vs baseline, threshold {self.threshold * 100:g}%"
         )
         if self.detectable is not None:
@@ -195,7 +196,8 @@ def judge(
                        **common)
     drift, source = pooled_drift(medians, policy)
     base_se = math.sqrt(math.fsum(r.log_se**2 for r in baseline_runs) / len(baseline_runs) ** 2)
-    se = math.sqrt(current.log_se**2 + base_se**2 + drift**2)
+    # Both sides drift: this process's median and the pooled median of k stored processes.
+    se = math.sqrt(current.log_se**2 + base_se**2 + drift**2 * (1.0 + 1.0 / len(medians)))
     z = z_for(policy.confidence)
     log_r = math.log(current.p50_ms / base_median)
     ratio = math.exp(log_r)
