@@ -189,7 +189,8 @@ def parse(data: Any, path: Path) -> BaselineFile:
     _need(isinstance(data["hardware"].get("class"), str), path, "hardware.class",
           "expected a string")
     cases_raw = data.get("cases")
-    _need(isinstance(cases_raw, dict), path, "cases", "expected an object")
+    if not isinstance(cases_raw, dict):
+        raise BaselineError(path, "field cases: expected an object", _FIX_CORRUPT)
     cases: dict[str, dict[str, list[Run]]] = {}
     for case, points in cases_raw.items():
         _need(isinstance(points, dict), path, f"cases[{case!r}]", "expected an object")

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -27,8 +27,8 @@ from pytest_pipeperf.backends.base import (
     Task,
     TextBatch,
 )
-from pytest_pipeperf.parity import compare_outputs
 from pytest_pipeperf.baseline import BaselineError
+from pytest_pipeperf.parity import compare_outputs
 from pytest_pipeperf.results import USER_PROPERTY, CaseResult, PointResult, point_key
 from pytest_pipeperf.session import suite_of
 from pytest_pipeperf.stats import summarize, throughput
@@ -43,12 +43,12 @@ if TYPE_CHECKING:
     from pytest_pipeperf.precision import Precision
     from pytest_pipeperf.session import PipeperfSession
 
-_WORDS = (
-    "model latency batch token fast slow graph kernel tensor export runtime cache memory engine "
-    "quantise parity baseline regression throughput pipeline embed sentence review commit build "
-    "the a of and to in is for on with as by at from this that it be are was were has have will "
-    "can may should data result value shape layer head attention vector score label text input"
-).split()
+_WORDS = ["model", "latency", "batch", "token", "fast", "slow", "graph", "kernel", "tensor", "export", "runtime", "cache", "memory", "engine", "quantise", "parity", "baseline", "regression", "throughput", "pipeline", "embed", "sentence", "review", "commit", "build", "the", "a", "of", "and", "to", "in", "is", "for", "on", "with", "as", "by", "at", "from", "this", "that", "it", "be", "are", "was", "were", "has", "have", "will", "can", "may", "should", "data", "result", "value", "shape", "layer", "head", "attention", "vector", "score", "label", "text", "input"]
+
+
+def misuse(message: str) -> NoReturn:
+    """Fail the test with ``message`` alone: a bad call of the pipeperf API, not a crash."""
+    raise pytest.fail.Exception(f"pipeperf: {message}", pytrace=False)
 
 
 class TextInputs(tuple[str, ...]):
@@ -145,24 +145,24 @@ class PipeperfCheck:
         :param model: a local model directory (``save_pretrained`` layout); nothing downloads.
         :param task: the pipeline task; defaults to the marker's ``task``.
         :param trust_remote_code: run the model's own code; defaults to the marker's (off).
-        :raises pytest.UsageError: for a missing directory or task.
+        :raises pytest.fail.Exception: for a missing directory or task.
         """
         path = Path(model)
         if not path.is_dir():
-            raise pytest.UsageError(
+            misuse(
                 f"pipeperf.pipeline({str(model)!r}): no such model directory; pass a local "
                 "directory saved with save_pretrained() (models are never downloaded)"
             )
         name = task or (self.marker.task.value if self.marker.task else None)
         if name is None:
-            raise pytest.UsageError(
+            misuse(
                 f"pipeperf.pipeline({str(model)!r}): no task; pass task=... or set "
                 f"@pytest.mark.pipeperf(task=...) (valid: {', '.join(t.value for t in Task)})"
             )
         try:
             parsed = Task.parse(name)
         except ValueError as exc:
-            raise pytest.UsageError(f"pipeperf.pipeline(): {exc}") from None
+            misuse(f"pipeperf.pipeline(): {exc}")
         trust = self.marker.trust_remote_code if trust_remote_code is None else trust_remote_code
         spec = ModelSpec(path.resolve(), parsed, trust)
         backend = self._session.backend(self.backend)
@@ -190,11 +190,11 @@ class PipeperfCheck:
         :param inputs: texts, e.g. ``pipeperf.inputs.texts(n=64, seq_len=128)``; batch ``b`` is
             ``inputs[:b]``.
         :param batch_sizes: override the marker's ``batch_sizes``.
-        :raises pytest.UsageError: for empty inputs, too few inputs, a bad batch size, a sequence
+        :raises pytest.fail.Exception: for empty inputs, too few inputs, a bad batch size, a sequence
             longer than the model accepts, or a second call in one test.
         """
         if self._benched:
-            raise pytest.UsageError("pipeperf.bench() may be called once per test")
+            misuse("pipeperf.bench() may be called once per test")
         self._benched = True
         settings = self._session.settings
         sizes = tuple(batch_sizes) if batch_sizes is not None else self.marker.batch_sizes
@@ -259,22 +259,22 @@ class PipeperfCheck:
     def _validate(self, pipe: Pipeline, texts: tuple[str, ...], sizes: Sequence[int],
                   max_length: int | None) -> None:
         if not texts:
-            raise pytest.UsageError("pipeperf.bench(): inputs is empty; use e.g. "
+            misuse("pipeperf.bench(): inputs is empty; use e.g. "
                                     "pipeperf.inputs.texts(n=8)")
         if not all(isinstance(t, str) for t in texts):
-            raise pytest.UsageError("pipeperf.bench(): inputs must be strings")
+            misuse("pipeperf.bench(): inputs must be strings")
         for size in sizes:
             if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                raise pytest.UsageError(f"pipeperf.bench(): batch size {size!r} is invalid; "
+                misuse(f"pipeperf.bench(): batch size {size!r} is invalid; "
                                         "batch sizes are integers >= 1")
             if size > len(texts):
-                raise pytest.UsageError(
+                misuse(
                     f"pipeperf.bench(): batch size {size} needs at least {size} inputs, got "
                     f"{len(texts)}; pass more, e.g. pipeperf.inputs.texts(n={max(sizes)})"
                 )
         limit = _model_max_length(pipe.model.path)
         if max_length is not None and limit is not None and max_length > limit:
-            raise pytest.UsageError(
+            misuse(
                 f"pipeperf.bench(): seq_len {max_length} exceeds the model's maximum of {limit} "
                 f"tokens ({pipe.model.path}/config.json max_position_embeddings); use "
                 f"seq_len<={limit}"

@@ -18,8 +18,18 @@ from typing import Any, TypeVar
 import pytest
 
 from pytest_pipeperf.backends.base import Task
-from pytest_pipeperf.devices import Device, count_visible_gpus, discover, parse_device_list
-from pytest_pipeperf.precision import DEFAULT_TOLERANCES, ParityMetric, ParityPreset, Precision
+from pytest_pipeperf.devices import (
+    Device,
+    count_visible_gpus,
+    discover,
+    parse_device_list,
+)
+from pytest_pipeperf.precision import (
+    DEFAULT_TOLERANCES,
+    ParityMetric,
+    ParityPreset,
+    Precision,
+)
 from pytest_pipeperf.timing import MeasurePlan
 
 T = TypeVar("T")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_pipeperf.check import PipeperfCheck
+from pytest_pipeperf.check import PipeperfCheck, misuse
 from pytest_pipeperf.config import MarkerOptions
 from pytest_pipeperf.devices import Device
 from pytest_pipeperf.precision import Precision
@@ -13,7 +13,7 @@ from pytest_pipeperf.session import session_key
 
 def _param(request: pytest.FixtureRequest, name: str) -> object:
     if not hasattr(request, "param"):
-        raise pytest.UsageError(
+        misuse(
             f"fixture {name!r} is parametrised by pytest-pipeperf only for tests that use the "
             "'pipeperf' fixture; request 'pipeperf' in this test"
         )

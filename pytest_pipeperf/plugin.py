@@ -22,7 +22,12 @@ from pytest_pipeperf.config import (
     parse_threads,
     parse_threshold,
 )
-from pytest_pipeperf.fixtures import pipeperf, pipeperf_backend, pipeperf_device, pipeperf_precision
+from pytest_pipeperf.fixtures import (
+    pipeperf,
+    pipeperf_backend,
+    pipeperf_device,
+    pipeperf_precision,
+)
 from pytest_pipeperf.matrix import ARGNAMES, backends_for, cells, precisions_for
 from pytest_pipeperf.session import PipeperfSession, session_key
 
@@ -105,7 +110,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in settings.backends or ():
         if name not in known:
             raise pytest.UsageError(
-                f"--pipeperf-backend: unknown backend {name!r}; valid: {', '.join(known)}, all"
+                f"--pipeperf-backend (or ini pipeperf_backend): unknown backend {name!r}; "
+                f"valid: {', '.join(known)}, all"
             )
     _check_xdist(config, settings)
     config.stash[session_key] = session
@@ -143,7 +149,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                                             metafunc.definition.nodeid)
     except ValueError as exc:
         # A collection error showing only the message (a UsageError here shows pluggy's traceback).
-        pytest.fail(f"pipeperf: {exc}", pytrace=False)
+        raise pytest.fail.Exception(f"pipeperf: {exc}", pytrace=False) from None
     settings = session.settings
     backends = backends_for(settings.backends, session.default_backends(), options.backends)
     precisions = precisions_for(settings.precisions, options.precisions)

@@ -20,7 +20,7 @@ def load_tokenizer(model: ModelSpec) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(
+        return AutoTokenizer.from_pretrained(  # type: ignore[no-untyped-call]
             str(model.path), local_files_only=True, trust_remote_code=model.trust_remote_code
         )
     except (OSError, ValueError) as exc:

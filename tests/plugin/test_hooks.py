@@ -88,7 +88,7 @@ def test_a_backend_name_nobody_provides_is_refused(third_party: FakeProject) -> 
     result = third_party.run("--pipeperf-backend=echo")
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --pipeperf-backend: unknown backend 'echo'; valid: *"])
+    result.stderr.fnmatch_lines(["ERROR: --pipeperf-backend (or ini pipeperf_backend): unknown backend 'echo'; valid: *"])
 
 
 def test_a_plugin_backend_takes_precedence_over_a_built_in_one(

@@ -202,3 +202,51 @@ def test_a(pipeperf, fake_model):
     assert "/pluggy/" not in out
     assert "/_pytest/" not in out
     assert "UsageError" not in out
+
+
+MISUSE = '''
+import pytest
+
+
+@pytest.mark.pipeperf(task="feature-extraction", batch_sizes=[1, 4])
+def test_missing_model(pipeperf):
+    pipeperf.pipeline("no/such/model")
+
+
+def test_no_task(pipeperf, fake_model):
+    pipeperf.pipeline(fake_model)
+
+
+@pytest.mark.pipeperf(task="feature-extraction", batch_sizes=[1, 4])
+def test_too_few_inputs(pipeperf, fake_model):
+    pipeperf.bench(pipeperf.pipeline(fake_model), pipeperf.inputs.texts(n=2, seq_len=4))
+
+
+@pytest.mark.pipeperf(task="feature-extraction")
+def test_empty_inputs(pipeperf, fake_model):
+    pipeperf.bench(pipeperf.pipeline(fake_model), [])
+
+
+@pytest.mark.pipeperf(task="feature-extraction")
+def test_bad_bench_batch(pipeperf, fake_model):
+    pipeperf.bench(pipeperf.pipeline(fake_model), ["a"], batch_sizes=[0])
+'''
+
+
+def test_misusing_the_pipeperf_api_fails_with_the_fix_and_no_traceback(
+    fake_project: FakeProject,
+) -> None:
+    fake_project.write_suite(MISUSE)
+    result = fake_project.run()
+    result.assert_outcomes(failed=5)
+    result.stdout.fnmatch_lines_random([
+        "*pipeperf: pipeperf.pipeline('no/such/model'): no such model directory; pass a local "
+        "directory saved with save_pretrained()*",
+        "*pipeperf: pipeperf.pipeline(*): no task; pass task=... or set "
+        "@pytest.mark.pipeperf(task=...)*",
+        "*pipeperf: pipeperf.bench(): batch size 4 needs at least 4 inputs, got 2; pass more, "
+        "e.g. pipeperf.inputs.texts(n=4)*",
+        "*pipeperf: pipeperf.bench(): inputs is empty*",
+        "*pipeperf: pipeperf.bench(): batch size 0 is invalid; batch sizes are integers >= 1*",
+    ])
+    assert "check.py" not in result.stdout.str()  # the message alone, no traceback into the plugin
