@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # README command 1: set up .venv and run the built-in suites on the embedded default model.
 # Extra arguments go to pytest, e.g. --pipeperf-backend=onnxruntime or --pipeperf-update-baselines.
+#
+# On a shared CPU machine raw latency drifts 10-17% between processes and sometimes ~50% when the
+# box flips into a slow state (README, "How much a stored baseline can see here"), so this job
+# reports verdicts without failing on them (--pipeperf-fail-on=never) unless you pass your own
+# --pipeperf-fail-on. Parity failures and errors still fail it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-exec .venv/bin/python -m pytest suites/ "$@"
+fail_on=(--pipeperf-fail-on=never)
+for arg in "$@"; do
+  case "$arg" in --pipeperf-fail-on*) fail_on=() ;; esac
+done
+exec .venv/bin/python -m pytest suites/ "${fail_on[@]}" "$@"
