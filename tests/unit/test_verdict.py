@@ -18,6 +18,7 @@ from pytest_pipeperf.verdict import (
     Policy,
     Status,
     Verdict,
+    interval_quantile,
     judge,
     pooled_drift,
     worst,
@@ -144,9 +145,11 @@ def test_baseline_is_the_median_of_the_stored_runs() -> None:
 def test_interval_combines_sampling_error_and_drift() -> None:
     current, base = stats_at(20.0, 0.02), stats_at(10.0, 0.03)
     verdict = judge(current, [base], Policy())
-    # one stored run: both medians drift, so the drift variance counts twice (1 + 1/k, k=1)
+    # one stored run: both medians drift, so the drift variance counts twice (1 + 1/k, k=1), and
+    # the drift is estimated, so the quantile is Student's t with k - 1 + prior_weight = 4 df
     se = math.sqrt(current.log_se**2 + base.log_se**2 + 2 * 0.10**2)
-    z = z_for(0.99)
+    z = interval_quantile(0.99, 1, Policy())
+    assert z == pytest.approx(4.604, abs=1e-3)  # t(0.995, df=4), wider than the normal 2.576
     assert verdict.ci == pytest.approx((2.0 * math.exp(-z * se), 2.0 * math.exp(z * se)))
     assert verdict.detectable == pytest.approx(math.exp(z * se) - 1.0)
     assert verdict.drift == pytest.approx(0.10)
