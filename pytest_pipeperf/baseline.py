@@ -61,6 +61,9 @@ class Run:
     :param throughput: items per second at the median.
     :param versions: library versions at recording time.
     :param threads: intra-op threads used (``None`` = library default).
+    :param recipe: the named recipe the case ran (``int8`` via ``bnb-int8``, ...); ``None`` for
+        a precision without named recipes. Stored only when set, so files of cases without
+        recipes are unchanged.
     """
 
     recorded_at: str
@@ -68,16 +71,20 @@ class Run:
     throughput: float
     versions: Mapping[str, str]
     threads: int | None
+    recipe: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return {
+        out: dict[str, Any] = {
             "recorded_at": self.recorded_at,
             "stats": self.stats.to_dict(),
             "throughput": self.throughput,
             "versions": dict(sorted(self.versions.items())),
             "threads": self.threads,
         }
+        if self.recipe is not None:
+            out["recipe"] = self.recipe
+        return out
 
 
 @dataclass(slots=True)
@@ -152,7 +159,10 @@ def _parse_run(data: Any, path: Path, where: str) -> Run:
         raise BaselineError(path, f"field {where}.stats.{exc.args[0]}: missing", _FIX_CORRUPT) from None
     except (TypeError, ValueError) as exc:
         raise BaselineError(path, f"field {where}.stats: {exc}", _FIX_CORRUPT) from None
-    return Run(data["recorded_at"], parsed, float(thr), dict(versions), threads)
+    recipe = data.get("recipe")
+    _need(recipe is None or isinstance(recipe, str), path, f"{where}.recipe",
+          f"expected null or a string, got {recipe!r}")
+    return Run(data["recorded_at"], parsed, float(thr), dict(versions), threads, recipe)
 
 
 def parse(data: Any, path: Path) -> BaselineFile:

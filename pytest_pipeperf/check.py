@@ -29,10 +29,11 @@ from pytest_pipeperf.backends.base import (
 )
 from pytest_pipeperf.baseline import BaselineError
 from pytest_pipeperf.parity import compare_outputs
+from pytest_pipeperf.recipe import merge
 from pytest_pipeperf.results import USER_PROPERTY, CaseResult, PointResult, point_key
 from pytest_pipeperf.session import suite_of
 from pytest_pipeperf.stats import summarize, throughput
-from pytest_pipeperf.timing import measure, timer_for
+from pytest_pipeperf.timing import measure, timed_call, timer_for
 from pytest_pipeperf.verdict import Status
 
 if TYPE_CHECKING:
@@ -133,6 +134,11 @@ class PipeperfCheck:
         self._benched = False
 
     @property
+    def recipes(self) -> dict[Precision, str]:
+        """The named recipes chosen for this test (marker, command line on top)."""
+        return merge(self.marker.recipes, self._session.settings.recipes)
+
+    @property
     def threshold(self) -> float:
         """The allowed slowdown for this test (marker, else command line / ini)."""
         return self.marker.threshold if self.marker.threshold is not None else \
@@ -171,7 +177,7 @@ class PipeperfCheck:
         start = time.perf_counter()
         try:
             runnable = backend.build(spec, self.precision, self.device,
-                                     self._session.build_context())
+                                     self._session.build_context(self.recipes))
         except BackendUnavailableError as exc:
             pytest.skip(str(exc))
         except BackendError as exc:
@@ -205,17 +211,21 @@ class PipeperfCheck:
         suite = suite_of(item, self._session.config.rootpath)
         case = item.name
         preset = self.marker.parity_preset(self.precision)
+        info = pipe.runnable.info
+        recipe = str(info.notes["recipe"]) if "recipe" in info.notes else None
         timer = timer_for(self.device.kind, self.device.index)
+        if sizes:
+            self._prepare(pipe, TextBatch(texts[:max(sizes)], max_length))
         points: list[PointResult] = []
         for size in sizes:
             batch = TextBatch(texts[:size], max_length)
             reference = self._run(lambda b=batch: self._session.reference_outputs(pipe.model, b),
                                   "the eager fp32 reference")
-            timer.sync()
-            start = timer.now_ns()
-            outputs = self._run(lambda b=batch: pipe.runnable(b), f"backend {self.backend!r}")
-            timer.sync()
-            first_ms = (timer.now_ns() - start) / 1e6
+            outputs, first_ns = timed_call(
+                functools.partial(self._run, functools.partial(pipe.runnable, batch),
+                                  f"backend {self.backend!r}"),
+                timer)
+            first_ms = first_ns / 1e6
             parity = compare_outputs(reference, outputs, preset)
             if not parity or settings.disabled:
                 points.append(PointResult(size, parity, first_ms))
@@ -225,20 +235,21 @@ class PipeperfCheck:
             stats = summarize(measurement.samples_ns["candidate"])
             try:
                 verdict = self._session.judge_point(suite, case, point_key(size), stats,
-                                                    self.device, self.threshold)
+                                                    self.device, self.threshold, recipe)
             except BaselineError as exc:
                 # ``from None``: the message already is the whole story; don't print it twice.
                 raise pytest.fail.Exception(f"pipeperf: {exc}", pytrace=False) from None
             points.append(PointResult(size, parity, first_ms, stats, throughput(size, stats),
                                       verdict))
         parity_ok = all(p.parity for p in points)
-        info = pipe.runnable.info
         result = CaseResult(
             nodeid=item.nodeid, suite=suite, case=case, backend=self.backend,
             precision=self.precision.value, device=str(self.device), task=pipe.model.task.value,
             model=str(pipe.model.path), threads=settings.threads, points=tuple(points),
             costs={"build_s": pipe.build_s, "load_s": info.load_s, "export_s": info.export_s,
-                   "export_cache": info.export_cache, **info.notes},
+                   "export_cache": info.export_cache,
+                   **{k: v for k, v in info.notes.items() if k != "recipe"}},
+            recipe=recipe,
             peak_rss_mb=_peak_rss_mb(), versions=self._session.versions,
             update=settings.update_baselines and parity_ok and not settings.disabled,
             disabled=settings.disabled,
@@ -246,6 +257,22 @@ class PipeperfCheck:
         item.user_properties.append((USER_PROPERTY, result.to_dict()))
         self._fail_if_needed(points)
         return result
+
+    def _prepare(self, pipe: Pipeline, largest: TextBatch) -> None:
+        """Let a runnable with a ``prepare(batch)`` method (engines built for a shape range, e.g.
+        TensorRT) build for the largest batch now, counted as build time, not as a first call."""
+        prepare = getattr(pipe.runnable, "prepare", None)
+        if prepare is None:
+            return
+        start = time.perf_counter()
+        try:
+            prepare(largest)
+        except BackendUnavailableError as exc:
+            pytest.skip(str(exc))
+        except BackendError as exc:
+            pytest.fail(f"pipeperf: backend {self.backend!r} failed to build {pipe.model.path.name} "
+                        f"({self.precision}, {self.device}): {exc}", pytrace=False)
+        pipe.build_s += time.perf_counter() - start
 
     def _run(self, fn: Any, what: str) -> Mapping[str, np.ndarray]:
         try:

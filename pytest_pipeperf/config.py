@@ -10,8 +10,8 @@ import enum
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +30,7 @@ from pytest_pipeperf.precision import (
     ParityPreset,
     Precision,
 )
+from pytest_pipeperf.recipe import parse_marker_recipes, parse_recipe_choices
 from pytest_pipeperf.timing import MeasurePlan
 
 T = TypeVar("T")
@@ -166,6 +167,7 @@ OPTION_PARSERS: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "pipeperf_max_time": (parse_seconds, "10.0"),
     "pipeperf_min_rounds": (parse_positive_int, "10"),
     "pipeperf_warmup": (parse_seconds, "0.2"),
+    "pipeperf_recipe": (parse_recipe_choices, None),
 }
 
 
@@ -207,6 +209,7 @@ class PipeperfConfig:
     threads: int | None
     plan: MeasurePlan
     reference_backend: str
+    recipes: Mapping[Precision, str] = field(default_factory=dict)
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> PipeperfConfig:
@@ -246,13 +249,14 @@ class PipeperfConfig:
             threads=_value(config, "pipeperf_threads"),
             plan=plan,
             reference_backend=str(config.getini("pipeperf_reference_backend") or "eager"),
+            recipes=_value(config, "pipeperf_recipe") or {},
         )
 
 
 MARKER_HELP = (
     "pipeperf(task=None, batch_sizes=[1], precisions=None, backends=None, threshold=None, "
-    "atol=None, rtol=None, min_cosine=None, trust_remote_code=False): a pipeperf case, run for "
-    "every backend x precision x device; see the pytest-pipeperf README"
+    "atol=None, rtol=None, min_cosine=None, trust_remote_code=False, recipes=None): a pipeperf "
+    "case, run for every backend x precision x device; see the pytest-pipeperf README"
 )
 
 
@@ -268,6 +272,8 @@ class MarkerOptions:
     :param threshold: per-test allowed slowdown.
     :param atol: / rtol / min_cosine: override the parity tolerance of every precision.
     :param trust_remote_code: allow the model's own code (off by default).
+    :param recipes: precision -> named recipe, e.g. ``{"int8": "bnb-int8"}`` (the command line's
+        ``--pipeperf-recipe`` wins per precision); see :mod:`pytest_pipeperf.recipe`.
     """
 
     task: Task | None = None
@@ -279,6 +285,7 @@ class MarkerOptions:
     rtol: float | None = None
     min_cosine: float | None = None
     trust_remote_code: bool = False
+    recipes: Mapping[Precision, str] = field(default_factory=dict)
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any], where: str) -> MarkerOptions:
@@ -329,6 +336,11 @@ class MarkerOptions:
                 out[key] = float(value)
         if "trust_remote_code" in kwargs:
             out["trust_remote_code"] = bool(kwargs["trust_remote_code"])
+        if kwargs.get("recipes") is not None:
+            try:
+                out["recipes"] = parse_marker_recipes(kwargs["recipes"])
+            except ValueError as exc:
+                raise ValueError(f"{where}: recipes: {exc}") from None
         return cls(**out)
 
     def parity_preset(self, precision: Precision) -> ParityPreset:

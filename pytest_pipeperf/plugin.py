@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import pytest
 
@@ -22,6 +23,7 @@ from pytest_pipeperf.config import (
     parse_threads,
     parse_threshold,
 )
+from pytest_pipeperf.recipe import parse_recipe_choices
 from pytest_pipeperf.fixtures import (
     pipeperf,
     pipeperf_backend,
@@ -65,6 +67,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
          "take at least this many timed calls per workload point. Default: 10"),
         ("--pipeperf-warmup", "pipeperf_warmup", "SECONDS", parse_seconds, None,
          "un-timed warm-up per workload point. Default: 0.2"),
+        ("--pipeperf-recipe", "pipeperf_recipe", "PRECISION=RECIPE,...", parse_recipe_choices, None,
+         "named recipe per precision, e.g. int8=torchao-int8-weight,int4=bnb-nf4 (wins over the "
+         "marker's recipes=); cases whose backend lacks it skip. Default: each backend's first"),
     ]
     for flag, dest, metavar, parser_fn, default, help_text in options:
         group.addoption(flag, dest=dest, metavar=metavar, type=parser_fn, default=default,
@@ -113,6 +118,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"--pipeperf-backend (or ini pipeperf_backend): unknown backend {name!r}; "
                 f"valid: {', '.join(known)}, all"
             )
+    unknown = session.unknown_recipe(settings.recipes)
+    if unknown:
+        raise pytest.UsageError(f"--pipeperf-recipe (or ini pipeperf_recipe): {unknown}")
     _check_xdist(config, settings)
     config.stash[session_key] = session
     config.pluginmanager.register(session, "pipeperf-session")
@@ -147,6 +155,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     try:
         options = MarkerOptions.from_kwargs(dict(marker.kwargs) if marker else {},
                                             metafunc.definition.nodeid)
+        recipes = session.recipes_for(options, metafunc.definition.nodeid)
     except ValueError as exc:
         # A collection error showing only the message (a UsageError here shows pluggy's traceback).
         raise pytest.fail.Exception(f"pipeperf: {exc}", pytrace=False) from None
@@ -158,6 +167,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             cell.backend, cell.precision.value, cell.device, id=cell.id,
             marks=() if cell.availability else pytest.mark.skip(reason=cell.availability.reason),
         )
-        for cell in cells(backends, precisions, settings.devices, session.availability)
+        for cell in cells(backends, precisions, settings.devices,
+                          functools.partial(session.availability, recipes=recipes))
     ]
     metafunc.parametrize(list(ARGNAMES), params, indirect=True)

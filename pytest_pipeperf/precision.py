@@ -3,6 +3,15 @@
 The presets are measured, not guessed (see the README's parity table): MiniLM's
 ``last_hidden_state`` in bf16 reaches a per-item cosine of 0.99991 against fp32,
 and an ONNX Runtime fp32 export differs from eager by 2e-6 at most.
+
+int8 / int4 (every shipped recipe, MiniLM ``last_hidden_state`` and the random BERT classifier's
+logits, per-item cosine vs eager fp32, 2026-11-22): the worst int8 recipe
+(``ort-dynamic-per-channel``) reaches 0.982 on MiniLM at seq 16-512 (0.984 at seq 64-128; the
+others >= 0.996), so int8 passes at 0.97, which still fails per-tensor int8 weights (0.895) and
+anything of int4 quality (<= 0.96). The worst int4 recipes reach 0.931-0.933 on MiniLM at seq
+256-512 (>= 0.949 at seq 64-128), so int4 passes at 0.92, which still fails int4 with groups of
+128 (0.899), per-channel int4 (0.845), int3 (0.768) and ``torch.ao`` dynamic int8 (0.853). The
+classifier's logits stay >= 0.9935 under every recipe.
 """
 
 from __future__ import annotations
@@ -85,6 +94,6 @@ DEFAULT_TOLERANCES: dict[Precision, ParityPreset] = {
     Precision.FP32: ParityPreset(ParityMetric.ALLCLOSE, atol=1e-4, rtol=1e-3),
     Precision.FP16: ParityPreset(ParityMetric.COSINE, min_cosine=0.999),
     Precision.BF16: ParityPreset(ParityMetric.COSINE, min_cosine=0.999),
-    Precision.INT8: ParityPreset(ParityMetric.COSINE, min_cosine=0.98),
-    Precision.INT4: ParityPreset(ParityMetric.COSINE, min_cosine=0.93),
+    Precision.INT8: ParityPreset(ParityMetric.COSINE, min_cosine=0.97),
+    Precision.INT4: ParityPreset(ParityMetric.COSINE, min_cosine=0.92),
 }

@@ -41,6 +41,20 @@ def _parity_cell(parity: Mapping[str, Any]) -> str:
     return f"cos {value:.5f}"
 
 
+def precision_cell(rec: Record) -> str:
+    """``int8/torchao-int8-weight`` when a named recipe ran, else ``fp32``."""
+    recipe = rec.get("recipe")
+    return f"{rec['precision']}/{recipe}" if recipe else str(rec["precision"])
+
+
+def _size(num_bytes: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if num_bytes < 1000:
+            return f"{num_bytes:.0f} {unit}" if unit == "B" else f"{num_bytes:.1f} {unit}"
+        num_bytes /= 1000
+    return f"{num_bytes:.2f} GB"
+
+
 def rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
     """One row per workload point, in run order."""
     out: list[tuple[str, ...]] = []
@@ -49,7 +63,7 @@ def rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
         for point in rec["points"]:
             stats = point.get("stats") or {}
             out.append((
-                name, rec["backend"], rec["precision"], rec["device"], str(point["batch_size"]),
+                name, rec["backend"], precision_cell(rec), rec["device"], str(point["batch_size"]),
                 _num(stats.get("p50_ms")), _num(stats.get("p90_ms")), _num(stats.get("p99_ms")),
                 _num(point.get("throughput"), 1), _parity_cell(point["parity"]),
                 _verdict_cell(point, rec.get("disabled", False)),
@@ -136,7 +150,8 @@ def _verdict_text(verdict: Mapping[str, Any]) -> str:
 
 
 def one_off_lines(records: Sequence[Record]) -> list[str]:
-    """One-off costs per case: load, export (and whether the export cache hit), first call."""
+    """One-off costs per case: load, export (and whether the export cache hit), quantisation,
+    model size, first call."""
     lines = []
     for rec in records:
         costs = rec.get("costs", {})
@@ -144,8 +159,13 @@ def one_off_lines(records: Sequence[Record]) -> list[str]:
         export = ""
         if costs.get("export_cache"):
             export = f", export {costs.get('export_s', 0.0):.1f} s (cache {costs['export_cache']})"
+        if costs.get("quantize_cache"):
+            export += (f", quantise {costs.get('quantize_s', 0.0):.1f} s "
+                       f"(cache {costs['quantize_cache']})")
+        size = costs.get("model_bytes")
+        model = f", model {_size(float(size))}" if isinstance(size, (int, float)) else ""
         lines.append(f"{rec['case']}: build {costs.get('build_s', 0.0):.2f} s (load "
-                     f"{costs.get('load_s', 0.0):.2f} s{export}), first call {firsts}, "
+                     f"{costs.get('load_s', 0.0):.2f} s{export}){model}, first call {firsts}, "
                      f"peak RSS {rec.get('peak_rss_mb', 0.0):.0f} MB")
     return lines
 

@@ -2,8 +2,10 @@
 
 The JSON form (``CaseResult.to_dict()``) is the documented record schema::
 
-    {"nodeid", "suite", "case", "backend", "precision", "device", "task", "model", "threads",
-     "costs": {"load_s", "export_s", "export_cache", "build_s"}, "peak_rss_mb",
+    {"nodeid", "suite", "case", "backend", "precision", "recipe": str | null, "device", "task",
+     "model", "threads",
+     "costs": {"load_s", "export_s", "export_cache", "build_s", "model_bytes", ...backend notes},
+     "peak_rss_mb",
      "versions": {...}, "update": bool, "disabled": bool,
      "points": [{"batch_size", "key", "first_call_ms", "stats": LatencyStats | null,
                  "throughput": items/s | null, "parity": ParityResult, "verdict": Verdict | null}]}
@@ -70,6 +72,7 @@ class CaseResult:
     versions: dict[str, str] = field(default_factory=dict)
     update: bool = False
     disabled: bool = False
+    recipe: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (see the module docstring)."""
@@ -79,6 +82,7 @@ class CaseResult:
             "case": self.case,
             "backend": self.backend,
             "precision": self.precision,
+            "recipe": self.recipe,
             "device": self.device,
             "task": self.task,
             "model": self.model,

@@ -38,6 +38,13 @@ from pytest_pipeperf.baseline import (
 from pytest_pipeperf.devices import Device, count_visible_gpus
 from pytest_pipeperf.machine import collect, library_versions
 from pytest_pipeperf.precision import Precision
+from pytest_pipeperf.recipe import (
+    RecipeChoice,
+    cell_availability,
+    merge,
+    offered,
+    unknown_message,
+)
 from pytest_pipeperf.results import USER_PROPERTY
 from pytest_pipeperf.stats import LatencyStats
 from pytest_pipeperf.verdict import Policy, Status, Verdict, judge
@@ -45,7 +52,7 @@ from pytest_pipeperf.verdict import Policy, Status, Verdict, judge
 if TYPE_CHECKING:
     import numpy as np
 
-    from pytest_pipeperf.config import PipeperfConfig
+    from pytest_pipeperf.config import MarkerOptions, PipeperfConfig
 
 # Prior cross-process drift (sd of ln median) by device kind, pooled with what a baseline's stored
 # runs show: raw medians drift 10-14% between processes on shared 2-core CPUs (environment.md,
@@ -116,8 +123,13 @@ class PipeperfSession:
                 names.append(name)
         return names
 
-    def availability(self, name: str, precision: Precision, device: Device) -> Availability:
-        """Can this cell of the matrix run here? The reason is the stable skip reason."""
+    def availability(self, name: str, precision: Precision, device: Device,
+                     recipes: RecipeChoice | None = None) -> Availability:
+        """Can this cell of the matrix run here? The reason is the stable skip reason.
+
+        :param recipes: the recipes chosen for this test; a backend without the chosen recipe for
+            ``precision`` skips.
+        """
         backend = self.backend(name)
         if backend is None:
             reason = PLANNED.get(name, f"no plugin provides backend {name!r}")
@@ -132,11 +144,36 @@ class PipeperfSession:
                                            "none visible")
             return Availability(False, f"pipeperf: device {str(device)!r} is not visible "
                                        f"(only {visible} GPU(s))")
-        return backend.supports(precision, device)
+        supported = backend.supports(precision, device)
+        if not supported or not recipes:
+            return supported
+        return cell_availability(name, precision, offered(backend, precision), recipes.get(precision))
 
-    def build_context(self) -> BuildContext:
-        """Cache directory and thread count for backend builds."""
-        return BuildContext(cache_dir=self.settings.cache_dir, threads=self.settings.threads)
+    def unknown_recipe(self, choice: RecipeChoice) -> str | None:
+        """Why ``choice`` names a recipe no known backend offers (``None`` if all are known)."""
+        if not choice:
+            return None
+        catalog: dict[str, dict[Precision, tuple[str, ...]]] = {}
+        for name in self.known_backends():
+            backend = self.backend(name)
+            if backend is not None:
+                catalog[name] = {p: offered(backend, p) for p in choice}
+        return unknown_message(choice, catalog)
+
+    def recipes_for(self, marker: MarkerOptions, where: str) -> dict[Precision, str]:
+        """The recipes a test's cases build with: the marker's, the command line's on top.
+
+        :raises ValueError: when the marker names a recipe no known backend offers.
+        """
+        message = self.unknown_recipe(marker.recipes)
+        if message:
+            raise ValueError(f"{where}: @pytest.mark.pipeperf(recipes=...): {message}")
+        return merge(marker.recipes, self.settings.recipes)
+
+    def build_context(self, recipes: RecipeChoice | None = None) -> BuildContext:
+        """Cache directory, thread count and chosen recipes for backend builds."""
+        return BuildContext(cache_dir=self.settings.cache_dir, threads=self.settings.threads,
+                            recipes={p.value: n for p, n in (recipes or {}).items()})
 
     def reference_outputs(self, model: ModelSpec, batch: TextBatch) -> Mapping[str, np.ndarray]:
         """Outputs of the reference backend (eager fp32 on the CPU) for ``batch``, cached."""
@@ -160,10 +197,12 @@ class PipeperfSession:
 
     def judge_point(
         self, suite: str, case: str, point: str, stats: LatencyStats, device: Device,
-        threshold: float,
+        threshold: float, recipe: str | None = None,
     ) -> Verdict:
         """Judge a point against its stored baseline runs.
 
+        :param recipe: the named recipe the case ran; runs stored for another recipe are not
+            compared (``incomparable``).
         :raises BaselineError: if the suite's baseline file is unusable.
         """
         policy = Policy(threshold=threshold, drift_prior=DRIFT_PRIOR.get(device.kind, 0.10))
@@ -186,6 +225,11 @@ class PipeperfSession:
         if runs and threads != {self.settings.threads}:
             reason = (f"baseline recorded with threads={sorted(threads, key=str)}, this run uses "
                       f"threads={self.settings.threads}")
+            return judge(stats, [], policy, baseline_file=path, incomparable=reason)
+        stored = {run.recipe or "(none)" for run in runs}
+        if runs and stored != {recipe or "(none)"}:
+            reason = (f"baseline recorded with recipe {', '.join(sorted(stored))}, this run uses "
+                      f"{recipe or '(none)'}")
             return judge(stats, [], policy, baseline_file=path, incomparable=reason)
         return judge(stats, [r.stats for r in runs], policy, baseline_file=path)
 
@@ -219,7 +263,8 @@ class PipeperfSession:
                 continue
             for point in rec["points"]:
                 stats = LatencyStats.from_dict(point["stats"])
-                run = Run(now, stats, float(point["throughput"]), rec["versions"], rec["threads"])
+                run = Run(now, stats, float(point["throughput"]), rec["versions"], rec["threads"],
+                          rec.get("recipe"))
                 status = (point.get("verdict") or {}).get("status")
                 reset = status in (Status.REGRESSED.value, Status.IMPROVED.value,
                                    Status.INCOMPARABLE.value)
@@ -253,6 +298,7 @@ class PipeperfSession:
             "update_baselines": s.update_baselines, "disabled": s.disabled,
             "baseline_dir": str(s.baseline_dir), "min_time_s": s.plan.min_time_s,
             "max_time_s": s.plan.max_time_s, "min_rounds": s.plan.min_rounds,
+            "recipes": {p.value: n for p, n in s.recipes.items()},
             "versions": self.versions,
         }
 

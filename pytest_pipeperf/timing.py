@@ -10,14 +10,20 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Timer(Protocol):
-    """A clock plus the synchronisation that makes it honest for a device."""
+    """How long one call takes on a device, plus the host clock that budgets the sampling."""
+
+    def time_call(self, fn: Callable[[], object]) -> int:
+        """Call ``fn`` once and return its duration in nanoseconds, device work included."""
+        ...
 
     def now_ns(self) -> int:
-        """A monotonic timestamp in nanoseconds."""
+        """A monotonic host timestamp in nanoseconds (for warm-up and time budgets)."""
         ...
 
     def sync(self) -> None:
@@ -28,6 +34,11 @@ class Timer(Protocol):
 class PerfCounterTimer:
     """Host timing with ``time.perf_counter_ns``; nothing to synchronise on the CPU."""
 
+    def time_call(self, fn: Callable[[], object]) -> int:
+        start = time.perf_counter_ns()
+        fn()
+        return time.perf_counter_ns() - start
+
     def now_ns(self) -> int:
         return time.perf_counter_ns()
 
@@ -35,27 +46,75 @@ class PerfCounterTimer:
         return None
 
 
-class CudaSyncTimer:
-    """Host clock around ``torch.cuda.synchronize(device)``: a call's kernels are inside its time."""
+class CudaEventTimer:
+    """CUDA events recorded on the device's current stream around the call.
 
-    def __init__(self, index: int) -> None:
-        import torch
+    ``start`` is recorded before the call, ``end`` after it returns, then ``end`` is synchronised
+    and ``start.elapsed_time(end)`` (milliseconds, about 0.5 us resolution) is the sample. The
+    GPU reaches ``start`` as soon as earlier work on the stream is done (that work is not counted)
+    and ``end`` only after the host returned from the call *and* every kernel queued on the stream
+    finished, so a sample covers the host part of the call (tokenisation) and its device work.
+    Work a backend queues on its own stream is inside the sample only if the backend joins it
+    back to the current stream or waits for it before returning (ours copy their outputs to host
+    numpy arrays, which waits).
 
-        self._torch = torch
+    :param index: the CUDA device ordinal.
+    :param cuda: the ``torch.cuda`` module (or a stand-in with the same API, for tests);
+        imported when not given.
+    """
+
+    def __init__(self, index: int, cuda: Any = None) -> None:
+        if cuda is None:
+            import torch
+
+            cuda = torch.cuda
+        self._cuda = cuda
         self._index = index
+
+    def time_call(self, fn: Callable[[], object]) -> int:
+        cuda = self._cuda
+        with cuda.device(self._index):
+            stream = cuda.current_stream(self._index)
+            start = cuda.Event(enable_timing=True)
+            end = cuda.Event(enable_timing=True)
+            start.record(stream)
+            fn()
+            end.record(stream)
+            end.synchronize()
+            elapsed_ms: float = start.elapsed_time(end)
+            return round(elapsed_ms * 1e6)  # milliseconds -> ns
 
     def now_ns(self) -> int:
         return time.perf_counter_ns()
 
     def sync(self) -> None:
-        self._torch.cuda.synchronize(self._index)
+        self._cuda.synchronize(self._index)
 
 
 def timer_for(device_kind: str, index: int | None) -> Timer:
-    """The timer for a device kind (``cpu`` or ``cuda``)."""
+    """The timer for a device kind: CUDA events on ``cuda``, ``perf_counter_ns`` otherwise.
+
+    A ``cuda`` case whose torch cannot drive the GPU (no torch, or a CPU build next to
+    ``onnxruntime-gpu``) falls back to the host clock: every built-in runnable returns host numpy
+    arrays, so its calls are synchronous with the host and the host clock still covers them.
+    """
     if device_kind == "cuda":
-        return CudaSyncTimer(index or 0)
+        try:
+            import torch
+
+            usable = bool(torch.cuda.is_available())
+        except (ImportError, OSError):
+            usable = False
+        if usable:
+            return CudaEventTimer(index or 0)
     return PerfCounterTimer()
+
+
+def timed_call(fn: Callable[[], T], timer: Timer) -> tuple[T, int]:
+    """Call ``fn`` once under ``timer``; return its result and its duration in nanoseconds."""
+    box: list[T] = []
+    duration = timer.time_call(lambda: box.append(fn()))
+    return box[0], duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +164,6 @@ class Measurement:
     rounds: int
 
 
-def _timed(fn: Callable[[], object], timer: Timer) -> int:
-    timer.sync()
-    start = timer.now_ns()
-    fn()
-    timer.sync()
-    return timer.now_ns() - start
-
-
 def measure(
     fns: Mapping[str, Callable[[], object]],
     plan: MeasurePlan,
@@ -134,7 +185,7 @@ def measure(
         raise ValueError("measure() needs at least one callable")
     timer = timer or PerfCounterTimer()
     names = list(fns)
-    first = {name: _timed(fns[name], timer) for name in names}
+    first = {name: timer.time_call(fns[name]) for name in names}
     warm = 0
     warm_start = timer.now_ns()
     while warm < plan.warmup_calls or (timer.now_ns() - warm_start) / 1e9 < plan.warmup_s:
@@ -150,7 +201,7 @@ def measure(
         order = names[:]
         rng.shuffle(order)
         for name in order:
-            duration = _timed(fns[name], timer)
+            duration = timer.time_call(fns[name])
             samples[name].append(duration)
             spent_ns += duration
         rounds += 1

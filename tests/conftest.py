@@ -40,8 +40,11 @@ import pytest
 
 from pytest_pipeperf.backends.base import AVAILABLE, Availability, BuildInfo
 from pytest_pipeperf.precision import Precision
+from pytest_pipeperf.recipe import select
 
-SUPPORTED = (Precision.FP32, Precision.BF16)
+SUPPORTED = (Precision.FP32, Precision.BF16, Precision.INT8)
+# int8 on "fake" has two named recipes (default first); "fakeref" has none.
+RECIPES = {Precision.INT8: ("fake-int8-a", "fake-int8-b")}
 
 
 def _setting(model_dir, name, env):
@@ -80,16 +83,24 @@ class FakeBackend:
         if precision in SUPPORTED:
             return AVAILABLE
         return Availability(False, f"pipeperf: backend {self.name!r} does not support "
-                                   f"{precision.value} (supported: fp32, bf16)")
+                                   f"{precision.value} (supported: fp32, bf16, int8)")
+
+    def recipes(self, precision):
+        return RECIPES.get(precision, ()) if self.tunable else ()
 
     def build(self, model, precision, device, context):
         assert model.path.is_dir(), model.path
         assert model.task.value == "feature-extraction", model.task
         if not self.tunable:
             return FakeRunnable(0.0, 0.0)
+        recipe = select(self.name, precision, self.recipes(precision), context.recipes)
         delay_ms = float(_setting(model.path, "delay_ms", "FAKE_DELAY_MS"))
         offset = float(_setting(model.path, "offset", "FAKE_OFFSET"))
-        return FakeRunnable(delay_ms / 1000.0, offset)
+        runnable = FakeRunnable(delay_ms / 1000.0, offset)
+        runnable.info.notes["model_bytes"] = 2_500_000
+        if recipe is not None:
+            runnable.info.notes["recipe"] = recipe
+        return runnable
 
 
 def pytest_pipeperf_backend_names(config):

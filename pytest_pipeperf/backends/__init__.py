@@ -16,15 +16,17 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "eager": "pytest_pipeperf.backends.eager:EagerBackend",
     "onnxruntime": "pytest_pipeperf.backends.onnxruntime:OnnxRuntimeBackend",
+    "compile": "pytest_pipeperf.backends.compile:CompileBackend",
+    "openvino": "pytest_pipeperf.backends.openvino:OpenVinoBackend",
+    "tensorrt": "pytest_pipeperf.backends.tensorrt:TensorRTBackend",
+    # ORT's TensorRT execution provider: its own backend (own test ids and baselines), see the
+    # GPU section of backends/onnxruntime.py.
+    "onnxruntime_trt": "pytest_pipeperf.backends.onnxruntime:OnnxRuntimeTensorRTBackend",
 }
 
 # Names of the design's capability matrix that this version does not implement yet: accepted on
 # the command line, and their cases skip with this reason.
-PLANNED: dict[str, str] = {
-    "compile": "pytest-pipeperf 0.1 has no 'compile' (torch.compile) backend yet",
-    "tensorrt": "pytest-pipeperf 0.1 has no 'tensorrt' backend yet",
-    "openvino": "pytest-pipeperf 0.1 has no 'openvino' backend yet",
-}
+PLANNED: dict[str, str] = {}
 
 
 def load_backend(name: str) -> Backend:

@@ -92,25 +92,43 @@ class BuildContext:
 
     :param cache_dir: a directory for exports / engines that survive between runs.
     :param threads: intra-op threads (``None`` leaves the library default).
+    :param recipes: precision value -> the recipe the user chose (``{"int8": "bnb-int8"}``); a
+        precision missing here builds with the backend's default recipe. See
+        :mod:`pytest_pipeperf.recipe`: a backend with named recipes has a method
+        ``recipes(precision) -> tuple[str, ...]`` (default first), checks the choice with
+        ``recipe.select()`` and puts the recipe that ran in ``BuildInfo.notes["recipe"]``.
     """
 
     cache_dir: Path
     threads: int | None = None
+    recipes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class BuildInfo:
-    """One-off costs and facts a backend reports about a build (seconds)."""
+    """One-off costs and facts a backend reports about a build (seconds).
+
+    Well-known ``notes``: ``recipe`` (the named recipe that ran, see :mod:`pytest_pipeperf.recipe`)
+    and ``model_bytes`` (the built model's size: parameter + buffer bytes in memory for torch,
+    file bytes for an ONNX graph).
+    """
 
     load_s: float = 0.0
     export_s: float = 0.0
     export_cache: str = ""  # "hit" / "miss" / ""
-    notes: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str | int | float] = field(default_factory=dict)
 
 
 @runtime_checkable
 class Runnable(Protocol):
-    """A built pipeline: text in, named float arrays out."""
+    """A built pipeline: text in, named float arrays out.
+
+    Optionally a runnable also has ``prepare(batch: TextBatch) -> None``: ``pipeperf.bench()``
+    calls it once with the largest batch before the first timed call, so a backend whose engine
+    is built for a shape range (TensorRT) builds it then, as build time, not inside a first call.
+    Calls with larger shapes later must still work (by rebuilding). It is not part of this
+    protocol so that runnables without it stay ``isinstance``-compatible.
+    """
 
     info: BuildInfo
 

@@ -18,6 +18,7 @@ from pytest_pipeperf.backends.base import (
     TextBatch,
     package_availability,
 )
+from pytest_pipeperf.backends._quant import EAGER_RECIPES, eager_recipes, module_bytes
 from pytest_pipeperf.precision import Precision
 
 if TYPE_CHECKING:
@@ -58,6 +59,19 @@ class EagerRunnable:
         name = self._task.output_name
         return {name: getattr(out, name).float().cpu().numpy()}
 
+    @property
+    def module(self) -> Any:
+        """The ``torch.nn.Module`` that :meth:`__call__` runs (``None`` after :meth:`close`).
+
+        Assignable, so a wrapping backend (``compile``) can run this same loaded model, with
+        this runnable's tokenisation and output handling, through e.g. ``torch.compile``.
+        """
+        return self._model
+
+    @module.setter
+    def module(self, value: Any) -> None:
+        self._model = value
+
     def close(self) -> None:
         self._model = None
 
@@ -73,17 +87,31 @@ class EagerBackend:
     def supports(self, precision: Precision, device: Device) -> Availability:
         if precision in (Precision.FP32, Precision.BF16):
             return AVAILABLE
+        if precision in EAGER_RECIPES:  # int8 / int4 recipes: backends/_quant.py
+            if device.kind == "cpu":
+                return AVAILABLE
+            return Availability(False, f"pipeperf: backend 'eager' runs {precision.value} on cpu "
+                                       "only in this version")
         if precision is Precision.FP16:
             if device.kind == "cuda":
                 return AVAILABLE
             return Availability(False, "pipeperf: backend 'eager' runs fp16 on cuda only "
                                        "(CPU fp16 matmuls are emulated); use bf16 on cpu")
         return Availability(False, f"pipeperf: backend 'eager' precision {precision.value!r} "
-                                   "is not supported yet (supported: fp32, bf16, fp16 on cuda)")
+                                   "is not supported yet (supported: fp32, bf16, fp16 on cuda, "
+                                   "int8 and int4 on cpu)")
+
+    def recipes(self, precision: Precision) -> tuple[str, ...]:
+        """Named recipes for ``precision`` (default first); see ``backends/_quant.py``."""
+        return eager_recipes(precision)
 
     def build(
         self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
     ) -> EagerRunnable:
+        if precision in EAGER_RECIPES:
+            from pytest_pipeperf.backends._quant import build_quantised
+
+            return build_quantised(model, precision, device, context)
         try:
             import torch
             import transformers
@@ -111,4 +139,5 @@ class EagerBackend:
         net = net.to(str(device)).eval()
         tokenizer = load_tokenizer(model)
         info = BuildInfo(load_s=time.perf_counter() - start)
+        info.notes["model_bytes"] = module_bytes(net)
         return EagerRunnable(net, tokenizer, model.task, str(device), info)

@@ -7,13 +7,19 @@ manifest with the graph's SHA-256: a stale or tampered entry is rebuilt, never u
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import hashlib
+import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,9 +34,11 @@ from pytest_pipeperf.backends.base import (
     ModelSpec,
     Task,
     TextBatch,
+    missing_packages,
     package_availability,
 )
 from pytest_pipeperf.precision import Precision
+from pytest_pipeperf.recipe import select as select_recipe
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,9 +56,12 @@ def _version(dist: str) -> str:
         return "-"
 
 
-def export_key(model: ModelSpec, digest: str) -> str:
-    """The cache key of an export: model content, task and exporter versions."""
-    parts = {
+def export_key(model: ModelSpec, digest: str, dtype: str = "fp32") -> str:
+    """The cache key of an export: model content, task, float dtype and exporter versions.
+
+    ``dtype`` joins the key only when it is not ``fp32``, so fp32 keys (and caches) are unchanged.
+    """
+    parts: dict[str, object] = {
         "format": EXPORT_FORMAT,
         "model": digest,
         "task": model.task.value,
@@ -58,6 +69,8 @@ def export_key(model: ModelSpec, digest: str) -> str:
         "opset": "default",
         "versions": {d: _version(d) for d in _KEY_DISTRIBUTIONS},
     }
+    if dtype != "fp32":
+        parts["dtype"] = dtype
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -82,11 +95,19 @@ def cached_export_valid(entry: Path, key: str) -> bool:
         return False
 
 
-def export_onnx(model: ModelSpec, cache_dir: Path) -> tuple[Path, float, str]:
-    """Return ``(model.onnx path, export seconds, "hit"|"miss")``, exporting if needed."""
+def export_onnx(model: ModelSpec, cache_dir: Path, dtype: str = "fp32",
+                device: str = "cpu") -> tuple[Path, float, str]:
+    """Return ``(model.onnx path, export seconds, "hit"|"miss")``, exporting if needed.
+
+    :param dtype: optimum's ``main_export(dtype=...)`` (``fp32``, ``fp16``, ``bf16``: the model is
+        loaded in that dtype and traced; optimum 1.x allowed fp16 only with ``device="cuda"``, which
+        is what the GPU paths pass).
+    :param device: where optimum loads and traces the model (``cpu``, ``cuda``, ``cuda:N``);
+        not part of the key (the graph does not depend on it).
+    """
     from pytest_pipeperf.backends._hf import model_digest
 
-    key = export_key(model, model_digest(model.path))
+    key = export_key(model, model_digest(model.path), dtype)
     root = cache_dir / "onnx"
     entry = root / key
     if cached_export_valid(entry, key):
@@ -103,7 +124,7 @@ def export_onnx(model: ModelSpec, cache_dir: Path) -> tuple[Path, float, str]:
     try:
         main_export(
             str(model.path), output=tmp, task=model.task.value, library_name="transformers",
-            device="cpu", do_validation=False, local_files_only=True,
+            device=device, dtype=dtype, do_validation=False, local_files_only=True,
             trust_remote_code=model.trust_remote_code,
         )
         onnx_path = tmp / "model.onnx"
@@ -154,7 +175,8 @@ class OnnxRuntimeRunnable:
 
 
 class OnnxRuntimeBackend:
-    """optimum ONNX export -> ``onnxruntime.InferenceSession`` on the CPU execution provider."""
+    """optimum ONNX export -> ``onnxruntime.InferenceSession`` on the CPU execution provider, or
+    on the CUDA execution provider for ``cuda:N`` (see the GPU section below)."""
 
     name = "onnxruntime"
 
@@ -162,26 +184,39 @@ class OnnxRuntimeBackend:
         return package_availability(self.name, ["onnxruntime", "optimum", "torch", "transformers"])
 
     def supports(self, precision: Precision, device: Device) -> Availability:
-        if device.kind != "cpu":
-            return Availability(False, "pipeperf: backend 'onnxruntime' on cuda needs the CUDA "
-                                       "execution provider, not supported in this version")
-        if precision is not Precision.FP32:
+        if device.kind == "cuda":  # the CUDA execution provider: see the GPU section below
+            return cuda_support(self.name, precision)
+        if precision is not Precision.FP32 and not self.recipes(precision):
             return Availability(False, f"pipeperf: backend 'onnxruntime' precision "
-                                       f"{precision.value!r} is not supported yet (supported: fp32)")
+                                       f"{precision.value!r} is not supported yet "
+                                       "(supported: fp32, int8, int4)")
         return AVAILABLE
+
+    def recipes(self, precision: Precision) -> tuple[str, ...]:
+        """Named recipes for ``precision`` (default first); see ``backends/_ort_quant.py``."""
+        from pytest_pipeperf.backends._ort_quant import ort_recipes
+
+        return ort_recipes(precision)
 
     def build(
         self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
-    ) -> OnnxRuntimeRunnable:
+    ) -> OnnxRuntimeRunnable | OnnxRuntimeGpuRunnable:
         try:
             import onnxruntime as ort
         except (ImportError, OSError) as exc:
             raise BackendUnavailableError(
                 f"pipeperf: backend 'onnxruntime' cannot import onnxruntime ({exc})"
             ) from exc
+        if device.kind == "cuda":
+            return build_on_cuda(ort, self.name, model, precision, device, context, tensorrt=False)
         from pytest_pipeperf.backends._hf import load_tokenizer
 
         onnx_path, export_s, cache = export_onnx(model, context.cache_dir)
+        recipe = select_recipe(self.name, precision, self.recipes(precision), context.recipes)
+        if recipe is not None:  # int8 / int4: quantise the export (cached next to it)
+            from pytest_pipeperf.backends._ort_quant import quantize_onnx
+
+            onnx_path, quantize_s, quantize_cache = quantize_onnx(onnx_path, recipe)
         start = time.perf_counter()
         options = ort.SessionOptions()
         if context.threads is not None:
@@ -198,5 +233,380 @@ class OnnxRuntimeBackend:
         tokenizer = load_tokenizer(model)
         info = BuildInfo(load_s=time.perf_counter() - start, export_s=export_s, export_cache=cache)
         info.notes["onnx"] = str(onnx_path)
+        from pytest_pipeperf.backends._ort_quant import onnx_bytes
+
+        info.notes["model_bytes"] = onnx_bytes(onnx_path)
+        if recipe is not None:
+            info.notes.update(recipe=recipe, quantize_s=quantize_s, quantize_cache=quantize_cache)
         info.notes["providers"] = ",".join(got)
         return OnnxRuntimeRunnable(session, tokenizer, model.task, info)
+
+
+# -- GPU: the CUDA and TensorRT execution providers ----------------------------------------------
+#
+# ``onnxruntime`` on a ``cuda:N`` device runs the CUDA execution provider (fp32 on the fp32 export,
+# fp16 on an fp16 export). ORT's TensorRT execution provider is a backend of its own,
+# ``onnxruntime_trt``, not an option of this one: it is a different engine (TensorRT kernels, its
+# own fp16 conversion, lazily built engines), so it needs its own test ids and baselines
+# (``onnxruntime_trt-fp16-cuda0``); an option would give two engines one id and one baseline.
+#
+# ORT silently falls back to the CPU when a GPU provider cannot be created (missing CUDA/cuDNN/
+# TensorRT libraries, no GPU): it logs, prints "EP Error ... Falling back" or warns, and returns a
+# working CPU session. So after creating the session, ``session.get_providers()`` decides
+# (``check_providers``): a case that asked for CUDA/TensorRT and got anything else never reports
+# numbers; it skips when the package or the GPU is absent and fails, with what ORT said, otherwise.
+
+GPU_DISTRIBUTION = "onnxruntime-gpu"
+CPU_EP = "CPUExecutionProvider"
+CUDA_EP = "CUDAExecutionProvider"
+TENSORRT_EP = "TensorrtExecutionProvider"
+CUDA_EP_PRECISIONS = (Precision.FP32, Precision.FP16)
+TENSORRT_EP_PRECISIONS = (Precision.FP32, Precision.FP16)
+TRT_EP_CACHE_FORMAT = 1
+
+
+def _distribution_installed(name: str) -> bool:
+    try:
+        metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def gpu_package_reason(backend: str) -> str | None:
+    """``None`` when ``onnxruntime-gpu`` is installed, else the stable skip reason.
+
+    Looks at installed distributions only (``importlib.metadata``): the CPU and GPU builds of
+    ONNX Runtime are both imported as ``onnxruntime``, so ``find_spec`` cannot tell them apart.
+    """
+    if _distribution_installed(GPU_DISTRIBUTION):
+        return None
+    where = " on cuda" if backend == "onnxruntime" else ""
+    return f"pipeperf: backend {backend!r}{where} needs package 'onnxruntime-gpu' (not installed)"
+
+
+def cuda_support(backend: str, precision: Precision) -> Availability:
+    """Can ``backend`` (``onnxruntime`` or ``onnxruntime_trt``) run ``precision`` on a GPU here?"""
+    supported = CUDA_EP_PRECISIONS if backend == "onnxruntime" else TENSORRT_EP_PRECISIONS
+    if precision not in supported:
+        names = ", ".join(p.value for p in supported)
+        return Availability(False, f"pipeperf: backend {backend!r} precision {precision.value!r} "
+                                   f"is not supported on cuda (supported: {names})")
+    reason = gpu_package_reason(backend)
+    return Availability(False, reason) if reason else AVAILABLE
+
+
+class ProviderOutcome(str, enum.Enum):
+    """What to do with a session after comparing the providers asked for and obtained."""
+
+    OK = "ok"
+    SKIP = "skip"
+    FAIL = "fail"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCheck:
+    """The decision of :func:`check_providers`; truthy when the session may report numbers."""
+
+    outcome: ProviderOutcome
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.outcome is ProviderOutcome.OK
+
+
+def check_providers(requested: Sequence[str], got: Sequence[str], missing: str | None = None,
+                    log: str = "") -> ProviderCheck:
+    """Decide whether a session runs where the case asked.
+
+    :param requested: the providers passed to ``InferenceSession``, the one the case is about first
+        (``TensorrtExecutionProvider`` may be followed by the CUDA EP for the nodes TensorRT
+        cannot take).
+    :param got: ``session.get_providers()`` (empty when the session could not be created).
+    :param missing: the skip reason when a prerequisite is absent (package, GPU, libraries), else
+        ``None``; only consulted when the session did not get the provider.
+    :param log: what ONNX Runtime logged, printed or warned while creating the session.
+    :returns: ``OK`` when the first provider obtained is the one asked for (ORT always appends the
+        CPU EP for the nodes no other provider takes: that is normal); ``SKIP`` with ``missing``;
+        ``FAIL`` with what ORT said otherwise.
+    """
+    if not requested:
+        raise ValueError("check_providers() needs at least one requested provider")
+    wanted = requested[0]
+    if got and got[0] == wanted:
+        return ProviderCheck(ProviderOutcome.OK, f"runs on {', '.join(got)}")
+    if missing:
+        return ProviderCheck(ProviderOutcome.SKIP, missing)
+    said = log.strip()
+    said = said[-3000:] if said else ("(nothing; call onnxruntime.set_default_logger_severity(0) "
+                                      "for a verbose log)")
+    runs_on = f"runs on {list(got)}" if got else "could not be created"
+    return ProviderCheck(ProviderOutcome.FAIL,
+                         f"onnxruntime was asked for {list(requested)} but the session {runs_on}: "
+                         f"{wanted} is installed but did not load (a fallback run is never "
+                         f"reported as a {wanted} result). onnxruntime said:\n{said}")
+
+
+@contextlib.contextmanager
+def capture_ort_output() -> Iterator[list[str]]:
+    """Capture what ONNX Runtime says while a session is created.
+
+    That is its C++ log (written to file descriptor 2, so it is captured at the descriptor), the
+    "EP Error ... Falling back" lines its Python wrapper prints, and the warnings it raises
+    ("Specified provider ... is not in available provider names"). On exit the text is appended to
+    the yielded list and written to ``sys.stderr`` again, so it stays visible.
+    """
+    captured: list[str] = []
+    printed = io.StringIO()
+    caught: list[warnings.WarningMessage] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            with warnings.catch_warnings(record=True) as recorded, \
+                    contextlib.redirect_stdout(printed):
+                warnings.simplefilter("always")
+                try:
+                    yield captured
+                finally:
+                    caught.extend(recorded)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            native = sink.read().decode(errors="replace")
+            parts = [native.strip(), printed.getvalue().strip(),
+                     *(f"{w.category.__name__}: {w.message}" for w in caught)]
+            text = "\n".join(p for p in parts if p)
+            captured.append(text)
+            if text:
+                sys.stderr.write(text + "\n")
+
+
+def _tensorrt_libraries_found() -> bool:
+    """Are TensorRT's shared libraries installed (pip ``tensorrt`` or ``libnvinfer`` on the path)?"""
+    import ctypes.util
+
+    # ``tensorrt_libs`` is the module of the pip wheels that carry libnvinfer (not verified on a
+    # GPU machine); a system install is found by the dynamic loader's search.
+    return (not missing_packages(["tensorrt_libs"]) or not missing_packages(["tensorrt"])
+            or ctypes.util.find_library("nvinfer") is not None)
+
+
+def gpu_missing_reason(backend: str, wanted: str, device: Device) -> str | None:
+    """The skip reason when something a GPU session needs is absent, else ``None`` (impure)."""
+    reason = gpu_package_reason(backend)
+    if reason:
+        return reason
+    from pytest_pipeperf.devices import count_visible_gpus
+
+    visible = count_visible_gpus()
+    if (device.index or 0) >= visible:
+        if visible == 0:
+            return f"pipeperf: device {str(device)!r} needs an NVIDIA GPU; none visible"
+        return f"pipeperf: device {str(device)!r} is not visible (only {visible} GPU(s))"
+    if wanted == TENSORRT_EP and not _tensorrt_libraries_found():
+        return (f"pipeperf: backend {backend!r} needs TensorRT's libraries (package 'tensorrt' or "
+                "libnvinfer on the library path; not found)")
+    return None
+
+
+def create_gpu_session(ort: Any, backend: str, onnx_path: Path, options: Any,
+                       providers: Sequence[tuple[str, dict[str, object]]], device: Device) -> Any:
+    """``InferenceSession`` on GPU providers, verified with :func:`check_providers`.
+
+    :raises BackendUnavailableError: the package, the GPU or the TensorRT libraries are absent.
+    :raises BackendError: everything is installed but the provider did not load (with ORT's text).
+    """
+    names = [name for name, _ in providers]
+    session = None
+    error = ""
+    with capture_ort_output() as said:
+        try:
+            session = ort.InferenceSession(str(onnx_path), options, providers=list(providers))
+        except Exception as exc:  # ORT raises RuntimeError subclasses of its own (Fail, ...)
+            error = f"{type(exc).__name__}: {exc}"
+    got = list(session.get_providers()) if session is not None else []
+    missing = None if got[:1] == names[:1] else gpu_missing_reason(backend, names[0], device)
+    check = check_providers(names, got, missing, "\n".join([error, *said]))
+    if check.outcome is ProviderOutcome.SKIP:
+        raise BackendUnavailableError(check.message)
+    if check.outcome is ProviderOutcome.FAIL:
+        raise BackendError(check.message)
+    return session
+
+
+def cuda_ep_options(index: int, precision: Precision) -> dict[str, object]:
+    """CUDA EP options: the device, and no TF32 for fp32 (ORT's CUDA EP option ``use_tf32``)."""
+    options: dict[str, object] = {"device_id": index}
+    if precision is Precision.FP32:
+        options["use_tf32"] = 0  # fp32 means fp32: TF32 matmuls would not meet fp32 parity
+    return options
+
+
+def trt_ep_cache_key(*, export: str, precision: str, onnxruntime: str, tensorrt: str, gpu: str,
+                     capability: str) -> str:
+    """The directory key of the TensorRT EP's engine cache.
+
+    ORT names its cached engines by model and subgraph but does not notice a new TensorRT
+    version, GPU or precision (its documentation asks to clear the cache then), so every one of
+    them is part of the directory's key.
+    """
+    parts = {"format": TRT_EP_CACHE_FORMAT, "export": export, "precision": precision,
+             "onnxruntime": onnxruntime, "tensorrt": tensorrt, "gpu": gpu, "capability": capability}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def trt_ep_options(index: int, precision: Precision, cache_path: Path | None) -> dict[str, object]:
+    """TensorRT EP options: device, fp16, and the engine cache directory (when it can be keyed)."""
+    options: dict[str, object] = {"device_id": index,
+                                  "trt_fp16_enable": precision is Precision.FP16}
+    if cache_path is not None:
+        options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_path))
+    return options
+
+
+def _gpu_identity(index: int) -> tuple[str, str] | None:
+    """``(name, "major.minor")`` of GPU ``index`` via torch, or ``None`` if torch cannot see it."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        major, minor = torch.cuda.get_device_capability(index)
+        return str(torch.cuda.get_device_name(index)), f"{major}.{minor}"
+    except (ImportError, OSError, RuntimeError, AssertionError):
+        return None
+
+
+class OnnxRuntimeGpuRunnable:
+    """An ``InferenceSession`` on the CUDA or TensorRT EP plus the tokenizer.
+
+    Inputs go in as host numpy arrays and outputs come back as host arrays (the copies are part of
+    the timed call, like tokenisation); an fp16 graph's float16 output is returned as float32.
+    """
+
+    def __init__(self, session: Any, tokenizer: Any, task: Task, info: BuildInfo) -> None:
+        self._session = session
+        self._tokenizer = tokenizer
+        self._output = task.output_name
+        self._names = {i.name for i in session.get_inputs()}
+        self.info = info
+
+    def __call__(self, batch: TextBatch) -> Mapping[str, np.ndarray]:
+        import numpy as np
+
+        from pytest_pipeperf.backends._hf import encode
+
+        feed = encode(self._tokenizer, batch, self._names)
+        (out,) = self._session.run([self._output], feed)
+        return {self._output: np.asarray(out, dtype=np.float32)}
+
+    def close(self) -> None:
+        self._session = None
+
+
+class OnnxRuntimeTrtRunnable(OnnxRuntimeGpuRunnable):
+    """The TensorRT EP's runnable: its engines are built at the first run of each new shape range."""
+
+    def prepare(self, batch: TextBatch) -> None:
+        """Make the TensorRT EP build its engine now, for batch sizes 1..len(batch).
+
+        The EP builds engines lazily from the input shapes it has seen and rebuilds when a shape
+        falls outside them (ORT's documented behaviour without explicit ``trt_profile_*`` shapes;
+        not run here), so one run of the largest batch and one of a single row leave an engine
+        covering every batch size of the case at this sequence length. Counted as load time.
+        """
+        start = time.perf_counter()
+        self(batch)
+        if len(batch.texts) > 1:
+            self(TextBatch(batch.texts[:1], batch.max_length))
+        self.info.load_s += time.perf_counter() - start
+
+
+def build_on_cuda(ort: Any, backend: str, model: ModelSpec, precision: Precision, device: Device,
+                  context: BuildContext, tensorrt: bool) -> OnnxRuntimeGpuRunnable:
+    """Build an ORT session on the CUDA EP (``tensorrt=False``) or the TensorRT EP.
+
+    :raises BackendUnavailableError: something needed is absent (becomes a skip).
+    :raises BackendError: installed but broken (becomes a failure with ORT's message).
+    """
+    from pytest_pipeperf.backends._hf import load_tokenizer, model_digest
+
+    index = device.index or 0
+    identity = _gpu_identity(index)
+    if tensorrt:
+        onnx_path, export_s, cache = export_onnx(model, context.cache_dir)
+        cache_path = None
+        if identity is not None:  # engines are per GPU: without its identity, no cache
+            key = trt_ep_cache_key(export=export_key(model, model_digest(model.path)),
+                                   precision=precision.value, onnxruntime=_version("onnxruntime-gpu"),
+                                   tensorrt=_version("tensorrt"), gpu=identity[0],
+                                   capability=identity[1])
+            cache_path = context.cache_dir / "ort-trt" / key
+            cache_path.mkdir(parents=True, exist_ok=True)
+        providers = [(TENSORRT_EP, trt_ep_options(index, precision, cache_path)),
+                     (CUDA_EP, cuda_ep_options(index, precision))]
+    else:
+        dtype = "fp16" if precision is Precision.FP16 else "fp32"
+        if dtype == "fp16" and identity is None:
+            raise BackendUnavailableError(
+                f"pipeperf: backend {backend!r} fp16 on cuda exports an fp16 graph on the GPU and "
+                "needs a CUDA build of torch; torch sees no GPU")
+        onnx_path, export_s, cache = export_onnx(
+            model, context.cache_dir, dtype=dtype,
+            device="cpu" if dtype == "fp32" else f"cuda:{index}")
+        providers = [(CUDA_EP, cuda_ep_options(index, precision))]
+    start = time.perf_counter()
+    options = ort.SessionOptions()
+    if context.threads is not None:  # the CPU EP's share of the graph (shape ops, fallbacks)
+        options.intra_op_num_threads = context.threads
+        options.inter_op_num_threads = 1
+    session = create_gpu_session(ort, backend, onnx_path, options, providers, device)
+    tokenizer = load_tokenizer(model)
+    info = BuildInfo(load_s=time.perf_counter() - start, export_s=export_s, export_cache=cache)
+    info.notes["onnx"] = str(onnx_path)
+    from pytest_pipeperf.backends._ort_quant import onnx_bytes
+
+    info.notes["model_bytes"] = onnx_bytes(onnx_path)
+    info.notes["providers"] = ",".join(session.get_providers())
+    if identity is not None:
+        info.notes["gpu"] = f"{identity[0]} (sm {identity[1]})"
+    runnable_cls = OnnxRuntimeTrtRunnable if tensorrt else OnnxRuntimeGpuRunnable
+    return runnable_cls(session, tokenizer, model.task, info)
+
+
+class OnnxRuntimeTensorRTBackend:
+    """optimum ONNX export -> ``InferenceSession`` on ORT's TensorRT EP (CUDA EP behind it)."""
+
+    name = "onnxruntime_trt"
+
+    def availability(self) -> Availability:
+        found = package_availability(self.name, ["onnxruntime", "optimum", "torch", "transformers"])
+        if not found:
+            return found
+        reason = gpu_package_reason(self.name)
+        return Availability(False, reason) if reason else AVAILABLE
+
+    def supports(self, precision: Precision, device: Device) -> Availability:
+        if device.kind != "cuda":
+            return Availability(False, f"pipeperf: backend {self.name!r} needs an NVIDIA GPU "
+                                       f"(device {str(device)!r})")
+        return cuda_support(self.name, precision)
+
+    def build(
+        self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
+    ) -> OnnxRuntimeGpuRunnable:
+        try:
+            import onnxruntime as ort
+        except (ImportError, OSError) as exc:
+            raise BackendUnavailableError(
+                f"pipeperf: backend {self.name!r} cannot import onnxruntime ({exc})"
+            ) from exc
+        if device.kind != "cuda":
+            raise BackendError(f"backend {self.name!r} runs on cuda only, not {device}")
+        return build_on_cuda(ort, self.name, model, precision, device, context, tensorrt=True)

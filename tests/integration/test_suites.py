@@ -30,11 +30,19 @@ def test_suites_parity_only() -> None:
     proc = run_suites("--pipeperf-disable", "-p", "no:cacheprovider")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     out = proc.stdout
-    assert "6 passed, 2 skipped" in out
+    # per suite: eager fp32/bf16/int8/int4, onnxruntime fp32/int8/int4 (bf16 skips), compile and
+    # openvino fp32/bf16 (int8/int4 skip)
+    assert "22 passed, 10 skipped" in out
     for case in ("test_embeddings::test_embed", "test_classification::test_classify"):
         for backend in ("eager", "onnxruntime"):
             assert re.search(rf"{case}\s+{backend}\s+fp32\s+cpu\s+8\s", out), (case, backend)
-    assert out.count("parity only") == 12
+        # the quantised cases run each backend's default recipe and say which
+        for backend, precision in (("eager", "int8/torchao-int8-weight"),
+                                   ("eager", "int4/torchao-int4-weight"),
+                                   ("onnxruntime", "int8/ort-dynamic-per-channel"),
+                                   ("onnxruntime", "int4/ort-matmul-4bit")):
+            assert re.search(rf"{case}\s+{backend}\s+{precision}\s+cpu\s+8\s", out), (case, precision)
+    assert out.count("parity only") == 44
     assert "pipeperf: backend 'onnxruntime' precision 'bf16' is not supported yet" in out
 
 
@@ -43,10 +51,10 @@ def test_suites_backend_selection_and_ids() -> None:
                       "-q", "-p", "no:cacheprovider")
     assert proc.returncode == 0, proc.stdout[-3000:]
     ids = [line for line in proc.stdout.splitlines() if "::" in line]
-    assert ids == ["suites/test_classification.py::test_classify[onnxruntime-fp32-cpu]",
-                   "suites/test_classification.py::test_classify[onnxruntime-bf16-cpu]",
-                   "suites/test_embeddings.py::test_embed[onnxruntime-fp32-cpu]",
-                   "suites/test_embeddings.py::test_embed[onnxruntime-bf16-cpu]"]
+    assert ids == [f"suites/{suite}[onnxruntime-{precision}-cpu]"
+                   for suite in ("test_classification.py::test_classify",
+                                 "test_embeddings.py::test_embed")
+                   for precision in ("fp32", "bf16", "int8", "int4")]
 
 
 def test_suites_update_then_compare(tmp_path: Path) -> None:
@@ -54,7 +62,7 @@ def test_suites_update_then_compare(tmp_path: Path) -> None:
     record = run_suites(*FAST, f"--pipeperf-baseline-dir={baselines}",
                         "--pipeperf-update-baselines")
     assert record.returncode == 0, record.stdout[-4000:]
-    assert "0 baselines updated, 12 created" in record.stdout
+    assert "0 baselines updated, 44 created" in record.stdout
     files = sorted(p.relative_to(baselines).as_posix() for p in baselines.rglob("*.json"))
     assert len(files) == 2 and files[0].startswith("suites/test_classification/")
     text = (baselines / files[1]).read_text()
@@ -65,8 +73,13 @@ def test_suites_update_then_compare(tmp_path: Path) -> None:
                          "--pipeperf-fail-on=never", f"--pipeperf-json={report}")
     assert compare.returncode == 0, compare.stdout[-4000:]
     doc = json.loads(report.read_text())
-    assert len(doc["cases"]) == 6
+    assert len(doc["cases"]) == 22
     statuses = [p["verdict"]["status"] for c in doc["cases"] for p in c["points"]]
-    assert len(statuses) == 12 and "new" not in statuses and "incomparable" not in statuses
+    assert len(statuses) == 44 and "new" not in statuses and "incomparable" not in statuses
     assert all(p["parity"]["passed"] for c in doc["cases"] for p in c["points"])
-    assert "pipeperf: 6 cases, 12 points:" in compare.stdout
+    assert "pipeperf: 22 cases, 44 points:" in compare.stdout
+    recipes = {(c["backend"], c["precision"]): c["recipe"] for c in doc["cases"]
+               if c["suite"] == "suites/test_embeddings"}
+    assert recipes[("eager", "int8")] == "torchao-int8-weight"
+    assert recipes[("onnxruntime", "int4")] == "ort-matmul-4bit"
+    assert recipes[("eager", "fp32")] is None

@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-HEAVY = ("onnxruntime", "optimum", "tensorrt", "torch", "transformers")
+HEAVY = ("bitsandbytes", "onnxruntime", "openvino", "optimum", "tensorrt", "torch",
+         "transformers")
 
 PROBE = f'''
 import json
@@ -95,10 +96,62 @@ def test_running_a_suite_whose_cases_all_skip_imports_no_heavy_module(
 ) -> None:
     pytester.makepyfile(test_suite=SUITE)
 
+    # bf16: a precision onnxruntime does not run (it runs int8 and int4 since the recipes).
     result, loaded = heavy_imports(pytester, "--pipeperf-backend=tensorrt,onnxruntime",
-                                   "--pipeperf-precision=int8", "--pipeperf-device=cpu")
+                                   "--pipeperf-precision=bf16", "--pipeperf-device=cpu")
 
     result.assert_outcomes(skipped=2)
+    assert loaded == []
+
+
+def test_collecting_a_suite_for_eager_only_imports_no_other_backend(
+    pytester: pytest.Pytester,
+) -> None:
+    # Asking for eager alone must not consult (import) the GPU or quantisation backends; on CPU
+    # and on every visible GPU.
+    pytester.makepyfile(test_suite=SUITE)
+
+    result, loaded = heavy_imports(pytester, "--collect-only", "-q", "--pipeperf-backend=eager",
+                                   "--pipeperf-device=all")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert loaded == []
+
+
+def test_a_plain_test_run_for_eager_only_imports_no_heavy_module(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_plain=PLAIN)
+
+    result, loaded = heavy_imports(pytester, "--pipeperf-backend=eager")
+
+    result.assert_outcomes(passed=1)
+    assert loaded == []
+
+
+@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("torch", "transformers")),
+                    reason="eager needs torch and transformers")
+def test_building_eager_imports_torch_but_no_other_backend(pytester: pytest.Pytester) -> None:
+    # The case really builds (and fails: the model directory is empty), so eager's imports happen.
+    pytester.makepyfile(test_suite=SUITE)
+
+    result, loaded = heavy_imports(pytester, "--pipeperf-backend=eager", "--pipeperf-device=cpu",
+                                   "--pipeperf-precision=fp32")
+
+    result.assert_outcomes(failed=1)
+    assert "torch" in loaded and "transformers" in loaded
+    others = {m.split(".")[0] for m in loaded} - {"torch", "transformers"}
+    assert others == set(), others
+
+
+def test_skipping_every_gpu_case_imports_no_heavy_module(pytester: pytest.Pytester,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # No GPU visible: every cuda cell skips at collection, decided without importing anything.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    pytester.makepyfile(test_suite=SUITE)
+
+    result, loaded = heavy_imports(pytester, "--pipeperf-device=cuda",
+                                   "--pipeperf-backend=tensorrt,onnxruntime,onnxruntime_trt,eager")
+
+    result.assert_outcomes(skipped=12)
     assert loaded == []
 
 

@@ -1,0 +1,175 @@
+"""Quantised ONNX graphs for the ``onnxruntime`` backend: int8 / int4 recipes, cached on disk.
+
+Recipes (measured against eager fp32 in the README's parity table):
+
+* ``ort-dynamic-per-channel`` (int8): ``onnxruntime.quantization.quantize_dynamic`` with QInt8
+  weights per output channel, MatMul only; activations are quantised at run time. Per-tensor
+  weights lose far more (cosine 0.93 on MiniLM, ../shared/environment.md).
+* ``ort-matmul-4bit`` (int4): ``MatMulNBitsQuantizer`` (weight-only, 4 bits, symmetric blocks of
+  32 along the input dimension) -> ``com.microsoft.MatMulNBits`` nodes.
+
+Both quantise the *unfused* optimum export (quantising after ORT's BERT fusion fails in shape
+inference); the session's own graph optimisations still run on the quantised graph. Each result
+is cached next to its export in ``<cache>/onnx/<export key>-<recipe>-<hash>/`` with the same
+manifest + SHA-256 check as the export (``cached_export_valid``), keyed by the export's key and
+graph hash, the recipe and its settings, and the onnxruntime version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from pytest_pipeperf.backends.base import BackendError, BackendUnavailableError
+from pytest_pipeperf.backends.onnxruntime import (
+    _file_sha256,
+    _version,
+    cached_export_valid,
+)
+from pytest_pipeperf.precision import Precision
+
+ORT_RECIPES: dict[Precision, tuple[str, ...]] = {
+    Precision.INT8: ("ort-dynamic-per-channel",),
+    Precision.INT4: ("ort-matmul-4bit",),
+}
+QUANT_FORMAT = 1
+BLOCK_SIZE = 32
+# Everything that shapes a recipe's graph, hashed into the cache key.
+_SETTINGS: dict[str, dict[str, object]] = {
+    "ort-dynamic-per-channel": {"weight_type": "QInt8", "per_channel": True,
+                                "op_types": ["MatMul"], "reduce_range": False},
+    "ort-matmul-4bit": {"bits": 4, "block_size": BLOCK_SIZE, "symmetric": True,
+                        "op_types": ["MatMul"], "accuracy_level": None},
+}
+_MANIFEST = "pipeperf-export.json"
+
+
+def ort_recipes(precision: Precision) -> tuple[str, ...]:
+    """The onnxruntime backend's recipes for ``precision`` (default first)."""
+    return ORT_RECIPES.get(precision, ())
+
+
+def quant_key(export_entry: Path, recipe: str) -> str:
+    """The cache key of a quantised graph: the export (key and graph hash), the recipe and its
+    settings, and the onnxruntime / onnx versions."""
+    try:
+        export = json.loads((export_entry / _MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise BackendError(f"export manifest {export_entry / _MANIFEST} unreadable: {exc}") from exc
+    parts = {
+        "format": QUANT_FORMAT,
+        "export_key": export.get("key"),
+        "export_sha256": export.get("sha256"),
+        "recipe": recipe,
+        "settings": _SETTINGS[recipe],
+        "versions": {d: _version(d) for d in ("onnxruntime", "onnx", "onnx-ir")},
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def onnx_bytes(path: Path) -> int:
+    """Bytes of an ONNX graph on disk, external weight data (``<name>_data``) included."""
+    total = path.stat().st_size
+    data = path.with_name(path.name + "_data")
+    return total + (data.stat().st_size if data.is_file() else 0)
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """Keep the 4-bit quantizer's INFO lines (one per graph node) and its import-time
+    ``logging.basicConfig(level=INFO)`` of the root logger out of the user's logging."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    noisy = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    noisy_level = noisy.level
+    noisy.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+        noisy.setLevel(noisy_level)
+
+
+def _quantize(source: Path, target: Path, recipe: str) -> None:
+    if recipe == "ort-dynamic-per-channel":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                         reduce_range=False, op_types_to_quantize=["MatMul"])
+        return
+    if recipe == "ort-matmul-4bit":
+        if importlib.util.find_spec("onnx_ir") is None:
+            raise BackendUnavailableError(
+                "pipeperf: backend 'onnxruntime' recipe 'ort-matmul-4bit' needs package "
+                "'onnx_ir' (not installed; pip install onnx-ir)"
+            )
+        import onnx
+
+        with _quiet_quantizer():
+            from onnxruntime.quantization.matmul_nbits_quantizer import (
+                DefaultWeightOnlyQuantConfig,
+                MatMulNBitsQuantizer,
+            )
+
+            config = DefaultWeightOnlyQuantConfig(block_size=BLOCK_SIZE, is_symmetric=True, bits=4,
+                                                  op_types_to_quantize=("MatMul",))
+            quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), algo_config=config)
+            quantizer.process()
+            quantizer.model.save_model_to_file(str(target), False)
+        return
+    raise AssertionError(recipe)
+
+
+def quantize_onnx(onnx_path: Path, recipe: str) -> tuple[Path, float, str]:
+    """Return ``(quantised model.onnx, seconds spent, "hit"|"miss")`` for an export.
+
+    :param onnx_path: ``model.onnx`` of a valid export cache entry (from ``export_onnx``).
+    :param recipe: one of :data:`ORT_RECIPES`.
+    :raises BackendUnavailableError: when ``onnxruntime.quantization`` or a package it needs is
+        missing.
+    :raises BackendError: when quantisation fails.
+    """
+    export_entry = onnx_path.parent
+    key = quant_key(export_entry, recipe)
+    entry = export_entry.parent / f"{export_entry.name}-{recipe}-{key[:12]}"
+    if cached_export_valid(entry, key):
+        return entry / "model.onnx", 0.0, "hit"
+    if importlib.util.find_spec("onnxruntime.quantization") is None:
+        raise BackendUnavailableError("pipeperf: backend 'onnxruntime' recipe "
+                                      f"{recipe!r} needs onnxruntime.quantization (not installed)")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    start = time.perf_counter()
+    try:
+        target = tmp / "model.onnx"
+        _quantize(onnx_path, target, recipe)
+        (tmp / _MANIFEST).write_text(json.dumps(
+            {"key": key, "sha256": _file_sha256(target), "source": str(onnx_path),
+             "recipe": recipe, "settings": _SETTINGS[recipe]}, indent=2))
+        seconds = time.perf_counter() - start
+        if entry.exists():
+            shutil.rmtree(entry, ignore_errors=True)
+        try:
+            os.replace(tmp, entry)
+        except OSError:
+            if not cached_export_valid(entry, key):  # lost a race to a concurrent quantiser
+                raise
+    except (BackendError, BackendUnavailableError):
+        raise
+    except Exception as exc:
+        raise BackendError(f"onnxruntime recipe {recipe!r} failed on {onnx_path}: "
+                           f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return entry / "model.onnx", seconds, "miss"

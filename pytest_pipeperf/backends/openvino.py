@@ -1,0 +1,202 @@
+"""``openvino``: OpenVINO's CPU plugin on the cached optimum ONNX export.
+
+The graph is the one the ``onnxruntime`` backend runs (:func:`~pytest_pipeperf.backends.
+onnxruntime.export_onnx`, same cache entry), compiled by ``openvino.Core().compile_model(onnx,
+"CPU", config)``. The precision is **always** set explicitly with ``INFERENCE_PRECISION_HINT``
+(``f32`` for fp32, ``bf16`` for bf16): left alone, OpenVINO picks bf16 on every CPU with
+AVX-512 (and f16 on AVX512-FP16 / AVX2-VNNI-2 ones), so an "fp32" run would silently be bf16.
+After compiling, the compiled model's own ``INFERENCE_PRECISION_HINT`` and
+``INFERENCE_NUM_THREADS`` are read back and a mismatch is a :class:`BackendError`, because the
+plugin silently ignores a hint its hardware check refuses (it keeps its default instead).
+
+bf16 on the CPU plugin (OpenVINO 2026.x, ``precision_support.cpp``): accepted when the CPU has
+AVX-512 (``avx512_core``) or AVX2-VNNI-2 (``avx_ne_convert``). Matrix multiplications then use
+native bf16 instructions where the CPU has them (``amx_bf16``, ``avx512_bf16``) and oneDNN's
+bf16 emulation on AVX-512 CPUs without them; on any other CPU the hint is ignored and f32 runs,
+so such a CPU skips bf16 here. ``BuildInfo.notes["bf16_kernels"]`` says which case ran.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_pipeperf.backends.base import (
+    AVAILABLE,
+    Availability,
+    BackendError,
+    BackendUnavailableError,
+    BuildContext,
+    BuildInfo,
+    ModelSpec,
+    Task,
+    TextBatch,
+    package_availability,
+)
+from pytest_pipeperf.precision import Precision
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pytest_pipeperf.devices import Device
+
+HINTS: dict[Precision, str] = {Precision.FP32: "f32", Precision.BF16: "bf16"}
+"""The ``INFERENCE_PRECISION_HINT`` value each supported precision compiles with."""
+
+BF16_REASON = ("pipeperf: backend 'openvino' precision 'bf16' needs a CPU with AVX-512 or "
+               "AVX2-VNNI-2 (OpenVINO would silently run f32 on this one)")
+_AVX512_CORE = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
+    """The x86 feature flags of the first CPU in ``cpuinfo``; ``None`` when unknown."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return None
+
+
+def bf16_kernels(flags: frozenset[str] | None) -> str | None:
+    """How OpenVINO's CPU plugin runs bf16 with these CPU flags, or ``None`` if it refuses.
+
+    :param flags: from :func:`cpu_flags`; ``None`` (unknown) answers ``"unknown"``.
+    """
+    if flags is None:
+        return "unknown"
+    if "amx_bf16" in flags:
+        return "native (amx_bf16)"
+    if "avx512_bf16" in flags and _AVX512_CORE <= flags:
+        return "native (avx512_bf16)"
+    if _AVX512_CORE <= flags:
+        return "emulated on AVX-512 (no avx512_bf16 / amx_bf16)"
+    if "avx_ne_convert" in flags:
+        return "avx2-vnni-2 (avx_ne_convert)"
+    return None
+
+
+class OpenVinoRunnable:
+    """A compiled OpenVINO model, one infer request, and the model's tokenizer."""
+
+    def __init__(self, compiled: Any, tokenizer: Any, task: Task, info: BuildInfo) -> None:
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+        self._tokenizer = tokenizer
+        self._output_name = task.output_name
+        try:
+            self._output = compiled.output(task.output_name)
+        except RuntimeError as exc:
+            outputs = sorted(n for port in compiled.outputs for n in port.get_names())
+            raise BackendError(f"the OpenVINO model has no output {task.output_name!r} "
+                               f"(outputs: {outputs})") from exc
+        self._names = {port.get_any_name() for port in compiled.inputs}
+        self.info = info
+
+    def __call__(self, batch: TextBatch) -> Mapping[str, np.ndarray]:
+        from pytest_pipeperf.backends._hf import encode
+
+        feed = encode(self._tokenizer, batch, self._names)
+        try:
+            result = self._request.infer(feed)  # outputs are copied (share_outputs=False)
+        except Exception as exc:
+            raise BackendError(f"OpenVINO inference failed: {type(exc).__name__}: {exc}") from exc
+        return {self._output_name: result[self._output]}
+
+    def close(self) -> None:
+        self._request = None
+        self._compiled = None
+
+
+class OpenVinoBackend:
+    """optimum ONNX export -> ``openvino.Core().compile_model(..., "CPU")`` at an explicit precision."""
+
+    name = "openvino"
+
+    def availability(self) -> Availability:
+        return package_availability(self.name, ["openvino", "optimum", "torch", "transformers"])
+
+    def supports(self, precision: Precision, device: Device) -> Availability:
+        if device.kind != "cpu":
+            return Availability(False, "pipeperf: backend 'openvino' runs on the cpu only (its "
+                                       "GPU plugin is for Intel GPUs, not cuda devices)")
+        if precision is Precision.FP16:
+            return Availability(False, "pipeperf: backend 'openvino' precision 'fp16' is not "
+                                       "offered (OpenVINO's CPU plugin runs f16 only on "
+                                       "AVX512-FP16 / AVX2-VNNI-2 CPUs, else silently bf16 or "
+                                       "f32); supported: fp32, bf16")
+        if precision not in HINTS:
+            return Availability(False, f"pipeperf: backend 'openvino' precision {precision.value!r} "
+                                       "is not supported yet (supported: fp32, bf16; int8/int4 "
+                                       "need NNCF weight compression)")
+        if precision is Precision.BF16:
+            if platform.machine().lower() not in ("x86_64", "amd64"):
+                return Availability(False, BF16_REASON)
+            if bf16_kernels(cpu_flags()) is None:
+                return Availability(False, BF16_REASON)
+        return AVAILABLE
+
+    def build(
+        self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
+    ) -> OpenVinoRunnable:
+        found = self.supports(precision, device)
+        if not found:
+            raise BackendError(found.reason)
+        try:
+            import openvino as ov
+        except (ImportError, OSError) as exc:
+            raise BackendUnavailableError(
+                f"pipeperf: backend 'openvino' cannot import openvino ({exc})"
+            ) from exc
+        from pytest_pipeperf.backends._hf import load_tokenizer
+        from pytest_pipeperf.backends.onnxruntime import export_onnx
+
+        try:
+            onnx_path, export_s, cache = export_onnx(model, context.cache_dir)
+        except BackendUnavailableError as exc:
+            raise BackendUnavailableError(f"pipeperf: backend 'openvino' needs the optimum ONNX "
+                                          f"export, which is unavailable: {exc}") from exc
+        start = time.perf_counter()
+        core = ov.Core()
+        hint = HINTS[precision]
+        kernels = bf16_kernels(cpu_flags()) if precision is Precision.BF16 else None
+        if precision is Precision.BF16 and "BF16" not in core.get_property(
+                "CPU", "OPTIMIZATION_CAPABILITIES"):
+            raise BackendUnavailableError(BF16_REASON)
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+        if context.threads is not None:
+            config["INFERENCE_NUM_THREADS"] = context.threads
+        try:
+            compiled = core.compile_model(str(onnx_path), "CPU", config)
+        except Exception as exc:
+            raise BackendError(f"OpenVINO could not compile {onnx_path} with {config}: "
+                               f"{type(exc).__name__}: {exc}") from exc
+        got = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        if got != hint:
+            raise BackendError(f"OpenVINO compiled {onnx_path.name} with INFERENCE_PRECISION_HINT="
+                               f"{hint} but the compiled model reports {got}; refusing to report "
+                               f"it as {precision.value}")
+        threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+        if context.threads is not None and threads != context.threads:
+            raise BackendError(f"OpenVINO was asked for {context.threads} inference thread(s) but "
+                               f"the compiled model uses {threads}")
+        devices = list(compiled.get_property("EXECUTION_DEVICES"))
+        if devices != ["CPU"]:
+            raise BackendError(f"OpenVINO compiled for CPU but executes on {devices}")
+        tokenizer = load_tokenizer(model)
+        info = BuildInfo(load_s=time.perf_counter() - start, export_s=export_s, export_cache=cache)
+        info.notes["onnx"] = str(onnx_path)
+        data = onnx_path.with_name(onnx_path.name + "_data")  # external weights, if any
+        info.notes["model_bytes"] = onnx_path.stat().st_size + (
+            data.stat().st_size if data.is_file() else 0)
+        info.notes["inference_precision"] = got
+        info.notes["threads"] = str(threads)
+        info.notes["openvino"] = ov.__version__
+        if kernels is not None:
+            info.notes["bf16_kernels"] = kernels
+        return OpenVinoRunnable(compiled, tokenizer, model.task, info)

@@ -1,0 +1,74 @@
+"""The README's capability matrix is the code's: every cell equals what ``supports()`` says.
+
+Package and CPU-feature probes are neutralised so the matrix states capability (what runs given
+the packages and hardware), not what this machine happens to have installed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pytest_pipeperf.backends import REGISTRY, load_backend
+from pytest_pipeperf.devices import Device
+from pytest_pipeperf.precision import Precision
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+DEVICES = {"cpu": Device("cpu"), "cuda": Device("cuda", 0)}
+
+
+def readme_matrix() -> dict[str, dict[str, set[str]]]:
+    """backend -> precision -> devices, parsed from the table after the matrix marker."""
+    text = README.read_text()
+    block = text[text.index("<!-- capability-matrix -->"):]
+    lines = []
+    for line in block.splitlines()[1:]:
+        if not line.startswith("|"):
+            break
+        lines.append(line)
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    matrix: dict[str, dict[str, set[str]]] = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        name = re.sub(r"[`*]", "", cells[0]).strip()
+        matrix[name] = {}
+        for precision, cell in zip(header[2:], cells[2:]):
+            devices = re.match(r"^([a-z, ]*)", cell.replace("—", "")).group(1)  # type: ignore[union-attr]
+            matrix[name][precision] = {d.strip() for d in devices.split(",") if d.strip()}
+    return matrix
+
+
+@pytest.fixture
+def capability(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pretend every optional package, the C++ compiler and native bf16 are present."""
+    from pytest_pipeperf.backends import compile as compile_backend
+    from pytest_pipeperf.backends import onnxruntime, openvino
+
+    monkeypatch.setattr(compile_backend, "missing_packages", lambda modules: [])
+    monkeypatch.setattr(compile_backend, "cxx_compiler", lambda: "g++")
+    monkeypatch.setattr(onnxruntime, "gpu_package_reason", lambda backend: None)
+    monkeypatch.setattr(openvino.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(openvino, "bf16_kernels", lambda flags: "native")
+
+
+@pytest.mark.usefixtures("capability")
+def test_readme_capability_matrix_matches_the_registry() -> None:
+    matrix = readme_matrix()
+    assert sorted(matrix) == sorted(REGISTRY)
+    for name in REGISTRY:
+        backend = load_backend(name)
+        for precision in Precision:
+            runs = {kind for kind, device in DEVICES.items() if backend.supports(precision, device)}
+            assert matrix[name][precision.value] == runs, (name, precision.value)
+
+
+@pytest.mark.usefixtures("capability")
+def test_readme_names_every_recipe() -> None:
+    text = README.read_text()
+    for name in REGISTRY:
+        backend = load_backend(name)
+        for precision in Precision:
+            for recipe in getattr(backend, "recipes", lambda p: ())(precision):
+                assert f"`{recipe}`" in text, (name, precision.value, recipe)
