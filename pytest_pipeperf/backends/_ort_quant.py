@@ -22,19 +22,15 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from pytest_pipeperf.backends._cache import seal
 from pytest_pipeperf.backends.base import BackendError, BackendUnavailableError
-from pytest_pipeperf.backends.onnxruntime import (
-    _file_sha256,
-    _version,
-    cached_export_valid,
-)
+from pytest_pipeperf.backends.onnxruntime import EXPORT_MANIFEST, _version, cached_export_valid
 from pytest_pipeperf.precision import Precision
 
 ORT_RECIPES: dict[Precision, tuple[str, ...]] = {
@@ -50,7 +46,6 @@ _SETTINGS: dict[str, dict[str, object]] = {
     "ort-matmul-4bit": {"bits": 4, "block_size": BLOCK_SIZE, "symmetric": True,
                         "op_types": ["MatMul"], "accuracy_level": None},
 }
-_MANIFEST = "pipeperf-export.json"
 
 
 def ort_recipes(precision: Precision) -> tuple[str, ...]:
@@ -62,9 +57,9 @@ def quant_key(export_entry: Path, recipe: str) -> str:
     """The cache key of a quantised graph: the export (key and graph hash), the recipe and its
     settings, and the onnxruntime / onnx versions."""
     try:
-        export = json.loads((export_entry / _MANIFEST).read_text())
+        export = json.loads((export_entry / EXPORT_MANIFEST).read_text())
     except (OSError, ValueError) as exc:
-        raise BackendError(f"export manifest {export_entry / _MANIFEST} unreadable: {exc}") from exc
+        raise BackendError(f"export manifest {export_entry / EXPORT_MANIFEST} unreadable: {exc}") from exc
     parts = {
         "format": QUANT_FORMAT,
         "export_key": export.get("key"),
@@ -154,17 +149,9 @@ def quantize_onnx(onnx_path: Path, recipe: str) -> tuple[Path, float, str]:
     try:
         target = tmp / "model.onnx"
         _quantize(onnx_path, target, recipe)
-        (tmp / _MANIFEST).write_text(json.dumps(
-            {"key": key, "sha256": _file_sha256(target), "source": str(onnx_path),
-             "recipe": recipe, "settings": _SETTINGS[recipe]}, indent=2))
         seconds = time.perf_counter() - start
-        if entry.exists():
-            shutil.rmtree(entry, ignore_errors=True)
-        try:
-            os.replace(tmp, entry)
-        except OSError:
-            if not cached_export_valid(entry, key):  # lost a race to a concurrent quantiser
-                raise
+        seal(tmp, entry, key, "model.onnx", EXPORT_MANIFEST,
+             {"source": str(onnx_path), "recipe": recipe, "settings": _SETTINGS[recipe]})
     except (BackendError, BackendUnavailableError):
         raise
     except Exception as exc:

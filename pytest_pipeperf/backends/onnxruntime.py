@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_pipeperf.backends._cache import entry_valid, seal
 from pytest_pipeperf.backends.base import (
     AVAILABLE,
     Availability,
@@ -74,25 +75,12 @@ def export_key(model: ModelSpec, digest: str, dtype: str = "fp32") -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+EXPORT_MANIFEST = "pipeperf-export.json"
 
 
 def cached_export_valid(entry: Path, key: str) -> bool:
-    """Is ``entry`` a complete, untampered export for ``key``?"""
-    manifest = entry / "pipeperf-export.json"
-    try:
-        data = json.loads(manifest.read_text())
-        return bool(
-            data.get("key") == key
-            and data.get("sha256") == _file_sha256(entry / "model.onnx")
-        )
-    except (OSError, ValueError, AttributeError):
-        return False
+    """Is ``entry`` a complete, untampered export (or quantised graph) for ``key``?"""
+    return entry_valid(entry, key, "model.onnx", EXPORT_MANIFEST)
 
 
 def export_onnx(model: ModelSpec, cache_dir: Path, dtype: str = "fp32",
@@ -131,18 +119,9 @@ def export_onnx(model: ModelSpec, cache_dir: Path, dtype: str = "fp32",
         if not onnx_path.is_file():
             raise BackendError(f"optimum export of {model.path} produced no model.onnx "
                                f"(got {sorted(p.name for p in tmp.iterdir())})")
-        (tmp / "pipeperf-export.json").write_text(
-            json.dumps({"key": key, "sha256": _file_sha256(onnx_path),
-                        "source": str(model.path), "task": model.task.value}, indent=2)
-        )
         seconds = time.perf_counter() - start
-        if entry.exists():
-            shutil.rmtree(entry, ignore_errors=True)
-        try:
-            os.replace(tmp, entry)
-        except OSError:
-            if not cached_export_valid(entry, key):  # lost a race to a concurrent exporter
-                raise
+        seal(tmp, entry, key, "model.onnx", EXPORT_MANIFEST,
+             {"source": str(model.path), "task": model.task.value})
     except BackendError:
         raise
     except Exception as exc:

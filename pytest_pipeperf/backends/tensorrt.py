@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -47,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_pipeperf.backends._cache import entry_valid, file_sha256, seal
 from pytest_pipeperf.backends.base import (
     AVAILABLE,
     Availability,
@@ -188,22 +188,9 @@ def engine_key(*, export: str, onnx_sha256: str, precision: str, flag: str | Non
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def cached_engine_valid(entry: Path, key: str) -> bool:
     """Is ``entry`` a complete, untampered engine for ``key`` (manifest key and SHA-256 match)?"""
-    try:
-        data = json.loads((entry / ENGINE_MANIFEST).read_text())
-        return bool(data.get("key") == key and data.get("sha256") == file_sha256(entry / ENGINE_FILE))
-    except (OSError, ValueError, AttributeError):
-        return False
+    return entry_valid(entry, key, ENGINE_FILE, ENGINE_MANIFEST)
 
 
 def store_engine(root: Path, key: str, write: Callable[[Path], None],
@@ -223,15 +210,7 @@ def store_engine(root: Path, key: str, write: Callable[[Path], None],
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
     try:
         write(tmp / ENGINE_FILE)
-        manifest = {**facts, "key": key, "sha256": file_sha256(tmp / ENGINE_FILE)}
-        (tmp / ENGINE_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        if entry.exists():
-            shutil.rmtree(entry, ignore_errors=True)
-        try:
-            os.replace(tmp, entry)
-        except OSError:
-            if not cached_engine_valid(entry, key):  # lost a race to a concurrent builder
-                raise
+        seal(tmp, entry, key, ENGINE_FILE, ENGINE_MANIFEST, facts)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return entry / ENGINE_FILE
