@@ -133,7 +133,11 @@ def export_onnx(model: ModelSpec, cache_dir: Path, dtype: str = "fp32",
 
 
 class OnnxRuntimeRunnable:
-    """An ``InferenceSession`` plus the model's tokenizer."""
+    """An ``InferenceSession`` (CPU, CUDA or TensorRT EP) plus the model's tokenizer.
+
+    Inputs go in as host numpy arrays and outputs come back as host arrays (the copies are part of
+    the timed call, like tokenisation); an fp16 graph's float16 output is returned as float32.
+    """
 
     def __init__(self, session: Any, tokenizer: Any, task: Task, info: BuildInfo) -> None:
         self._session = session
@@ -143,11 +147,13 @@ class OnnxRuntimeRunnable:
         self.info = info
 
     def __call__(self, batch: TextBatch) -> Mapping[str, np.ndarray]:
+        import numpy as np
+
         from pytest_pipeperf.backends._hf import encode
 
         feed = encode(self._tokenizer, batch, self._names)
         (out,) = self._session.run([self._output], feed)
-        return {self._output: out}
+        return {self._output: np.asarray(out, dtype=np.float32)}
 
     def close(self) -> None:
         self._session = None
@@ -179,7 +185,7 @@ class OnnxRuntimeBackend:
 
     def build(
         self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
-    ) -> OnnxRuntimeRunnable | OnnxRuntimeGpuRunnable:
+    ) -> OnnxRuntimeRunnable:
         try:
             import onnxruntime as ort
         except (ImportError, OSError) as exc:
@@ -462,34 +468,7 @@ def _gpu_identity(index: int) -> tuple[str, str] | None:
         return None
 
 
-class OnnxRuntimeGpuRunnable:
-    """An ``InferenceSession`` on the CUDA or TensorRT EP plus the tokenizer.
-
-    Inputs go in as host numpy arrays and outputs come back as host arrays (the copies are part of
-    the timed call, like tokenisation); an fp16 graph's float16 output is returned as float32.
-    """
-
-    def __init__(self, session: Any, tokenizer: Any, task: Task, info: BuildInfo) -> None:
-        self._session = session
-        self._tokenizer = tokenizer
-        self._output = task.output_name
-        self._names = {i.name for i in session.get_inputs()}
-        self.info = info
-
-    def __call__(self, batch: TextBatch) -> Mapping[str, np.ndarray]:
-        import numpy as np
-
-        from pytest_pipeperf.backends._hf import encode
-
-        feed = encode(self._tokenizer, batch, self._names)
-        (out,) = self._session.run([self._output], feed)
-        return {self._output: np.asarray(out, dtype=np.float32)}
-
-    def close(self) -> None:
-        self._session = None
-
-
-class OnnxRuntimeTrtRunnable(OnnxRuntimeGpuRunnable):
+class OnnxRuntimeTrtRunnable(OnnxRuntimeRunnable):
     """The TensorRT EP's runnable: its engines are built at the first run of each new shape range."""
 
     def prepare(self, batch: TextBatch) -> None:
@@ -508,7 +487,7 @@ class OnnxRuntimeTrtRunnable(OnnxRuntimeGpuRunnable):
 
 
 def build_on_cuda(ort: Any, backend: str, model: ModelSpec, precision: Precision, device: Device,
-                  context: BuildContext, tensorrt: bool) -> OnnxRuntimeGpuRunnable:
+                  context: BuildContext, tensorrt: bool) -> OnnxRuntimeRunnable:
     """Build an ORT session on the CUDA EP (``tensorrt=False``) or the TensorRT EP.
 
     :raises BackendUnavailableError: something needed is absent (becomes a skip).
@@ -555,7 +534,7 @@ def build_on_cuda(ort: Any, backend: str, model: ModelSpec, precision: Precision
     info.notes["providers"] = ",".join(session.get_providers())
     if identity is not None:
         info.notes["gpu"] = f"{identity[0]} (sm {identity[1]})"
-    runnable_cls = OnnxRuntimeTrtRunnable if tensorrt else OnnxRuntimeGpuRunnable
+    runnable_cls = OnnxRuntimeTrtRunnable if tensorrt else OnnxRuntimeRunnable
     return runnable_cls(session, tokenizer, model.task, info)
 
 
@@ -579,7 +558,7 @@ class OnnxRuntimeTensorRTBackend:
 
     def build(
         self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
-    ) -> OnnxRuntimeGpuRunnable:
+    ) -> OnnxRuntimeRunnable:
         try:
             import onnxruntime as ort
         except (ImportError, OSError) as exc:
