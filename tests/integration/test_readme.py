@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, suite_models
+from .conftest import ROOT
 
 pytest.importorskip("torch", exc_type=ImportError)
 pytest.importorskip("onnxruntime", exc_type=ImportError)
@@ -25,8 +26,12 @@ def readme_example() -> str:
     return match.group(1)
 
 
-def test_readme_example_records_then_compares(pytester: pytest.Pytester, minilm: Path) -> None:
-    suite_models().build_bert_classifier(minilm, pytester.path / "models" / "my-classifier")
+def test_readme_example_records_then_compares(tiny_classifier: Path,
+                                              pytester: pytest.Pytester) -> None:
+    # The model is built by a session fixture, outside pytester's sys.modules snapshot: torch
+    # modules first imported inside it would be dropped afterwards, and re-importing them fails
+    # (torch registers its operator libraries once per process).
+    shutil.copytree(tiny_classifier, pytester.path / "models" / "my-classifier")
     pytester.makefile(".py", test_my_model=readme_example())
     # Every installed backend but compile: in a fresh project its inductor cache is always cold
     # (~30 s here); test_suites.py and test_backends_compile_openvino.py run it for real.
