@@ -132,6 +132,7 @@ class PipeperfCheck:
         self.marker = marker
         self.inputs = InputFactory()
         self._benched = False
+        self._built: list[Runnable] = []
 
     @property
     def recipes(self) -> dict[Precision, str]:
@@ -183,7 +184,13 @@ class PipeperfCheck:
         except BackendError as exc:
             pytest.fail(f"pipeperf: backend {self.backend!r} failed to build {path.name} "
                         f"({self.precision}, {self.device}): {exc}", pytrace=False)
+        self._built.append(runnable)
         return Pipeline(runnable, spec, time.perf_counter() - start)
+
+    def close(self) -> None:
+        """Release every pipeline this case built (called at fixture teardown)."""
+        while self._built:
+            self._built.pop().close()
 
     def bench(self, pipe: Pipeline, inputs: Sequence[str],
               batch_sizes: Sequence[int] | None = None) -> CaseResult:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from pytest_pipeperf.check import PipeperfCheck, misuse
@@ -55,9 +57,10 @@ def pipeperf(
     pipeperf_backend: str,
     pipeperf_precision: Precision,
     pipeperf_device: Device,
-) -> PipeperfCheck:
+) -> Iterator[PipeperfCheck]:
     """The check object: ``pipeperf.pipeline(model)`` builds, ``pipeperf.bench(pipe, inputs)``
-    checks parity, measures and judges against the baseline.
+    checks parity, measures and judges against the baseline. The pipelines it built are closed
+    when the test ends, so one case's model does not stay in memory during the next.
 
     :param request: gives the marker and the test item.
     :param pipeperf_backend: this case's backend.
@@ -67,5 +70,7 @@ def pipeperf(
     marker = request.node.get_closest_marker("pipeperf")
     options = MarkerOptions.from_kwargs(dict(marker.kwargs) if marker else {}, request.node.nodeid)
     session = request.config.stash[session_key]
-    return PipeperfCheck(request, session, pipeperf_backend, pipeperf_precision, pipeperf_device,
-                         options)
+    check = PipeperfCheck(request, session, pipeperf_backend, pipeperf_precision, pipeperf_device,
+                          options)
+    yield check
+    check.close()
