@@ -32,18 +32,6 @@ TEXTS = InputFactory().texts(n=4, seq_len=32, seed=3)
 BATCH = TextBatch(tuple(TEXTS), TEXTS.max_length)
 
 
-@pytest.fixture(scope="module")
-def context(tmp_path_factory: pytest.TempPathFactory) -> BuildContext:
-    return BuildContext(cache_dir=tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture(scope="module")
-def reference(minilm: Path, context: BuildContext) -> dict[str, Any]:
-    runnable = load_backend("eager").build(ModelSpec(minilm, Task.FEATURE_EXTRACTION),
-                                           Precision.FP32, Device("cpu"), context)
-    return dict(runnable(BATCH))
-
-
 @pytest.mark.parametrize("precision", [Precision.FP32, Precision.FP16])
 def test_cuda_ep_runs_on_the_gpu_and_meets_parity(minilm: Path, context: BuildContext,
                                                   reference: dict[str, Any], precision: Precision) -> None:

@@ -13,7 +13,6 @@ torch = pytest.importorskip("torch", exc_type=ImportError)
 if not torch.cuda.is_available():
     pytest.skip("pipeperf gpu tests: torch sees no CUDA GPU", allow_module_level=True)
 
-from pytest_pipeperf.backends import load_backend  # noqa: E402
 from pytest_pipeperf.backends.base import BuildContext, ModelSpec, Task, TextBatch  # noqa: E402
 from pytest_pipeperf.backends.tensorrt import ENGINE_MANIFEST, TensorRTBackend  # noqa: E402
 from pytest_pipeperf.check import InputFactory  # noqa: E402
@@ -25,18 +24,6 @@ from pytest_pipeperf.timing import CudaEventTimer, timed_call  # noqa: E402
 CUDA0 = Device("cuda", 0)
 TEXTS = InputFactory().texts(n=8, seq_len=32, seed=3)
 BATCH = TextBatch(tuple(TEXTS), TEXTS.max_length)
-
-
-@pytest.fixture(scope="module")
-def context(tmp_path_factory: pytest.TempPathFactory) -> BuildContext:
-    return BuildContext(cache_dir=tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture(scope="module")
-def reference(minilm: Path, context: BuildContext) -> dict[str, Any]:
-    runnable = load_backend("eager").build(ModelSpec(minilm, Task.FEATURE_EXTRACTION),
-                                           Precision.FP32, Device("cpu"), context)
-    return dict(runnable(BATCH))
 
 
 @pytest.mark.parametrize("precision", [Precision.FP32, Precision.FP16, Precision.BF16])
