@@ -6,14 +6,23 @@ and a trailing newline so that a refresh reads as a small diff in review::
     {
       "cases": {
         "test_embed[onnxruntime-fp32-cpu]": {
-          "batch_size=8": {"runs": [{"recorded_at": ..., "stats": {...}, ...}]}
+          "batch_size=8": {
+            "runs": [{"recorded_at": ..., "stats": {...}, "normalized": {...}, ...}],
+            "calibration": {"processes": 5, "sd_log_normalized": 0.021, ...}
+          }
         }
       },
       "hardware": {"class": "amd-epyc-2c", ...},
       "pipeperf_version": "0.1.0",
-      "schema_version": 1,
+      "schema_version": 2,
       "suite": "suites/test_embeddings"
     }
+
+Each run comes from one process; several runs tell the verdict this case's cross-process spread
+on this hardware class. ``normalized`` (schema 2) is the run's median ratio of the candidate to
+the reference kernels timed in the same rounds; a schema-1 file (absolute latencies only) is still
+read, and judged by the absolute rule until it is re-recorded. ``calibration`` (optional) is the
+spread measured by ``--pipeperf-calibrate``.
 
 A file that cannot be read as a baseline is an error naming the file and the field, and is
 never written to: the session refuses to merge into it rather than clobber it.
@@ -25,14 +34,16 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_pipeperf.stats import LatencyStats
+from pytest_pipeperf.stats import LatencyStats, RatioStats
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Oldest schema this version still reads (schema 1 lacks normalised latencies and calibration).
+MIN_SCHEMA_VERSION = 1
 MAX_RUNS = 10
 _TOP_KEYS = {"schema_version", "pipeperf_version", "suite", "hardware", "cases"}
 
@@ -64,6 +75,8 @@ class Run:
     :param recipe: the named recipe the case ran (``int8`` via ``bnb-int8``, ...); ``None`` for
         a precision without named recipes. Stored only when set, so files of cases without
         recipes are unchanged.
+    :param normalized: the run's normalised latency (median ratio to the reference kernels);
+        ``None`` in runs recorded before schema 2.
     """
 
     recorded_at: str
@@ -72,6 +85,7 @@ class Run:
     versions: Mapping[str, str]
     threads: int | None
     recipe: str | None = None
+    normalized: RatioStats | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -84,7 +98,31 @@ class Run:
         }
         if self.recipe is not None:
             out["recipe"] = self.recipe
+        if self.normalized is not None:
+            out["normalized"] = self.normalized.to_dict()
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """The noise of one workload point on this hardware class, measured by ``--pipeperf-calibrate``.
+
+    :param recorded_at: ISO-8601 UTC timestamp.
+    :param processes: how many separate processes were measured.
+    :param sd_log_normalized: sd of ln(normalised latency) across those processes.
+    :param sd_log_p50: sd of ln(absolute p50) across them (for comparison: the drift that
+        normalisation removes).
+    """
+
+    recorded_at: str
+    processes: int
+    sd_log_normalized: float
+    sd_log_p50: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"recorded_at": self.recorded_at, "processes": self.processes,
+                "sd_log_normalized": self.sd_log_normalized, "sd_log_p50": self.sd_log_p50}
 
 
 @dataclass(slots=True)
@@ -95,10 +133,15 @@ class BaselineFile:
     hardware: dict[str, Any]
     cases: dict[str, dict[str, list[Run]]] = field(default_factory=dict)
     pipeperf_version: str = ""
+    calibration: dict[str, dict[str, Calibration]] = field(default_factory=dict)
 
     def runs(self, case: str, point: str) -> list[Run]:
         """The stored runs of one workload point, oldest first (empty if none)."""
         return list(self.cases.get(case, {}).get(point, []))
+
+    def calibration_of(self, case: str, point: str) -> Calibration | None:
+        """The calibration record of one workload point, if any."""
+        return self.calibration.get(case, {}).get(point)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -108,10 +151,17 @@ class BaselineFile:
             "suite": self.suite,
             "hardware": self.hardware,
             "cases": {
-                case: {point: {"runs": [r.to_dict() for r in runs]} for point, runs in points.items()}
+                case: {point: self._entry(case, point, runs) for point, runs in points.items()}
                 for case, points in self.cases.items()
             },
         }
+
+    def _entry(self, case: str, point: str, runs: list[Run]) -> dict[str, Any]:
+        entry: dict[str, Any] = {"runs": [r.to_dict() for r in runs]}
+        calibration = self.calibration_of(case, point)
+        if calibration is not None:
+            entry["calibration"] = calibration.to_dict()
+        return entry
 
 
 def render(baseline: BaselineFile) -> str:
@@ -162,7 +212,29 @@ def _parse_run(data: Any, path: Path, where: str) -> Run:
     recipe = data.get("recipe")
     _need(recipe is None or isinstance(recipe, str), path, f"{where}.recipe",
           f"expected null or a string, got {recipe!r}")
-    return Run(data["recorded_at"], parsed, float(thr), dict(versions), threads, recipe)
+    normalized = None
+    if data.get("normalized") is not None:
+        try:
+            normalized = RatioStats.from_dict(data["normalized"])
+        except (TypeError, ValueError) as exc:
+            raise BaselineError(path, f"field {where}.normalized: {exc}", _FIX_CORRUPT) from None
+    return Run(data["recorded_at"], parsed, float(thr), dict(versions), threads, recipe, normalized)
+
+
+def _parse_calibration(data: Any, path: Path, where: str) -> Calibration:
+    _need(isinstance(data, dict), path, where, "expected an object")
+    for key in ("recorded_at", "processes", "sd_log_normalized", "sd_log_p50"):
+        _need(key in data, path, f"{where}.{key}", "missing")
+    _need(isinstance(data["recorded_at"], str), path, f"{where}.recorded_at", "expected a string")
+    processes = data["processes"]
+    _need(isinstance(processes, int) and not isinstance(processes, bool) and processes >= 2,
+          path, f"{where}.processes", f"expected an integer >= 2, got {processes!r}")
+    for key in ("sd_log_normalized", "sd_log_p50"):
+        value = data[key]
+        _need(isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
+              and value >= 0, path, f"{where}.{key}", f"expected a finite number >= 0, got {value!r}")
+    return Calibration(data["recorded_at"], processes, float(data["sd_log_normalized"]),
+                       float(data["sd_log_p50"]))
 
 
 def parse(data: Any, path: Path) -> BaselineFile:
@@ -186,9 +258,9 @@ def parse(data: Any, path: Path) -> BaselineFile:
             f"({data.get('pipeperf_version', '?')}); this one reads schema {SCHEMA_VERSION}",
             "Upgrade pytest-pipeperf (pip install -U pytest-pipeperf)",
         )
-    if version < SCHEMA_VERSION:
+    if version < MIN_SCHEMA_VERSION:
         raise BaselineError(
-            path, f"schema {version} is older than {SCHEMA_VERSION} and cannot be read",
+            path, f"schema {version} is older than {MIN_SCHEMA_VERSION} and cannot be read",
             "Move the file away and re-record with --pipeperf-update-baselines",
         )
     unknown = set(data) - _TOP_KEYS
@@ -202,6 +274,7 @@ def parse(data: Any, path: Path) -> BaselineFile:
     if not isinstance(cases_raw, dict):
         raise BaselineError(path, "field cases: expected an object", _FIX_CORRUPT)
     cases: dict[str, dict[str, list[Run]]] = {}
+    calibration: dict[str, dict[str, Calibration]] = {}
     for case, points in cases_raw.items():
         _need(isinstance(points, dict), path, f"cases[{case!r}]", "expected an object")
         cases[case] = {}
@@ -209,10 +282,17 @@ def parse(data: Any, path: Path) -> BaselineFile:
             where = f"cases[{case!r}][{point!r}]"
             _need(isinstance(entry, dict) and isinstance(entry.get("runs"), list) and entry["runs"],
                   path, f"{where}.runs", "expected a non-empty list")
+            unknown_keys = set(entry) - {"runs", "calibration"}
+            _need(not unknown_keys, path, f"{where}.{', '.join(sorted(unknown_keys))}",
+                  "unknown key(s)")
             cases[case][point] = [
                 _parse_run(run, path, f"{where}.runs[{i}]") for i, run in enumerate(entry["runs"])
             ]
-    return BaselineFile(data["suite"], data["hardware"], cases, data["pipeperf_version"])
+            if entry.get("calibration") is not None:
+                calibration.setdefault(case, {})[point] = _parse_calibration(
+                    entry["calibration"], path, f"{where}.calibration")
+    return BaselineFile(data["suite"], data["hardware"], cases, data["pipeperf_version"],
+                        calibration)
 
 
 def load_file(path: Path) -> BaselineFile | None:
@@ -275,15 +355,17 @@ class Update:
     :param suite: the suite (test file path without ``.py``, relative to the rootdir).
     :param case: the case id, ``test_embed[onnxruntime-fp32-cpu]``.
     :param point: the workload point key, ``batch_size=8``.
-    :param run: the run to store.
+    :param run: the run to store (``None``: only ``calibration`` changes).
     :param reset: drop the stored runs first (the code really changed, or the setup differs).
+    :param calibration: a calibration record to store with the entry (replaces the old one).
     """
 
     suite: str
     case: str
     point: str
-    run: Run
+    run: Run | None
     reset: bool = False
+    calibration: Calibration | None = None
 
 
 @dataclass(slots=True)
@@ -293,6 +375,7 @@ class FlushResult:
     created: int = 0
     updated: int = 0
     removed: int = 0
+    calibrated: int = 0
     files: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -394,16 +477,24 @@ class BaselineStore:
             before = render(merged) if current is not None else None
             for update in pending:
                 points = merged.cases.setdefault(update.case, {})
-                runs = [] if update.reset else points.get(update.point, [])
-                if points.get(update.point):
-                    result.updated += 1
-                else:
-                    result.created += 1
-                points[update.point] = [*runs, update.run][-MAX_RUNS:]
+                if update.run is not None:
+                    runs = [] if update.reset else points.get(update.point, [])
+                    if points.get(update.point):
+                        result.updated += 1
+                    else:
+                        result.created += 1
+                    points[update.point] = [*runs, update.run][-MAX_RUNS:]
+                if update.calibration is not None and points.get(update.point):
+                    merged.calibration.setdefault(update.case, {})[update.point] = \
+                        update.calibration
+                    result.calibrated += 1
+                if not points:
+                    del merged.cases[update.case]
             if prune is not None and suite in prune:
                 for case in sorted(merged.cases):
                     if case.split("[", 1)[0] not in prune[suite]:
                         result.removed += len(merged.cases.pop(case))
+                        merged.calibration.pop(case, None)
             merged.hardware = self.hardware
             merged.pipeperf_version = self.pipeperf_version
             text = render(merged)
@@ -420,6 +511,22 @@ class BaselineStore:
             self._cache.pop(suite, None)
             result.files.append(self.display(path))
         return result
+
+
+def calibrate(runs: Sequence[Run], recorded_at: str) -> Calibration | None:
+    """The calibration record of one point from runs measured in separate processes.
+
+    ``None`` unless at least two runs carry a normalised latency.
+    """
+    import numpy as np
+
+    usable = [r for r in runs if r.normalized is not None and r.stats.p50_ms > 0]
+    if len(usable) < 2:
+        return None
+    norm = np.log([r.normalized.median for r in usable if r.normalized is not None])
+    p50 = np.log([r.stats.p50_ms for r in usable])
+    return Calibration(recorded_at, len(usable), float(np.std(norm, ddof=1)),
+                       float(np.std(p50, ddof=1)))
 
 
 def stale_cases(baseline: BaselineFile, functions: set[str]) -> list[str]:

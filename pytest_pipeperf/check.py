@@ -32,8 +32,15 @@ from pytest_pipeperf.parity import compare_outputs
 from pytest_pipeperf.recipe import merge
 from pytest_pipeperf.results import USER_PROPERTY, CaseResult, PointResult, point_key
 from pytest_pipeperf.session import suite_of
-from pytest_pipeperf.stats import summarize, throughput
-from pytest_pipeperf.timing import measure, timed_call, timer_for
+from pytest_pipeperf.kernels import blas_threads, reference_kernels
+from pytest_pipeperf.stats import (
+    RatioStats,
+    geometric_mean_rounds,
+    summarize,
+    summarize_ratios,
+    throughput,
+)
+from pytest_pipeperf.timing import Timer, measure, timed_call, timer_for
 from pytest_pipeperf.verdict import Status
 
 if TYPE_CHECKING:
@@ -45,6 +52,19 @@ if TYPE_CHECKING:
     from pytest_pipeperf.session import PipeperfSession
 
 _WORDS = ["model", "latency", "batch", "token", "fast", "slow", "graph", "kernel", "tensor", "export", "runtime", "cache", "memory", "engine", "quantise", "parity", "baseline", "regression", "throughput", "pipeline", "embed", "sentence", "review", "commit", "build", "the", "a", "of", "and", "to", "in", "is", "for", "on", "with", "as", "by", "at", "from", "this", "that", "it", "be", "are", "was", "were", "has", "have", "will", "can", "may", "should", "data", "result", "value", "shape", "layer", "head", "attention", "vector", "score", "label", "text", "input"]
+
+
+# The eager reference is timed alongside the candidate (for the speed-up) while one call of it
+# costs at most this many candidate calls; beyond that it would dominate the measuring time.
+EAGER_COST_LIMIT = 4.0
+
+
+def _ratios(numerator: Sequence[int], denominator: Sequence[float]) -> RatioStats | None:
+    """Median per-round ratio, or ``None`` when a timing of 0 ns makes a ratio meaningless."""
+    try:
+        return summarize_ratios(numerator, denominator)
+    except ValueError:
+        return None
 
 
 def misuse(message: str) -> NoReturn:
@@ -224,6 +244,7 @@ class PipeperfCheck:
         if sizes:
             self._prepare(pipe, TextBatch(texts[:max(sizes)], max_length))
         points: list[PointResult] = []
+        kernels: dict[str, Any] | None = None
         for size in sizes:
             batch = TextBatch(texts[:size], max_length)
             reference = self._run(lambda b=batch: self._session.reference_outputs(pipe.model, b),
@@ -237,17 +258,29 @@ class PipeperfCheck:
             if not parity or settings.disabled:
                 points.append(PointResult(size, parity, first_ms))
                 continue
-            measurement = measure({"candidate": functools.partial(pipe.runnable, batch)},
-                                  settings.plan, timer)
-            stats = summarize(measurement.samples_ns["candidate"])
+            if kernels is None:
+                kernels = reference_kernels(self.device.kind, self.device.index)
+            fns: dict[str, Any] = {"candidate": functools.partial(pipe.runnable, batch)}
+            fns.update(kernels)
+            eager = self._eager_alongside(pipe, batch, first_ns, timer)
+            if eager is not None:
+                fns["eager"] = eager
+            with blas_threads(settings.threads):
+                measurement = measure(fns, settings.plan, timer)
+            samples = measurement.samples_ns
+            stats = summarize(samples["candidate"])
+            normalized = _ratios(samples["candidate"],
+                                 geometric_mean_rounds([samples[k] for k in kernels]))
+            speedup = _ratios(samples["eager"], samples["candidate"]) if eager else None
             try:
                 verdict = self._session.judge_point(suite, case, point_key(size), stats,
-                                                    self.device, self.threshold, recipe)
+                                                    self.device, self.threshold, recipe,
+                                                    normalized=normalized)
             except BaselineError as exc:
                 # ``from None``: the message already is the whole story; don't print it twice.
                 raise pytest.fail.Exception(f"pipeperf: {exc}", pytrace=False) from None
             points.append(PointResult(size, parity, first_ms, stats, throughput(size, stats),
-                                      verdict))
+                                      verdict, normalized, speedup, measurement.rounds))
         parity_ok = all(p.parity for p in points)
         result = CaseResult(
             nodeid=item.nodeid, suite=suite, case=case, backend=self.backend,
@@ -258,12 +291,31 @@ class PipeperfCheck:
                    **{k: v for k, v in info.notes.items() if k != "recipe"}},
             recipe=recipe,
             peak_rss_mb=_peak_rss_mb(), versions=self._session.versions,
-            update=settings.update_baselines and parity_ok and not settings.disabled,
+            update=(settings.update_baselines or settings.calibrate
+                    or settings.record_child is not None) and parity_ok and not settings.disabled,
             disabled=settings.disabled,
         )
         item.user_properties.append((USER_PROPERTY, result.to_dict()))
         self._fail_if_needed(points)
         return result
+
+    def _eager_alongside(self, pipe: Pipeline, batch: TextBatch, first_ns: int,
+                         timer: Timer) -> Any:
+        """The eager fp32 reference to time in the same rounds (for the speed-up), or ``None``.
+
+        Only on the CPU (the reference runs there), never for the reference cell itself, and only
+        while it is cheap: one warm call of it may cost at most ``EAGER_COST_LIMIT`` times the
+        candidate's first call.
+        """
+        settings = self._session.settings
+        if self.device.kind != "cpu" or (
+            self.backend == settings.reference_backend and self.precision.value == "fp32"
+        ):
+            return None
+        reference = self._session.reference_runnable(pipe.model)
+        call = functools.partial(reference, batch)
+        ref_ns = timer.time_call(call)
+        return call if ref_ns <= EAGER_COST_LIMIT * max(first_ns, 1) else None
 
     def _prepare(self, pipe: Pipeline, largest: TextBatch) -> None:
         """Let a runnable with a ``prepare(batch)`` method (engines built for a shape range, e.g.

@@ -34,6 +34,11 @@ from pytest_pipeperf.recipe import parse_marker_recipes, parse_recipe_choices
 from pytest_pipeperf.timing import MeasurePlan
 
 T = TypeVar("T")
+# Set in the environment of the extra processes of --pipeperf-runs / --pipeperf-calibrate: the
+# path their results go to.
+RECORD_CHILD_ENV = "PIPEPERF_RECORD_CHILD"
+# Processes measured by --pipeperf-calibrate when --pipeperf-runs is not given.
+CALIBRATION_PROCESSES = 5
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -107,6 +112,41 @@ def parse_threshold(text: str | float) -> float:
     return value
 
 
+def parse_alpha(text: str) -> float:
+    """A false-alarm rate: ``1%`` or ``0.01``, above 0 and at most 20%."""
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or not 0.0 < value <= 0.2:
+        raise argparse.ArgumentTypeError(
+            f"invalid false-alarm rate {text!r}; give a percentage like '1%' or a fraction like "
+            "'0.01' (above 0, at most 20%)"
+        )
+    return value
+
+
+class AlphaScope(str, enum.Enum):
+    """What ``--pipeperf-alpha`` bounds: the whole session (family-wise) or each point alone."""
+
+    SESSION = "session"
+    POINT = "point"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def parse_alpha_scope(text: str) -> AlphaScope:
+    """``session`` or ``point``."""
+    try:
+        return AlphaScope(text.strip().lower())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid alpha scope {text!r}; valid: {', '.join(a.value for a in AlphaScope)}"
+        ) from None
+
+
 def parse_fail_on(text: str) -> FailOn:
     """``regression`` or ``never``."""
     try:
@@ -165,7 +205,10 @@ OPTION_PARSERS: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "pipeperf_threads": (parse_threads, "auto"),
     "pipeperf_min_time": (parse_seconds, "1.0"),
     "pipeperf_max_time": (parse_seconds, "10.0"),
-    "pipeperf_min_rounds": (parse_positive_int, "10"),
+    "pipeperf_min_rounds": (parse_positive_int, "25"),
+    "pipeperf_alpha": (parse_alpha, "1%"),
+    "pipeperf_alpha_scope": (parse_alpha_scope, "session"),
+    "pipeperf_runs": (parse_positive_int, None),
     "pipeperf_warmup": (parse_seconds, "0.2"),
     "pipeperf_recipe": (parse_recipe_choices, None),
 }
@@ -210,6 +253,11 @@ class PipeperfConfig:
     plan: MeasurePlan
     reference_backend: str
     recipes: Mapping[Precision, str] = field(default_factory=dict)
+    alpha: float = 0.01
+    alpha_scope: AlphaScope = AlphaScope.SESSION
+    calibrate: bool = False
+    runs: int = 1
+    record_child: Path | None = None
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> PipeperfConfig:
@@ -231,6 +279,20 @@ class PipeperfConfig:
                 f"--pipeperf-max-time={max_time} is below --pipeperf-min-time={min_time}"
             )
         min_rounds = _value(config, "pipeperf_min_rounds")
+        calibrate = _flag(config, "pipeperf_calibrate")
+        update = _flag(config, "pipeperf_update_baselines")
+        runs = _value(config, "pipeperf_runs")
+        if runs is None:
+            runs = CALIBRATION_PROCESSES if calibrate else 1
+        if calibrate and runs < 2:
+            raise pytest.UsageError(
+                f"--pipeperf-calibrate needs --pipeperf-runs >= 2 (processes to compare), got {runs}")
+        # A process started by --pipeperf-runs/--pipeperf-calibrate to record one more run: it
+        # writes its results to this file and nothing else (no baselines, no failures).
+        child = os.environ.get(RECORD_CHILD_ENV)
+        if child:
+            calibrate, update, runs = False, False, 1
+            json_opt = child
         plan = MeasurePlan(
             warmup_s=_value(config, "pipeperf_warmup"), min_time_s=min_time,
             max_time_s=max_time, min_rounds=min_rounds, max_rounds=max(1000, min_rounds),
@@ -239,17 +301,22 @@ class PipeperfConfig:
             backends=_value(config, "pipeperf_backend"),
             precisions=_value(config, "pipeperf_precision"),
             devices=devices,
-            update_baselines=_flag(config, "pipeperf_update_baselines"),
+            update_baselines=update,
             baseline_dir=baseline_dir,
             cache_dir=root / ".pipeperf" / "cache",
             threshold=_value(config, "pipeperf_threshold"),
-            fail_on=_value(config, "pipeperf_fail_on"),
+            fail_on=FailOn.NEVER if child else _value(config, "pipeperf_fail_on"),
             json_path=Path(json_opt) if json_opt else None,
             disabled=_flag(config, "pipeperf_disable"),
             threads=_value(config, "pipeperf_threads"),
             plan=plan,
             reference_backend=str(config.getini("pipeperf_reference_backend") or "eager"),
             recipes=_value(config, "pipeperf_recipe") or {},
+            alpha=_value(config, "pipeperf_alpha"),
+            alpha_scope=_value(config, "pipeperf_alpha_scope"),
+            calibrate=calibrate,
+            runs=runs,
+            record_child=Path(child) if child else None,
         )
 
 

@@ -8,7 +8,13 @@ The JSON form (``CaseResult.to_dict()``) is the documented record schema::
      "peak_rss_mb",
      "versions": {...}, "update": bool, "disabled": bool,
      "points": [{"batch_size", "key", "first_call_ms", "stats": LatencyStats | null,
-                 "throughput": items/s | null, "parity": ParityResult, "verdict": Verdict | null}]}
+                 "throughput": items/s | null, "parity": ParityResult, "verdict": Verdict | null,
+                 "normalized": RatioStats | null, "speedup": RatioStats | null,
+                 "rounds": int | null}]}
+
+``normalized`` is the median per-round ratio of the candidate to the reference kernels' geometric
+mean (dimensionless, what the stored-baseline gate judges); ``speedup`` the median per-round ratio
+of the eager fp32 reference to the candidate, when the eager reference was timed alongside.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_pipeperf.parity import ParityResult
-from pytest_pipeperf.stats import LatencyStats
+from pytest_pipeperf.stats import LatencyStats, RatioStats
 from pytest_pipeperf.verdict import Verdict
 
 RESULT_SCHEMA_VERSION = 1
@@ -39,6 +45,9 @@ class PointResult:
     stats: LatencyStats | None = None
     throughput: float | None = None
     verdict: Verdict | None = None
+    normalized: RatioStats | None = None
+    speedup: RatioStats | None = None
+    rounds: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -50,6 +59,9 @@ class PointResult:
             "throughput": self.throughput,
             "parity": self.parity.to_dict(),
             "verdict": self.verdict.to_dict() if self.verdict else None,
+            "normalized": self.normalized.to_dict() if self.normalized else None,
+            "speedup": self.speedup.to_dict() if self.speedup else None,
+            "rounds": self.rounds,
         }
 
 

@@ -7,8 +7,14 @@ the end (controller only) and prints the summary table.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,10 +35,12 @@ from pytest_pipeperf.backends.base import (
 from pytest_pipeperf.baseline import (
     BaselineError,
     BaselineStore,
+    Calibration,
     FlushResult,
     Run,
     Update,
     atomic_write,
+    calibrate,
     stale_cases,
 )
 from pytest_pipeperf.devices import Device, count_visible_gpus
@@ -46,18 +54,23 @@ from pytest_pipeperf.recipe import (
     unknown_message,
 )
 from pytest_pipeperf.results import USER_PROPERTY
-from pytest_pipeperf.stats import LatencyStats
-from pytest_pipeperf.verdict import Policy, Status, Verdict, judge
+from pytest_pipeperf.stats import LatencyStats, RatioStats
+from pytest_pipeperf.verdict import Policy, Status, Verdict, judge, judge_normalized
+
+from pytest_pipeperf.config import RECORD_CHILD_ENV, AlphaScope, MarkerOptions
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from pytest_pipeperf.config import MarkerOptions, PipeperfConfig
+    from pytest_pipeperf.config import PipeperfConfig
 
 # Prior cross-process drift (sd of ln median) by device kind, pooled with what a baseline's stored
 # runs show: raw medians drift 10-14% between processes on shared 2-core CPUs (environment.md,
 # "Noise"); dedicated GPU runners drift a few percent (design.md section 6).
 DRIFT_PRIOR = {"cpu": 0.12, "cuda": 0.03}
+# Prior cross-process spread of the *normalised* latency (sd of ln): 1.8-4.5% measured on the
+# shared CPUs (environment.md); a dedicated GPU runner is assumed ~1% until its runs say otherwise.
+SPREAD_PRIOR = {"cpu": 0.035, "cuda": 0.01}
 session_key = pytest.StashKey["PipeperfSession"]()
 
 
@@ -95,6 +108,10 @@ class PipeperfSession:
             config.getoption("keyword", "") or config.getoption("markexpr", ""))
         self.flush_result: FlushResult | None = None
         self.errors: list[str] = []
+        self.timed_points = 0
+        # Results of the extra processes of --pipeperf-runs / --pipeperf-calibrate.
+        self.child_records: list[dict[str, Any]] = []
+        self.calibrations: list[tuple[str, str, str, Calibration]] = []
 
     # -- backends ------------------------------------------------------------------------------
 
@@ -175,37 +192,69 @@ class PipeperfSession:
         return BuildContext(cache_dir=self.settings.cache_dir, threads=self.settings.threads,
                             recipes={p.value: n for p, n in (recipes or {}).items()})
 
+    def reference_runnable(self, model: ModelSpec) -> Runnable:
+        """The reference backend's fp32 CPU runnable for ``model`` (built once per session)."""
+        ref_key = (str(model.path), model.task.value)
+        if ref_key not in self._references:
+            name = self.settings.reference_backend
+            backend = self.backend(name)
+            if backend is None:
+                raise pytest.fail.Exception(
+                    f"pipeperf: ini pipeperf_reference_backend = {name!r} is not a known "
+                    f"backend; valid: {', '.join(self.known_backends())}", pytrace=False)
+            self._references[ref_key] = backend.build(
+                model, Precision.FP32, Device("cpu"), self.build_context()
+            )
+        return self._references[ref_key]
+
     def reference_outputs(self, model: ModelSpec, batch: TextBatch) -> Mapping[str, np.ndarray]:
         """Outputs of the reference backend (eager fp32 on the CPU) for ``batch``, cached."""
         key = (str(model.path), model.task.value, batch)
         if key not in self._reference_outputs:
-            ref_key = (str(model.path), model.task.value)
-            if ref_key not in self._references:
-                name = self.settings.reference_backend
-                backend = self.backend(name)
-                if backend is None:
-                    raise pytest.fail.Exception(
-                        f"pipeperf: ini pipeperf_reference_backend = {name!r} is not a known "
-                        f"backend; valid: {', '.join(self.known_backends())}", pytrace=False)
-                self._references[ref_key] = backend.build(
-                    model, Precision.FP32, Device("cpu"), self.build_context()
-                )
-            self._reference_outputs[key] = self._references[ref_key](batch)
+            self._reference_outputs[key] = self.reference_runnable(model)(batch)
         return self._reference_outputs[key]
 
     # -- verdicts ------------------------------------------------------------------------------
 
+    def point_alpha(self) -> float:
+        """The one-sided false-alarm rate each timed point is judged at.
+
+        With ``--pipeperf-alpha-scope=session`` (the default) the session's rate is split
+        evenly over its timed points (Bonferroni), so the chance that *any* unchanged point of the
+        session is called ``regressed`` stays at most ``--pipeperf-alpha``, whatever the
+        correlation between points. Verdicts are decided as each test runs, which rules out
+        step-down or false-discovery procedures that need every p-value first.
+        """
+        if self.settings.alpha_scope is AlphaScope.POINT:
+            return self.settings.alpha
+        return self.settings.alpha / max(self.timed_points, 1)
+
+    def control_line(self) -> str:
+        """How the suite-level false-alarm rate is controlled, for the report."""
+        alpha = self.settings.alpha
+        if self.settings.alpha_scope is AlphaScope.POINT:
+            expected = 1.0 - (1.0 - alpha) ** max(self.timed_points, 1)
+            return (f"false alarms: {alpha * 100:g}% per point, not corrected for the session's "
+                    f"{self.timed_points} timed point(s) (up to {expected * 100:.1f}% chance of "
+                    "one in an unchanged session if independent)")
+        return (f"false alarms: family-wise <= {alpha * 100:g}% over {self.timed_points} timed "
+                f"point(s) (Bonferroni: {self.point_alpha() * 100:.3g}% each, one-sided)")
+
     def judge_point(
         self, suite: str, case: str, point: str, stats: LatencyStats, device: Device,
-        threshold: float, recipe: str | None = None,
+        threshold: float, recipe: str | None = None, normalized: RatioStats | None = None,
     ) -> Verdict:
         """Judge a point against its stored baseline runs.
 
         :param recipe: the named recipe the case ran; runs stored for another recipe are not
             compared (``incomparable``).
+        :param normalized: this run's normalised latency; with stored normalised runs the
+            ``normalized-pi/v2`` rule decides, else the absolute ``median-ratio/v1`` rule.
         :raises BaselineError: if the suite's baseline file is unusable.
         """
-        policy = Policy(threshold=threshold, drift_prior=DRIFT_PRIOR.get(device.kind, 0.10))
+        policy = Policy(threshold=threshold, confidence=1.0 - 2.0 * self.point_alpha(),
+                        drift_prior=DRIFT_PRIOR.get(device.kind, 0.10),
+                        spread_prior=SPREAD_PRIOR.get(device.kind, 0.035))
         path = self.store.display(self.store.path_for(suite))
         baseline = self.store.load(suite)
         if baseline is None:
@@ -231,7 +280,18 @@ class PipeperfSession:
             reason = (f"baseline recorded with recipe {', '.join(sorted(stored))}, this run uses "
                       f"{recipe or '(none)'}")
             return judge(stats, [], policy, baseline_file=path, incomparable=reason)
-        return judge(stats, [r.stats for r in runs], policy, baseline_file=path)
+        paired = [(r.stats, r.normalized) for r in runs if r.normalized is not None]
+        if normalized is not None and paired:
+            cal = baseline.calibration_of(case, point)
+            return judge_normalized(
+                stats, normalized, paired, policy, baseline_file=path,
+                calibration=(cal.sd_log_normalized, cal.processes) if cal else None)
+        verdict = judge(stats, [r.stats for r in runs], policy, baseline_file=path)
+        if runs and normalized is not None:
+            verdict = dataclasses.replace(verdict, reason=(
+                "the baseline has no normalised runs (recorded before schema 2): judged on "
+                "absolute latency; refresh it with --pipeperf-update-baselines"))
+        return verdict
 
     # -- run-time hooks (this object is registered as a plugin) --------------------------------
 
@@ -248,6 +308,68 @@ class PipeperfSession:
             self.partial = True
 
     @pytest.hookimpl
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Count the session's timed points: the family the false-alarm rate is split over."""
+        if self.settings.disabled:
+            return
+        count = 0
+        for item in session.items:
+            if "pipeperf" not in getattr(item, "fixturenames", ()) or item.get_closest_marker("skip"):
+                continue
+            marker = item.get_closest_marker("pipeperf")
+            try:
+                options = MarkerOptions.from_kwargs(dict(marker.kwargs) if marker else {},
+                                                    item.nodeid)
+                count += max(len(options.batch_sizes), 1)
+            except ValueError:
+                count += 1
+        self.timed_points = count
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Any:
+        """Run the extra recording processes of ``--pipeperf-runs`` before this one's tests."""
+        settings = self.settings
+        recording = settings.update_baselines or settings.calibrate
+        if (self.is_controller and recording and settings.runs > 1 and not settings.disabled
+                and session.items and not self.config.option.collectonly):
+            self._record_in_children(settings.runs - 1)
+        return (yield)
+
+    def _record_in_children(self, count: int) -> None:
+        """Run this command ``count`` more times, one after another, collecting their results.
+
+        Each child is told by an environment variable to write its results to a file and do
+        nothing else (no baselines, no failures); it measures exactly what this process will.
+        """
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        params = self.config.invocation_params
+        log_dir = self.settings.cache_dir.parent / "runs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            with tempfile.TemporaryDirectory(prefix="pipeperf-run-") as tmp:
+                out = Path(tmp) / "results.json"
+                log = log_dir / f"process-{i + 2}.log"
+                env = {**os.environ, RECORD_CHILD_ENV: str(out)}
+                cmd = [sys.executable, "-m", "pytest", *params.args, "-p", "no:cacheprovider"]
+                start = time.perf_counter()
+                with open(log, "wb") as handle:
+                    code = subprocess.call(cmd, cwd=params.dir, env=env, stdout=handle,
+                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                took = time.perf_counter() - start
+                try:
+                    doc = json.loads(out.read_text())
+                    records = doc["records"]
+                except (OSError, ValueError, KeyError, TypeError):
+                    self.errors.append(
+                        f"--pipeperf-runs: extra process {i + 2} exited {code} without results; "
+                        f"its output is in {self.store.display(log)}. Nothing was recorded from it")
+                    continue
+            self.child_records.extend(records)
+            if reporter is not None:
+                reporter.write_line(f"pipeperf: recorded process {i + 2}/{count + 1} "
+                                    f"({len(records)} cases, {took:.0f} s, exit {code})")
+
+    @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
@@ -256,26 +378,47 @@ class PipeperfSession:
                 self.records.append(value)
 
     def _updates(self) -> list[Update]:
-        updates = []
+        """Queued baseline writes: one run per process and point, then calibration records.
+
+        The extra processes' runs come first (they ran first). A point's stored runs are dropped
+        (``reset``) when any process found it regressed, improved or incomparable.
+        """
         now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-        for rec in self.records:
+        grouped: dict[tuple[str, str, str], list[tuple[Run, str | None]]] = {}
+        for rec in [*self.child_records, *self.records]:
             if not rec.get("update"):
                 continue
             for point in rec["points"]:
+                if point.get("stats") is None:
+                    continue
                 stats = LatencyStats.from_dict(point["stats"])
+                norm = point.get("normalized")
                 run = Run(now, stats, float(point["throughput"]), rec["versions"], rec["threads"],
-                          rec.get("recipe"))
+                          rec.get("recipe"), RatioStats.from_dict(norm) if norm else None)
                 status = (point.get("verdict") or {}).get("status")
-                reset = status in (Status.REGRESSED.value, Status.IMPROVED.value,
-                                   Status.INCOMPARABLE.value)
-                updates.append(Update(rec["suite"], rec["case"], point["key"], run, reset))
+                grouped.setdefault((rec["suite"], rec["case"], point["key"]), []).append(
+                    (run, status))
+        updates: list[Update] = []
+        self.calibrations = []
+        resets = {Status.REGRESSED.value, Status.IMPROVED.value, Status.INCOMPARABLE.value}
+        for (suite, case, key), runs in grouped.items():
+            reset = any(status in resets for _, status in runs)
+            if self.settings.update_baselines:
+                updates.extend(Update(suite, case, key, run, reset and i == 0)
+                               for i, (run, _) in enumerate(runs))
+            if self.settings.calibrate:
+                calibration = calibrate([run for run, _ in runs], now)
+                if calibration is not None:
+                    self.calibrations.append((suite, case, key, calibration))
+                    updates.append(Update(suite, case, key, None, calibration=calibration))
         return updates
 
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.is_controller:
             return
-        if self.settings.update_baselines and not self.settings.disabled:
+        if (self.settings.update_baselines or self.settings.calibrate) and \
+                not self.settings.disabled:
             prune = None if self.partial else {s: set(f) for s, f in self.functions.items()}
             self.flush_result = self.store.flush(self._updates(), prune)
             self.errors.extend(self.flush_result.errors)
@@ -299,6 +442,9 @@ class PipeperfSession:
             "baseline_dir": str(s.baseline_dir), "min_time_s": s.plan.min_time_s,
             "max_time_s": s.plan.max_time_s, "min_rounds": s.plan.min_rounds,
             "recipes": {p.value: n for p, n in s.recipes.items()},
+            "alpha": s.alpha, "alpha_scope": s.alpha_scope.value, "timed_points": self.timed_points,
+            "point_alpha": self.point_alpha(), "false_alarm_control": self.control_line(),
+            "runs": s.runs, "calibrate": s.calibrate,
             "versions": self.versions,
         }
 
@@ -342,16 +488,23 @@ class PipeperfSession:
         if self.records:
             tr.write_line("")
             tr.write_line("pipeperf: " + report.summary_line(self.records))
+            if not self.settings.disabled:
+                tr.write_line("pipeperf: " + self.control_line())
         for line in report.detail_lines(self.records):
             tr.write_line(line)
         if self.records:
             tr.write_line("one-off costs (not in the samples):")
             for line in report.one_off_lines(self.records):
                 tr.write_line("  " + line)
+        for suite, case, key, cal in self.calibrations:
+            tr.write_line(f"pipeperf: calibrated {suite}::{case} {key}: normalised latency "
+                          f"spread {cal.sd_log_normalized * 100:.1f}%, absolute "
+                          f"{cal.sd_log_p50 * 100:.1f}% over {cal.processes} processes")
         if self.flush_result is not None:
             res = self.flush_result
             tr.write_line(f"pipeperf: {res.updated} baselines updated, {res.created} created"
                           + (f", {res.removed} stale removed" if res.removed else "")
+                          + (f", {res.calibrated} calibrated" if res.calibrated else "")
                           + (f" ({', '.join(res.files)})" if res.files else ""))
         elif any((p.get("verdict") or {}).get("status") == "new"
                  for rec in self.records for p in rec["points"]):

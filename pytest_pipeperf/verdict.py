@@ -12,8 +12,28 @@ interval uses Student's t with k - 1 + prior_weight degrees of freedom (the drif
 * ``inconclusive`` r beyond the threshold but the interval includes 1 (noise > threshold);
 * ``ok``           otherwise (the point estimate is within the threshold).
 
-Every verdict also states the smallest slowdown this comparison could have detected. The
-noise-proof interleaved scheme of design §6 plugs in as another rule behind :func:`judge`.
+Every verdict also states the smallest slowdown this comparison could have detected.
+
+The stored-baseline gate proper (``normalized-pi/v2``, :func:`judge_normalized`) judges the
+*normalised* latency instead: the median of per-round ratios of the candidate to reference
+kernels timed in the same rounds (``kernels.py``), which cancels most of the machine's state.
+The baseline keeps several runs from separate processes, so the rule knows this case's
+cross-process spread of the normalised latency on this hardware class (pooled with a calibration
+record and a prior). The current run is tested against a one-sided Student-t *prediction*
+interval for a new process' value::
+
+    se^2 = s^2 (1 + 1/k) + max(0, se_now^2 - mean(se_run^2))     q = t(1 - alpha; df)
+
+* ``regressed``    r > 1 + threshold (the minimum effect) and ln r > q * se;
+* ``improved``     r < 1 / (1 + threshold) and ln r < -q * se;
+* ``inconclusive`` r beyond the threshold, but inside the prediction interval;
+* ``ok``           r within the threshold.
+
+``alpha`` is the per-point false-alarm rate after the suite-level correction (Bonferroni, see
+``PipeperfSession.point_alpha``); the reported interval is the two-sided ``1 - 2 alpha`` one, so
+"the interval lies above 1" is the same test. ``detectable`` is the slowdown flagged with 90%
+power. The absolute p50 is judged by ``median-ratio/v1`` alongside and reported, flagged only
+when it moved beyond its own (much larger) spread; it does not decide the verdict.
 """
 
 from __future__ import annotations
@@ -24,9 +44,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_pipeperf.stats import LatencyStats, z_for
+from pytest_pipeperf.stats import LatencyStats, RatioStats, z_for
 
 RULE = "median-ratio/v1"
+NORMALIZED_RULE = "normalized-pi/v2"
+# z of the power at which ``detectable`` is stated (90%).
+POWER_Z = 1.2815515655446004
 
 
 class Status(str, enum.Enum):
@@ -57,20 +80,28 @@ class Policy:
     :param drift_prior: prior cross-process drift (sd of ln median) for this device kind.
     :param prior_weight: how many runs' worth of evidence the prior counts for when pooling it
         with the drift measured from the baseline's stored runs.
+    :param spread_prior: prior cross-process spread (sd of ln normalised latency) for the
+        normalised rule; environment.md measured 1.8-4.5% on shared CPUs.
     """
 
     threshold: float = 0.05
     confidence: float = 0.99
     drift_prior: float = 0.10
     prior_weight: float = 4.0
+    spread_prior: float = 0.035
+
+    @property
+    def alpha(self) -> float:
+        """The one-sided false-alarm rate of one point: ``(1 - confidence) / 2``."""
+        return (1.0 - self.confidence) / 2.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 10.0:
             raise ValueError(f"threshold must lie in (0, 10), got {self.threshold}")
         if not 0.0 < self.confidence < 1.0:
             raise ValueError(f"confidence must lie in (0, 1), got {self.confidence}")
-        if self.drift_prior < 0 or self.prior_weight <= 0:
-            raise ValueError("drift_prior must be >= 0 and prior_weight > 0")
+        if self.drift_prior < 0 or self.spread_prior < 0 or self.prior_weight <= 0:
+            raise ValueError("drift_prior and spread_prior must be >= 0 and prior_weight > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,21 +132,30 @@ class Verdict:
     baseline_file: str | None = None
     rule: str = RULE
     reason: str = ""
+    absolute: Verdict | None = None
 
     def message(self) -> str:
         """``p50 +14.2% (99% CI +11.0..+17.5%) vs baseline, threshold 5%`` and the context."""
         if self.ratio is None or self.ci is None:
             return f"{self.status.value}: {self.reason}"
-        pct = f"{self.confidence * 100:g}%"
+        pct = f"{self.confidence * 100:.4g}%"
         text = (
             f"{self.metric} {_signed(self.ratio)} ({pct} CI {_signed(self.ci[0])[:-1]}..{_signed(self.ci[1])})"
             f" vs baseline, threshold {self.threshold * 100:g}%"
         )
         if self.detectable is not None:
             text += f"; detects >= {self.detectable * 100:.1f}% here"
-        text += f" [rule {self.rule}, drift {self.drift_source}, {self.baseline_runs} baseline run(s)"
+        if self.absolute is not None and self.absolute.ratio is not None:
+            moved = self.absolute.status in (Status.REGRESSED, Status.IMPROVED)
+            text += (f"; absolute p50 {_signed(self.absolute.ratio)} "
+                     + ("(beyond its cross-process spread)" if moved else
+                        "(within its cross-process spread)"))
+        spread = "spread" if self.rule != RULE else "drift"
+        text += f" [rule {self.rule}, {spread} {self.drift_source}, {self.baseline_runs} baseline run(s)"
         if self.baseline_file:
             text += f", {self.baseline_file}"
+        if self.reason:
+            text += f"; {self.reason}"
         return text + "]"
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,6 +174,7 @@ class Verdict:
             "baseline_file": self.baseline_file,
             "rule": self.rule,
             "reason": self.reason,
+            "absolute": self.absolute.to_dict() if self.absolute is not None else None,
         }
 
 
@@ -239,6 +280,97 @@ def judge(
         drift_source=source,
         baseline_runs=len(baseline_runs),
         **common,
+    )
+
+
+def pooled_spread(
+    run_logs: Sequence[float], calibration: tuple[float, int] | None, policy: Policy,
+) -> tuple[float, float, str]:
+    """Cross-process spread of ln normalised latency: stored runs, calibration and prior pooled.
+
+    :param run_logs: ln of each stored run's normalised median.
+    :param calibration: ``(sd, processes)`` measured by ``--pipeperf-calibrate``, if any.
+    :returns: ``(sd, degrees of freedom, description)``.
+    """
+    k = len(run_logs)
+    parts: list[str] = []
+    num = policy.prior_weight * policy.spread_prior**2
+    df = policy.prior_weight
+    if k >= 2:
+        mean = math.fsum(run_logs) / k
+        var = math.fsum((x - mean) ** 2 for x in run_logs) / (k - 1)
+        num += (k - 1) * var
+        df += k - 1
+        parts.append(f"{k} runs")
+    if calibration is not None and calibration[1] >= 2:
+        sd, processes = calibration
+        num += (processes - 1) * sd**2
+        df += processes - 1
+        parts.append(f"calibration of {processes} processes")
+    sd = math.sqrt(num / df)
+    source = f"{sd * 100:.1f}% from " + " + ".join([*parts, "prior"])
+    return sd, df, source
+
+
+def judge_normalized(
+    current: LatencyStats,
+    normalized: RatioStats,
+    runs: Sequence[tuple[LatencyStats, RatioStats]],
+    policy: Policy,
+    *,
+    calibration: tuple[float, int] | None = None,
+    absolute_policy: Policy | None = None,
+    baseline_file: str | None = None,
+) -> Verdict:
+    """Judge a point's normalised latency against the stored runs (rule ``normalized-pi/v2``).
+
+    :param current: this run's absolute latency statistics (judged alongside, not deciding).
+    :param normalized: this run's normalised latency (median of per-round ratios to kernels).
+    :param runs: the stored runs, each ``(absolute stats, normalised stats)``; at least one.
+    :param policy: threshold, confidence (``1 - 2 alpha``) and the spread prior.
+    :param calibration: ``(sd of ln normalised latency, processes)`` from a calibration record.
+    :param absolute_policy: the policy of the absolute rule (its own drift prior); default
+        ``policy``.
+    :param baseline_file: named in the verdict message.
+    """
+    from scipy.stats import t
+
+    if not runs:
+        raise ValueError("judge_normalized needs at least one stored run; use judge() for `new`")
+    logs = [math.log(norm.median) for _, norm in runs]
+    k = len(logs)
+    center = math.fsum(logs) / k
+    sd, df, source = pooled_spread(logs, calibration, policy)
+    stored_se2 = math.fsum(norm.log_se**2 for _, norm in runs) / k
+    extra = max(0.0, normalized.log_se**2 - stored_se2)
+    se = math.sqrt(sd**2 * (1.0 + 1.0 / k) + extra)
+    q = float(t.ppf(1.0 - policy.alpha, df))
+    log_r = math.log(normalized.median) - center
+    ratio = _exp(log_r)
+    ci = (_exp(log_r - q * se), _exp(log_r + q * se))
+    detectable = max(policy.threshold, _exp((q + POWER_Z) * se) - 1.0)
+    if ratio > 1.0 + policy.threshold:
+        status = Status.REGRESSED if ci[0] > 1.0 else Status.INCONCLUSIVE
+    elif ratio < 1.0 / (1.0 + policy.threshold):
+        status = Status.IMPROVED if ci[1] < 1.0 else Status.INCONCLUSIVE
+    else:
+        status = Status.OK
+    absolute = judge(current, [stats for stats, _ in runs], absolute_policy or policy,
+                     baseline_file=baseline_file)
+    return Verdict(
+        status,
+        metric="normalised p50",
+        ratio=ratio,
+        ci=ci,
+        confidence=policy.confidence,
+        threshold=policy.threshold,
+        detectable=detectable,
+        drift=sd,
+        drift_source=source,
+        baseline_runs=k,
+        baseline_file=baseline_file,
+        rule=NORMALIZED_RULE,
+        absolute=absolute,
     )
 
 

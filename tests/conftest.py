@@ -22,6 +22,9 @@ from typing import Any
 # numpy holds C extension state that cannot be loaded twice per process: import it here, before
 # pytester's in-process runs snapshot sys.modules, so they reuse it instead of re-importing it.
 import numpy  # noqa: F401
+import numpy.fft  # noqa: F401  (scipy.stats loads it lazily; same reason)
+import scipy.stats  # noqa: F401
+import threadpoolctl  # noqa: F401
 import pytest
 
 pytest_plugins = ["pytester"]

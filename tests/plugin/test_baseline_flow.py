@@ -49,7 +49,7 @@ def test_update_writes_a_sorted_baseline_file_per_suite_and_hardware_class(
     text = path.read_text()
     data = json.loads(text)
     assert text == json.dumps(data, indent=2, sort_keys=True) + "\n"
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert data["suite"] == "test_suite"
     assert data["hardware"]["class"] == project.hardware_class()
     assert sorted(data["cases"]) == [CASE_A, CASE_B]
@@ -82,7 +82,7 @@ def test_rerun_is_ok_and_a_slowed_case_regresses_alone(project: FakeProject) -> 
     assert f"FAILED test_suite.py::{CASE_B}" not in out
     rel = f"baselines/test_suite/{project.hardware_class()}.json"
     # The failure names the metric, the change, its confidence interval, the threshold and the file.
-    match = re.search(r"pipeperf: regressed: batch_size=1: p50 \+(\d+\.\d)% "
+    match = re.search(r"pipeperf: regressed: batch_size=1: normalised p50 \+(\d+\.\d)% "
                       r"\(99% CI \+[\d.]+%?\.\.\+[\d.]+%\) vs baseline, threshold 30%.*"
                       + re.escape(rel), out)
     assert match is not None, out
@@ -118,7 +118,7 @@ def test_fail_on_never_reports_the_regression_but_passes(project: FakeProject) -
     result.stdout.fnmatch_lines([
         "test_suite::test_a * regressed (+*%)",
         "pipeperf: 2 cases, 2 points: 1 regressed, 1 ok",
-        (f"REGRESSED test_suite.py::{glob.escape(CASE_A)} batch_size=1: p50 +*% (99% CI *), "
+        (f"REGRESSED test_suite.py::{glob.escape(CASE_A)} batch_size=1: normalised p50 +*% (99% CI *), "
         "threshold 30%*"),
     ])
 
