@@ -15,6 +15,8 @@ from pytest_pipeperf.config import (
     MarkerOptions,
     PipeperfConfig,
     parse_devices,
+    parse_alpha,
+    parse_alpha_scope,
     parse_fail_on,
     parse_name_list,
     parse_positive_int,
@@ -70,6 +72,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("--pipeperf-recipe", "pipeperf_recipe", "PRECISION=RECIPE,...", parse_recipe_choices, None,
          "named recipe per precision, e.g. int8=torchao-int8-weight,int4=bnb-nf4 (wins over the "
          "marker's recipes=); cases whose backend lacks it skip. Default: each backend's first"),
+        ("--pipeperf-alpha", "pipeperf_alpha", "RATE", parse_alpha, None,
+         "false-alarm rate the verdicts control, e.g. 1%% (see --pipeperf-alpha-scope). "
+         "Default: 1%%"),
+        ("--pipeperf-alpha-scope", "pipeperf_alpha_scope", "SCOPE", parse_alpha_scope, None,
+         "session: the rate bounds the whole session's false alarms (Bonferroni over its timed "
+         "points); point: each point alone. Default: session"),
+        ("--pipeperf-runs", "pipeperf_runs", "K", parse_positive_int, None,
+         "with --pipeperf-update-baselines or --pipeperf-calibrate: measure in K separate "
+         "processes (K-1 extra runs of this command first), so the baseline knows the "
+         "cross-process spread. Default: 1, or 5 with --pipeperf-calibrate"),
     ]
     for flag, dest, metavar, parser_fn, default, help_text in options:
         group.addoption(flag, dest=dest, metavar=metavar, type=parser_fn, default=default,
@@ -91,6 +103,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     default=False,
                     help="parity only: no timing, no baselines. Default: %(default)r")
     parser.addini("pipeperf_disable", "parity only: no timing, no baselines", type="bool",
+                  default=False)
+    group.addoption("--pipeperf-calibrate", dest="pipeperf_calibrate", action="store_true",
+                    default=False,
+                    help="measure each point's noise on this machine in --pipeperf-runs separate "
+                         "processes and store it with the baseline entries (runs are added "
+                         "only with --pipeperf-update-baselines). Default: %(default)r")
+    parser.addini("pipeperf_calibrate", "calibrate noise on every run", type="bool",
                   default=False)
     parser.addini("pipeperf_reference_backend",
                   "backend whose fp32 CPU outputs are the parity reference (default: eager)",
