@@ -12,7 +12,10 @@ from pytest_pipeperf.results import RESULT_SCHEMA_VERSION
 Record = Mapping[str, Any]
 
 COLUMNS = ("case", "backend", "precision", "device", "batch", "p50 ms", "p90 ms", "p99 ms",
-           "items/s", "parity", "verdict")
+           "items/s", "norm", "vs eager", "parity", "verdict")
+# ``norm``: the normalised latency (median per-round ratio to the reference kernels, the metric
+# the stored-baseline gate judges); ``vs eager``: the median per-round speed-up over the eager fp32
+# reference timed in the same rounds ("-" where that was not timed).
 
 
 def _num(value: float | None, digits: int = 2) -> str:
@@ -30,6 +33,10 @@ def _verdict_cell(point: Mapping[str, Any], disabled: bool) -> str:
     if verdict.get("ratio") is not None:
         return f"{status} ({(verdict['ratio'] - 1) * 100:+.1f}%)"
     return str(status)
+
+
+def _speedup_cell(speedup: Mapping[str, Any] | None) -> str:
+    return "-" if not speedup else f"{speedup['median']:.2f}x"
 
 
 def _parity_cell(parity: Mapping[str, Any]) -> str:
@@ -65,7 +72,9 @@ def rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
             out.append((
                 name, rec["backend"], precision_cell(rec), rec["device"], str(point["batch_size"]),
                 _num(stats.get("p50_ms")), _num(stats.get("p90_ms")), _num(stats.get("p99_ms")),
-                _num(point.get("throughput"), 1), _parity_cell(point["parity"]),
+                _num(point.get("throughput"), 1),
+                _num((point.get("normalized") or {}).get("median"), 1),
+                _speedup_cell(point.get("speedup")), _parity_cell(point["parity"]),
                 _verdict_cell(point, rec.get("disabled", False)),
             ))
     return out
@@ -77,7 +86,7 @@ def table_lines(records: Sequence[Record]) -> list[str]:
     if not body:
         return []
     widths = [max(len(COLUMNS[i]), *(len(r[i]) for r in body)) for i in range(len(COLUMNS))]
-    numeric = {4, 5, 6, 7, 8}
+    numeric = {4, 5, 6, 7, 8, 9, 10}
 
     def fmt(row: Sequence[str]) -> str:
         cells = [c.rjust(widths[i]) if i in numeric else c.ljust(widths[i]) for i, c in enumerate(row)]

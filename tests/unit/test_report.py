@@ -79,15 +79,15 @@ RECORDS = [ORT, EAGER, NEW, DISABLED]
 def test_rows_one_per_point() -> None:
     assert rows(RECORDS) == [
         ("test_embeddings::test_embed", "onnxruntime", "fp32", "cpu", "1", "4.00", "4.40", "5.00",
-          "250.0", "max_abs 2.3e-06", "ok (+1.2%)"),
+          "250.0", "-", "-", "max_abs 2.3e-06", "ok (+1.2%)"),
         ("test_embeddings::test_embed", "onnxruntime", "fp32", "cpu", "8", "16.00", "17.60", "20.00",
-          "500.0", "max_abs 2.3e-06", "regressed (+38.2%)"),
+          "500.0", "-", "-", "max_abs 2.3e-06", "regressed (+38.2%)"),
         ("test_embeddings::test_embed", "eager", "fp16", "cuda0", "1", "-", "-", "-", "-",
-          "cos 0.95000", "PARITY FAILED"),
+          "-", "-", "cos 0.95000", "PARITY FAILED"),
         ("test_embeddings::test_classify", "eager", "fp32", "cpu", "1", "8.00", "8.80", "10.00",
-          "125.0", "max_abs 2.3e-06", "new"),
+          "125.0", "-", "-", "max_abs 2.3e-06", "new"),
         ("test_embeddings::test_classify", "onnxruntime", "fp32", "cpu", "1", "-", "-", "-", "-",
-          "max_abs 2.3e-06", "parity only"),
+          "-", "-", "max_abs 2.3e-06", "parity only"),
     ]
 
 
@@ -96,8 +96,8 @@ def test_rows_parity_error_and_missing_verdict() -> None:
     rec = record("test_x[eager-fp32-cpu]", [point(2, None, errored, None),
                                             point(4, 3.0, PARITY_OK, None)])
     (first, second) = rows([rec])
-    assert first[9:] == ("error", "PARITY FAILED")
-    assert second[9:] == ("max_abs 2.3e-06", "-")
+    assert first[11:] == ("error", "PARITY FAILED")
+    assert second[11:] == ("max_abs 2.3e-06", "-")
 
 
 def test_table_lines_header_separator_and_alignment() -> None:
@@ -108,7 +108,7 @@ def test_table_lines_header_separator_and_alignment() -> None:
     assert set(separator.replace(" ", "")) == {"-"}
     assert all(line == line.rstrip() for line in lines)
     # left-aligned text columns start where their header starts
-    for column, cell_index in (("backend", 1), ("verdict", 10), ("parity", 9)):
+    for column, cell_index in (("backend", 1), ("verdict", 12), ("parity", 11)):
         start = header.index(column)
         for line, row in zip(body, rows(RECORDS)):
             assert line[start:].startswith(row[cell_index])
@@ -260,7 +260,7 @@ def test_report_accepts_records_made_by_case_result() -> None:
     )
     data = json.loads(json.dumps(case.to_dict()))
     assert rows([data]) == [("test_embeddings::test_embed", "eager", "fp32", "cpu", "4", "4.00",
-                             "4.40", "4.90", "1000.0", "max_abs 1.0e-06", "ok (+1.0%)")]
+                             "4.40", "4.90", "1000.0", "-", "-", "max_abs 1.0e-06", "ok (+1.0%)")]
     assert summary_line([data]) == "1 cases, 1 points: 1 ok"
     assert detail_lines([data]) == []
 
