@@ -77,6 +77,7 @@ class Run:
         recipes are unchanged.
     :param normalized: the run's normalised latency (median ratio to the reference kernels);
         ``None`` in runs recorded before schema 2.
+    :param reference: the signature of the reference kernels ``normalized`` divides by.
     """
 
     recorded_at: str
@@ -86,6 +87,7 @@ class Run:
     threads: int | None
     recipe: str | None = None
     normalized: RatioStats | None = None
+    reference: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -100,6 +102,7 @@ class Run:
             out["recipe"] = self.recipe
         if self.normalized is not None:
             out["normalized"] = self.normalized.to_dict()
+            out["reference"] = self.reference
         return out
 
 
@@ -218,7 +221,11 @@ def _parse_run(data: Any, path: Path, where: str) -> Run:
             normalized = RatioStats.from_dict(data["normalized"])
         except (TypeError, ValueError) as exc:
             raise BaselineError(path, f"field {where}.normalized: {exc}", _FIX_CORRUPT) from None
-    return Run(data["recorded_at"], parsed, float(thr), dict(versions), threads, recipe, normalized)
+    reference = data.get("reference")
+    _need(reference is None or isinstance(reference, str), path, f"{where}.reference",
+          f"expected null or a string, got {reference!r}")
+    return Run(data["recorded_at"], parsed, float(thr), dict(versions), threads, recipe, normalized,
+               reference)
 
 
 def _parse_calibration(data: Any, path: Path, where: str) -> Calibration:
@@ -471,7 +478,7 @@ class BaselineStore:
                 if pending:
                     result.errors.append(f"{exc} ({len(pending)} update(s) not written)")
                 continue
-            if current is None and not pending:
+            if current is None and all(u.run is None for u in pending):  # calibration needs an entry
                 continue
             merged = current or BaselineFile(suite, self.hardware, {}, self.pipeperf_version)
             before = render(merged) if current is not None else None

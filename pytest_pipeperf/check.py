@@ -27,6 +27,7 @@ from pytest_pipeperf.backends.base import (
     Task,
     TextBatch,
 )
+from pytest_pipeperf import ab
 from pytest_pipeperf.baseline import BaselineError
 from pytest_pipeperf.parity import compare_outputs
 from pytest_pipeperf.recipe import merge
@@ -192,6 +193,10 @@ class PipeperfCheck:
             misuse(f"pipeperf.pipeline(): {exc}")
         trust = self.marker.trust_remote_code if trust_remote_code is None else trust_remote_code
         spec = ModelSpec(path.resolve(), parsed, trust)
+        if ab.controlling(self._session.config):  # the A/B workers build; this only if called
+            lazy = ab.LazyRunnable(self, spec)
+            self._built.append(lazy)
+            return Pipeline(lazy, spec, 0.0)
         backend = self._session.backend(self.backend)
         if backend is None:
             pytest.skip(f"pipeperf: backend {self.backend!r} unavailable")
@@ -234,6 +239,10 @@ class PipeperfCheck:
         texts = tuple(inputs)
         max_length = getattr(inputs, "max_length", None)
         self._validate(pipe, texts, sizes, max_length)
+        if ab.serving(self._session.config):  # an A/B worker: serve timed calls, record nothing
+            return ab.serve_bench(self, pipe, texts, sizes, max_length)
+        ab_points = (ab.run_ab(self, pipe, texts, sizes, max_length)
+                     if ab.controlling(self._session.config) else None)
         item = self._request.node
         suite = suite_of(item, self._session.config.rootpath)
         case = item.name
@@ -243,9 +252,10 @@ class PipeperfCheck:
         timer = timer_for(self.device.kind, self.device.index)
         if sizes:
             self._prepare(pipe, TextBatch(texts[:max(sizes)], max_length))
-        points: list[PointResult] = []
+        points: list[PointResult] = [] if ab_points is None else ab_points
         kernels: dict[str, Any] | None = None
-        for size in sizes:
+        reference = ""
+        for size in sizes if ab_points is None else ():
             batch = TextBatch(texts[:size], max_length)
             reference = self._run(lambda b=batch: self._session.reference_outputs(pipe.model, b),
                                   "the eager fp32 reference")
@@ -259,7 +269,8 @@ class PipeperfCheck:
                 points.append(PointResult(size, parity, first_ms))
                 continue
             if kernels is None:
-                kernels = reference_kernels(self.device.kind, self.device.index)
+                reference, kernels = reference_kernels(self.device.kind, self.device.index,
+                                                       settings.threads)
             fns: dict[str, Any] = {"candidate": functools.partial(pipe.runnable, batch)}
             fns.update(kernels)
             eager = self._eager_alongside(pipe, batch, first_ns, timer)
@@ -275,12 +286,13 @@ class PipeperfCheck:
             try:
                 verdict = self._session.judge_point(suite, case, point_key(size), stats,
                                                     self.device, self.threshold, recipe,
-                                                    normalized=normalized)
+                                                    normalized=normalized, reference=reference)
             except BaselineError as exc:
                 # ``from None``: the message already is the whole story; don't print it twice.
                 raise pytest.fail.Exception(f"pipeperf: {exc}", pytrace=False) from None
             points.append(PointResult(size, parity, first_ms, stats, throughput(size, stats),
-                                      verdict, normalized, speedup, measurement.rounds))
+                                      verdict, normalized, speedup, measurement.rounds,
+                                      reference))
         parity_ok = all(p.parity for p in points)
         result = CaseResult(
             nodeid=item.nodeid, suite=suite, case=case, backend=self.backend,

@@ -18,9 +18,10 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-# Square matmul sizes: ~0.3-2 ms each on one modern CPU core, so a round stays cheap next to a
-# pipeline call; on a GPU larger sizes keep launch overhead from dominating.
-CPU_SIZES = (160, 224, 288)
+# Square matmul sizes: 0.35, 0.7 and 1.2 ms on one core of the shared EPYC VM (2.2 ms a round), long
+# enough for the clock and short next to a pipeline call; on a GPU larger sizes keep launch
+# overhead from dominating.
+CPU_SIZES = (256, 320, 384)
 CUDA_SIZES = (1024, 1536, 2048)
 KERNEL_PREFIX = "kernel:"
 
@@ -51,13 +52,17 @@ def _cuda_kernels(index: int, seed: int) -> dict[str, Callable[[], object]]:
     return kernels
 
 
-def reference_kernels(device_kind: str, index: int | None = None,
-                      seed: int = 0) -> dict[str, Callable[[], object]]:
-    """The reference kernels for a device, by name (``kernel:matmul224``, ...).
+def reference_kernels(device_kind: str, index: int | None = None, threads: int | None = None,
+                      seed: int = 0) -> tuple[str, dict[str, Callable[[], object]]]:
+    """The reference kernels for a device: their signature and the callables by name.
+
+    The signature (``numpy-matmul-f32-256,320,384/threads=1``) is stored with every normalised
+    baseline run: normalised latencies measured against another kernel set are not comparable.
 
     :param device_kind: ``cpu`` or ``cuda`` (a ``cuda`` device whose torch cannot drive the GPU
         falls back to the CPU kernels, like the timer does).
     :param index: the CUDA ordinal.
+    :param threads: the BLAS threads the CPU kernels run with (``None``: library default).
     :param seed: seeds the operands, so every process multiplies the same matrices.
     """
     if device_kind == "cuda":
@@ -65,10 +70,13 @@ def reference_kernels(device_kind: str, index: int | None = None,
             import torch
 
             if torch.cuda.is_available():
-                return _cuda_kernels(index or 0, seed)
+                sizes = ",".join(map(str, CUDA_SIZES))
+                return f"torch-matmul-f32-{sizes}/cuda", _cuda_kernels(index or 0, seed)
         except (ImportError, OSError):
             pass
-    return _cpu_kernels(seed)
+    sizes = ",".join(map(str, CPU_SIZES))
+    return (f"numpy-matmul-f32-{sizes}/threads={threads if threads is not None else 'default'}",
+            _cpu_kernels(seed))
 
 
 @contextlib.contextmanager

@@ -10,11 +10,12 @@ The JSON form (``CaseResult.to_dict()``) is the documented record schema::
      "points": [{"batch_size", "key", "first_call_ms", "stats": LatencyStats | null,
                  "throughput": items/s | null, "parity": ParityResult, "verdict": Verdict | null,
                  "normalized": RatioStats | null, "speedup": RatioStats | null,
-                 "rounds": int | null}]}
+                 "rounds": int | null, "reference": str | null}]}
 
 ``normalized`` is the median per-round ratio of the candidate to the reference kernels' geometric
 mean (dimensionless, what the stored-baseline gate judges); ``speedup`` the median per-round ratio
-of the eager fp32 reference to the candidate, when the eager reference was timed alongside.
+of the eager fp32 reference to the candidate, when the eager reference was timed alongside;
+``reference`` the signature of the kernel set (``numpy-matmul-f32-256,320,384/threads=1``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class PointResult:
     normalized: RatioStats | None = None
     speedup: RatioStats | None = None
     rounds: int | None = None
+    reference: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -62,6 +64,7 @@ class PointResult:
             "normalized": self.normalized.to_dict() if self.normalized else None,
             "speedup": self.speedup.to_dict() if self.speedup else None,
             "rounds": self.rounds,
+            "reference": self.reference,
         }
 
 

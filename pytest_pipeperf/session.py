@@ -243,13 +243,16 @@ class PipeperfSession:
     def judge_point(
         self, suite: str, case: str, point: str, stats: LatencyStats, device: Device,
         threshold: float, recipe: str | None = None, normalized: RatioStats | None = None,
+        reference: str | None = None,
     ) -> Verdict:
         """Judge a point against its stored baseline runs.
 
         :param recipe: the named recipe the case ran; runs stored for another recipe are not
             compared (``incomparable``).
-        :param normalized: this run's normalised latency; with stored normalised runs the
-            ``normalized-pi/v2`` rule decides, else the absolute ``median-ratio/v1`` rule.
+        :param normalized: this run's normalised latency; with stored normalised runs (measured
+            against the same ``reference`` kernels) the ``normalized-pi/v2`` rule decides, else
+            the absolute ``median-ratio/v1`` rule.
+        :param reference: the signature of the kernel set ``normalized`` divides by.
         :raises BaselineError: if the suite's baseline file is unusable.
         """
         policy = Policy(threshold=threshold, confidence=1.0 - 2.0 * self.point_alpha(),
@@ -280,7 +283,8 @@ class PipeperfSession:
             reason = (f"baseline recorded with recipe {', '.join(sorted(stored))}, this run uses "
                       f"{recipe or '(none)'}")
             return judge(stats, [], policy, baseline_file=path, incomparable=reason)
-        paired = [(r.stats, r.normalized) for r in runs if r.normalized is not None]
+        paired = [(r.stats, r.normalized) for r in runs
+                  if r.normalized is not None and r.reference == reference]
         if normalized is not None and paired:
             cal = baseline.calibration_of(case, point)
             return judge_normalized(
@@ -288,9 +292,13 @@ class PipeperfSession:
                 calibration=(cal.sd_log_normalized, cal.processes) if cal else None)
         verdict = judge(stats, [r.stats for r in runs], policy, baseline_file=path)
         if runs and normalized is not None:
+            stored = sorted({r.reference for r in runs if r.normalized is not None}, key=str)
+            why = (f"its normalised runs used other reference kernels ({', '.join(stored)}; this "
+                   f"run: {reference})" if stored else
+                   "it has no normalised runs (recorded before schema 2)")
             verdict = dataclasses.replace(verdict, reason=(
-                "the baseline has no normalised runs (recorded before schema 2): judged on "
-                "absolute latency; refresh it with --pipeperf-update-baselines"))
+                f"the baseline was judged on absolute latency: {why}; refresh it with "
+                "--pipeperf-update-baselines"))
         return verdict
 
     # -- run-time hooks (this object is registered as a plugin) --------------------------------
@@ -394,7 +402,8 @@ class PipeperfSession:
                 stats = LatencyStats.from_dict(point["stats"])
                 norm = point.get("normalized")
                 run = Run(now, stats, float(point["throughput"]), rec["versions"], rec["threads"],
-                          rec.get("recipe"), RatioStats.from_dict(norm) if norm else None)
+                          rec.get("recipe"), RatioStats.from_dict(norm) if norm else None,
+                          point.get("reference") if norm else None)
                 status = (point.get("verdict") or {}).get("status")
                 grouped.setdefault((rec["suite"], rec["case"], point["key"]), []).append(
                     (run, status))

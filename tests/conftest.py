@@ -1,7 +1,11 @@
 """Shared test setup: ``pytester`` plus a fake, deterministic backend for the plugin tests.
 
-The fake backend needs neither torch nor onnxruntime. Its runnable sleeps a configurable delay
-and returns an array derived deterministically from the texts, plus a configurable offset:
+The fake backend needs neither torch nor onnxruntime. Its runnable does a configurable amount of
+CPU work and returns an array derived deterministically from the texts, plus a configurable
+offset. The work is a fixed number of small float32 matmuls, ``delay_ms / 0.1`` of them (about
+0.1 ms each on one core here), not a sleep: like a real model it slows down when the machine does,
+which is what the normalised latency (candidate / reference kernels) relies on; a sleep would
+make every change of machine state look like a change of the code. Settings:
 
 * per model directory (one per test function, see the ``fake_model`` fixture it defines): the
   files ``delay_ms`` and ``offset`` in ``models/<test function>/``, read when the case builds;
@@ -34,7 +38,6 @@ pytest_plugins = ["pytester"]
 # FAKE_HW_CLASS.
 FAKE_BACKEND = '''
 import os
-import time
 import zlib
 from pathlib import Path
 
@@ -57,6 +60,15 @@ def _setting(model_dir, name, env):
     return os.environ.get(env, "0")
 
 
+_WORK = np.random.default_rng(0).standard_normal((160, 160)).astype(np.float32)
+WORK_UNIT_MS = 0.1  # nominal duration of one 160x160 matmul on one core
+
+
+def _work(delay_s):
+    for _ in range(max(1, round(delay_s * 1000.0 / WORK_UNIT_MS))):
+        _WORK @ _WORK
+
+
 class FakeRunnable:
     def __init__(self, delay_s, offset):
         self.delay_s = delay_s
@@ -65,7 +77,7 @@ class FakeRunnable:
 
     def __call__(self, batch):
         if self.delay_s:
-            time.sleep(self.delay_s)
+            _work(self.delay_s)
         rows = [np.random.default_rng(zlib.crc32(t.encode())).standard_normal((4, 8))
                 for t in batch.texts]
         return {"last_hidden_state": np.stack(rows).astype(np.float32) + np.float32(self.offset)}
