@@ -254,7 +254,7 @@ class PipeperfCheck:
             self._prepare(pipe, TextBatch(texts[:max(sizes)], max_length))
         points: list[PointResult] = [] if ab_points is None else ab_points
         kernels: dict[str, Any] | None = None
-        reference = ""
+        kernel_set = ""
         for size in sizes if ab_points is None else ():
             batch = TextBatch(texts[:size], max_length)
             reference = self._run(lambda b=batch: self._session.reference_outputs(pipe.model, b),
@@ -269,7 +269,7 @@ class PipeperfCheck:
                 points.append(PointResult(size, parity, first_ms))
                 continue
             if kernels is None:
-                reference, kernels = reference_kernels(self.device.kind, self.device.index,
+                kernel_set, kernels = reference_kernels(self.device.kind, self.device.index,
                                                        settings.threads)
             fns: dict[str, Any] = {"candidate": functools.partial(pipe.runnable, batch)}
             fns.update(kernels)
@@ -286,13 +286,13 @@ class PipeperfCheck:
             try:
                 verdict = self._session.judge_point(suite, case, point_key(size), stats,
                                                     self.device, self.threshold, recipe,
-                                                    normalized=normalized, reference=reference)
+                                                    normalized=normalized, reference=kernel_set)
             except BaselineError as exc:
                 # ``from None``: the message already is the whole story; don't print it twice.
                 raise pytest.fail.Exception(f"pipeperf: {exc}", pytrace=False) from None
             points.append(PointResult(size, parity, first_ms, stats, throughput(size, stats),
                                       verdict, normalized, speedup, measurement.rounds,
-                                      reference))
+                                      kernel_set))
         parity_ok = all(p.parity for p in points)
         result = CaseResult(
             nodeid=item.nodeid, suite=suite, case=case, backend=self.backend,

@@ -15,6 +15,7 @@ as the candidate.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,8 +36,7 @@ def _cpu_kernels(seed: int) -> dict[str, Callable[[], object]]:
         a = rng.standard_normal((size, size), dtype=np.float32)
         b = rng.standard_normal((size, size), dtype=np.float32)
         out = np.empty((size, size), dtype=np.float32)
-        kernels[f"{KERNEL_PREFIX}matmul{size}"] = (
-            lambda a=a, b=b, out=out: np.matmul(a, b, out=out))
+        kernels[f"{KERNEL_PREFIX}matmul{size}"] = functools.partial(np.matmul, a, b, out=out)
     return kernels
 
 
@@ -48,7 +48,7 @@ def _cuda_kernels(index: int, seed: int) -> dict[str, Callable[[], object]]:
     for size in CUDA_SIZES:
         a = torch.randn(size, size, generator=gen).to(f"cuda:{index}")
         b = torch.randn(size, size, generator=gen).to(f"cuda:{index}")
-        kernels[f"{KERNEL_PREFIX}matmul{size}"] = lambda a=a, b=b: torch.mm(a, b)
+        kernels[f"{KERNEL_PREFIX}matmul{size}"] = functools.partial(torch.mm, a, b)
     return kernels
 
 

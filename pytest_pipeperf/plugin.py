@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 
 import pytest
 
 from pytest_pipeperf import hookspecs
+from pytest_pipeperf.ab import (
+    SERVER_NAME,
+    AbServer,
+    AbSettings,
+    ab_key,
+    parse_env_assignment,
+    parse_serve_fds,
+)
 from pytest_pipeperf.backends import PLANNED, REGISTRY, load_backend
 from pytest_pipeperf.backends.base import Backend
 from pytest_pipeperf.config import (
@@ -104,6 +113,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="parity only: no timing, no baselines. Default: %(default)r")
     parser.addini("pipeperf_disable", "parity only: no timing, no baselines", type="bool",
                   default=False)
+    # The paired A/B gate (pytest_pipeperf.ab).
+    group.addoption("--pipeperf-ab", dest="pipeperf_ab", metavar="REF", default=None,
+                    help="paired A/B gate: time each case against a base in lock-stepped worker "
+                         "processes; REF is a git revision (checked out under .pipeperf/ab/) or "
+                         "python:/path/to/python (another environment). Default: %(default)r")
+    group.addoption("--pipeperf-ab-threshold", dest="pipeperf_ab_threshold", metavar="PCT",
+                    type=parse_threshold, default=0.03,
+                    help="A/B: the slowdown of the paired median ratio that counts as a "
+                         "regression. Default: %(default)r")
+    group.addoption("--pipeperf-ab-time", dest="pipeperf_ab_time", metavar="SECONDS",
+                    type=parse_seconds, default=5.0,
+                    help="A/B: measuring time per workload point, after the minimum rounds. "
+                         "Default: %(default)r")
+    group.addoption("--pipeperf-ab-min-rounds", dest="pipeperf_ab_min_rounds", metavar="N",
+                    type=parse_positive_int, default=30,
+                    help="A/B: paired rounds per workload point at least. Default: %(default)r")
+    group.addoption("--pipeperf-ab-timeout", dest="pipeperf_ab_timeout", metavar="SECONDS",
+                    type=parse_seconds, default=600.0,
+                    help="A/B: how long a worker may take to build and reach pipeperf.bench() "
+                         "(a timed call may take 100x its first call, at least 30 s). "
+                         "Default: %(default)r")
+    group.addoption("--pipeperf-ab-base-env", dest="pipeperf_ab_base_env", metavar="NAME=VALUE",
+                    type=parse_env_assignment, action="append", default=None,
+                    help="A/B: set an environment variable in the base worker only (repeatable), "
+                         "e.g. to compare two settings of one environment. Default: %(default)r")
+    group.addoption("--pipeperf-ab-serve", dest="pipeperf_ab_serve", type=parse_serve_fds,
+                    default=None, help=argparse.SUPPRESS)
     group.addoption("--pipeperf-calibrate", dest="pipeperf_calibrate", action="store_true",
                     default=False,
                     help="measure each point's noise on this machine in --pipeperf-runs separate "
@@ -140,6 +176,27 @@ def pytest_configure(config: pytest.Config) -> None:
     unknown = session.unknown_recipe(settings.recipes)
     if unknown:
         raise pytest.UsageError(f"--pipeperf-recipe (or ini pipeperf_recipe): {unknown}")
+    # The paired A/B gate: this process is its controller, one of its workers, or neither.
+    ab_settings = AbSettings.from_pytest_config(config)
+    if ab_settings.controlling:
+        workers = config.getoption("numprocesses", default=None)
+        for conflict, why in (
+            (settings.update_baselines and "--pipeperf-update-baselines",
+             "the A/B gate compares two checkouts and records no baseline; update baselines in a "
+             "separate run"),
+            (getattr(settings, "calibrate", False) and "--pipeperf-calibrate",
+             "calibrate in a separate run"),
+            (settings.disabled and "--pipeperf-disable", "the A/B gate times every case"),
+            (workers and f"-n {workers}",
+             "its workers must never time concurrently; drop -n"),
+        ):
+            if conflict:
+                raise pytest.UsageError(f"--pipeperf-ab={ab_settings.ref} cannot be combined with "
+                                        f"{conflict}: {why}")
+        ab_settings = ab_settings.resolved(config.rootpath)
+    config.stash[ab_key] = ab_settings
+    if ab_settings.serve is not None:
+        config.pluginmanager.register(AbServer(*ab_settings.serve), SERVER_NAME)
     _check_xdist(config, settings)
     config.stash[session_key] = session
     config.pluginmanager.register(session, "pipeperf-session")

@@ -292,9 +292,9 @@ class PipeperfSession:
                 calibration=(cal.sd_log_normalized, cal.processes) if cal else None)
         verdict = judge(stats, [r.stats for r in runs], policy, baseline_file=path)
         if runs and normalized is not None:
-            stored = sorted({r.reference for r in runs if r.normalized is not None}, key=str)
-            why = (f"its normalised runs used other reference kernels ({', '.join(stored)}; this "
-                   f"run: {reference})" if stored else
+            kernel_sets = sorted({str(r.reference) for r in runs if r.normalized is not None})
+            why = (f"its normalised runs used other reference kernels ({', '.join(kernel_sets)}; "
+                   f"this run: {reference})" if kernel_sets else
                    "it has no normalised runs (recorded before schema 2)")
             verdict = dataclasses.replace(verdict, reason=(
                 f"the baseline was judged on absolute latency: {why}; refresh it with "
@@ -366,7 +366,7 @@ class PipeperfSession:
                 took = time.perf_counter() - start
                 try:
                     doc = json.loads(out.read_text())
-                    records = doc["records"]
+                    records = doc["cases"]
                 except (OSError, ValueError, KeyError, TypeError):
                     self.errors.append(
                         f"--pipeperf-runs: extra process {i + 2} exited {code} without results; "
@@ -468,6 +468,19 @@ class PipeperfSession:
             "stale": self._stale(),
         }
 
+    def _stored_entries(self) -> set[tuple[str, str, str]]:
+        """(suite, case, point) of every entry in this hardware class's baseline files."""
+        entries: set[tuple[str, str, str]] = set()
+        for suite in {suite for suite, _, _, _ in self.calibrations}:
+            try:
+                baseline = self.store.load(suite)
+            except BaselineError:
+                continue
+            if baseline is not None:
+                entries.update((suite, case, point) for case, points in baseline.cases.items()
+                               for point in points)
+        return entries
+
     def _stale(self) -> list[str]:
         stale: list[str] = []
         if self.subset_collected:
@@ -505,10 +518,13 @@ class PipeperfSession:
             tr.write_line("one-off costs (not in the samples):")
             for line in report.one_off_lines(self.records):
                 tr.write_line("  " + line)
+        stored = self._stored_entries()
         for suite, case, key, cal in self.calibrations:
+            note = "" if (suite, case, key) in stored else \
+                " (not stored: no baseline entry; add --pipeperf-update-baselines)"
             tr.write_line(f"pipeperf: calibrated {suite}::{case} {key}: normalised latency "
                           f"spread {cal.sd_log_normalized * 100:.1f}%, absolute "
-                          f"{cal.sd_log_p50 * 100:.1f}% over {cal.processes} processes")
+                          f"{cal.sd_log_p50 * 100:.1f}% over {cal.processes} processes{note}")
         if self.flush_result is not None:
             res = self.flush_result
             tr.write_line(f"pipeperf: {res.updated} baselines updated, {res.created} created"

@@ -218,6 +218,8 @@ def geometric_mean_rounds(rounds: Sequence[Sequence[int | float]]) -> list[float
 
     if not rounds:
         raise ValueError("geometric_mean_rounds needs at least one series")
+    if len({len(series) if isinstance(series, Sequence) else -1 for series in rounds}) != 1:
+        raise ValueError("every series must have the same length")
     arr = np.asarray(rounds, dtype=np.float64)
     if arr.ndim != 2:
         raise ValueError("every series must have the same length")

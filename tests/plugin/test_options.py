@@ -89,7 +89,11 @@ PIPEPERF_OPTIONS = [
     "--pipeperf-warmup=SECONDS", "--pipeperf-recipe=PRECISION=RECIPE,...",
     "--pipeperf-alpha=RATE", "--pipeperf-alpha-scope=SCOPE", "--pipeperf-runs=K",
     "--pipeperf-update-baselines", "--pipeperf-baseline-dir=PATH",
-    "--pipeperf-json=PATH", "--pipeperf-disable", "--pipeperf-calibrate",
+    "--pipeperf-json=PATH", "--pipeperf-disable",
+    "--pipeperf-ab=REF", "--pipeperf-ab-threshold=PCT", "--pipeperf-ab-time=SECONDS",
+    "--pipeperf-ab-min-rounds=N", "--pipeperf-ab-timeout=SECONDS",
+    "--pipeperf-ab-base-env=NAME=VALUE",
+    "--pipeperf-calibrate",
 ]
 
 

@@ -677,3 +677,319 @@ def test_load_file_of_junk_never_raises_anything_else_and_never_writes(data: Any
             assert exc.path == str(path)
         assert path.read_bytes() == before
         assert os.listdir(folder) == ["junk.json"]
+
+
+# --- schema 2: normalised runs and calibration --------------------------------------------------
+
+import math
+
+from pytest_pipeperf.baseline import Calibration, calibrate
+from pytest_pipeperf.stats import RatioStats, summarize_ratios
+
+V1 = DATA / "baseline_v1.json"
+POINT0 = f"cases[{EMBED!r}]['batch_size=1']"
+CAL = Calibration("2025-11-22T10:00:00Z", 4, 0.03, 0.12)
+
+
+def normalized_run(median: float, p50: float = 4.0, recorded_at: str = "2025-11-21T10:00:00Z",
+                   ) -> Run:
+    ratio = RatioStats(20, median, (median * 0.98, median * 1.02), 0.01)
+    return Run(recorded_at, make_stats(p50), 1000.0 / p50 if p50 else 0.0, {"numpy": "2.4.6"}, 1,
+               None, ratio)
+
+
+def strip_schema_2(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as a schema-1 file reads after re-rendering: no normalised runs, no calibration."""
+    out = copy.deepcopy(data)
+    for points in out["cases"].values():
+        for entry in points.values():
+            entry.pop("calibration", None)
+            for run in entry["runs"]:
+                run.pop("normalized", None)
+    return out
+
+
+def test_valid_fixture_has_normalised_runs_and_a_calibration() -> None:
+    loaded = load_file(VALID)
+    assert loaded is not None
+    first = loaded.runs(EMBED, "batch_size=1")[0]
+    assert first.normalized == RatioStats(30, 3.1, (2.9, 3.3), 0.0126)
+    assert loaded.runs(CLASSIFY, "batch_size=1")[0].normalized is None
+    assert loaded.calibration_of(EMBED, "batch_size=1") == Calibration(
+        "2025-11-21T10:00:00Z", 5, 0.021, 0.11)
+    assert loaded.calibration_of(CLASSIFY, "batch_size=1") is None
+    assert loaded.calibration_of(EMBED, "batch_size=64") is None
+
+
+def test_schema_1_fixture_loads_without_normalised_runs() -> None:
+    assert json.loads(V1.read_text())["schema_version"] == 1
+    loaded = load_file(V1)
+    assert loaded is not None
+    runs = [run for points in loaded.cases.values() for point in points.values() for run in point]
+    assert len(runs) == 4
+    assert all(run.normalized is None for run in runs)
+    assert loaded.calibration == {}
+    assert [r.stats.p50_ms for r in loaded.runs(EMBED, "batch_size=1")] == [4.0, 4.2]
+
+
+def test_schema_1_fixture_re_renders_as_schema_2() -> None:
+    loaded = load_file(V1)
+    assert loaded is not None
+    text = render(loaded)
+    data = json.loads(text)
+    assert data["schema_version"] == SCHEMA_VERSION == 2
+    # Everything else is kept as it was: no normalised runs or calibration appear.
+    assert data == {**json.loads(V1.read_text()), "schema_version": 2}
+    assert data == strip_schema_2(data)
+    assert text == V1.read_text().replace('"schema_version": 1', '"schema_version": 2')
+    assert parse(data, Path("again.json")) == loaded
+
+
+def test_a_null_normalized_or_calibration_reads_as_absent() -> None:
+    data = valid_data()
+    first_run(data)["normalized"] = None
+    data["cases"][EMBED]["batch_size=1"]["calibration"] = None
+    loaded = parse(data, Path("nulls.json"))
+    assert loaded.runs(EMBED, "batch_size=1")[0].normalized is None
+    assert loaded.calibration_of(EMBED, "batch_size=1") is None
+
+
+def normalized_of(data: dict[str, Any]) -> dict[str, Any]:
+    norm: dict[str, Any] = first_run(data)["normalized"]
+    return norm
+
+
+def calibration_of(data: dict[str, Any]) -> dict[str, Any]:
+    cal: dict[str, Any] = data["cases"][EMBED]["batch_size=1"]["calibration"]
+    return cal
+
+
+def entry_of(data: dict[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = data["cases"][EMBED]["batch_size=1"]
+    return entry
+
+
+CORRUPT_V2: dict[str, tuple[Callable[[], str], str]] = {
+    "normalized-missing-median": (mutate(delitem(normalized_of, "median")),
+                                  f"field {RUN0}.normalized: missing median"),
+    "normalized-missing-ci-and-n": (
+        mutate(lambda d: (delitem(normalized_of, "ci")(d), delitem(normalized_of, "n")(d))[0]),
+        f"field {RUN0}.normalized: missing ci, n"),
+    "normalized-string-median": (mutate(setitem(normalized_of, "median", "3.1")),
+                                 f"field {RUN0}.normalized: median/log_se must be numbers"),
+    "normalized-negative-log-se": (mutate(setitem(normalized_of, "log_se", -0.01)),
+                                   f"field {RUN0}.normalized: ratio statistics must be finite"),
+    "normalized-n-float": (mutate(setitem(normalized_of, "n", 30.5)),
+                           f"field {RUN0}.normalized: n must be an integer"),
+    "normalized-ci-misses-median": (mutate(setitem(normalized_of, "ci", [3.2, 3.3])),
+                                    f"field {RUN0}.normalized: ci must be (low, high) around"),
+    "normalized-list": (mutate(setitem(first_run, "normalized", [3.1])),
+                        f"field {RUN0}.normalized: expected an object"),
+    "normalized-huge-int": (mutate(setitem(normalized_of, "median", 10**400)),
+                            f"field {RUN0}.normalized: a value is out of range"),
+    "calibration-processes-1": (mutate(setitem(calibration_of, "processes", 1)),
+                                (f"field {POINT0}.calibration.processes: expected an integer >= 2, "
+                                 "got 1")),
+    "calibration-processes-bool": (mutate(setitem(calibration_of, "processes", True)),
+                                   f"field {POINT0}.calibration.processes: expected an integer"),
+    "calibration-processes-float": (mutate(setitem(calibration_of, "processes", 5.0)),
+                                    f"field {POINT0}.calibration.processes: expected an integer"),
+    "calibration-negative-sd": (mutate(setitem(calibration_of, "sd_log_normalized", -0.02)),
+                                (f"field {POINT0}.calibration.sd_log_normalized: expected a finite "
+                                 "number >= 0, got -0.02")),
+    "calibration-sd-string": (mutate(setitem(calibration_of, "sd_log_p50", "0.1")),
+                              f"field {POINT0}.calibration.sd_log_p50: expected a finite number"),
+    "calibration-sd-huge-int": (mutate(setitem(calibration_of, "sd_log_p50", 10**400)),
+                                f"field {POINT0}.calibration.sd_log_p50: expected a finite number"),
+    "calibration-missing-processes": (mutate(delitem(calibration_of, "processes")),
+                                      f"field {POINT0}.calibration.processes: missing"),
+    "calibration-missing-sd": (mutate(delitem(calibration_of, "sd_log_normalized")),
+                               f"field {POINT0}.calibration.sd_log_normalized: missing"),
+    "calibration-recorded-at-number": (mutate(setitem(calibration_of, "recorded_at", 1)),
+                                       f"field {POINT0}.calibration.recorded_at: expected a string"),
+    "calibration-not-object": (mutate(setitem(entry_of, "calibration", [5, 0.02])),
+                               f"field {POINT0}.calibration: expected an object"),
+    "point-unknown-key": (mutate(setitem(entry_of, "notes", "x")),
+                          f"field {POINT0}.notes: unknown key(s)"),
+    "point-two-unknown-keys": (mutate(lambda d: entry_of(d).update(b=1, a=2)),
+                               f"field {POINT0}.a, b: unknown key(s)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPT_V2))
+def test_malformed_schema_2_field_is_a_baseline_error_naming_it(tmp_path: Path, name: str) -> None:
+    make, expected = CORRUPT_V2[name]
+    path = tmp_path / "test-cpu.json"
+    path.write_text(make())
+    before = path.read_bytes()
+    with pytest.raises(BaselineError) as info:
+        load_file(path)
+    message = str(info.value)
+    assert message.startswith(f"baseline file {path}: ")
+    assert expected in message
+    assert "will not overwrite it" in message
+    assert path.read_bytes() == before
+
+
+def test_calibrate_needs_two_normalised_runs() -> None:
+    assert calibrate([], "now") is None
+    assert calibrate([normalized_run(3.0)], "now") is None
+    assert calibrate([normalized_run(3.0), make_run(), make_run()], "now") is None
+    # A zero median cannot be logged: such a run does not count.
+    assert calibrate([normalized_run(3.0), normalized_run(3.1, p50=0.0)], "now") is None
+
+
+def test_calibrate_is_the_sample_sd_of_the_logs() -> None:
+    runs = [normalized_run(1.0, 4.0), normalized_run(2.0, 4.0), normalized_run(4.0, 16.0)]
+    cal = calibrate(runs, "2025-11-22T00:00:00Z")
+    assert cal is not None
+    assert cal.recorded_at == "2025-11-22T00:00:00Z"
+    assert cal.processes == 3
+    # ln medians are ln2 * (0, 1, 2): sample sd (ddof=1) is exactly ln 2 (ddof=0 would be 0.82 ln 2).
+    assert cal.sd_log_normalized == pytest.approx(math.log(2.0))
+    # ln p50 are ln2 * (2, 2, 4): sample sd = ln2 * sqrt(4/3).
+    assert cal.sd_log_p50 == pytest.approx(math.log(2.0) * math.sqrt(4.0 / 3.0))
+
+
+def test_calibrate_skips_runs_without_a_normalised_latency() -> None:
+    runs = [normalized_run(3.0), make_run(9.0), normalized_run(3.3), normalized_run(2.7)]
+    cal = calibrate(runs, "now")
+    assert cal is not None and cal.processes == 3
+    logs = [math.log(m) for m in (3.0, 3.3, 2.7)]
+    mean = sum(logs) / 3
+    assert cal.sd_log_normalized == pytest.approx(math.sqrt(sum((x - mean) ** 2 for x in logs) / 2))
+    assert cal.sd_log_p50 == 0.0  # all three at p50 4.0
+
+
+def fixture_store(tmp_path: Path) -> BaselineStore:
+    """A store whose file for SUITE is the valid fixture (same hardware, same version)."""
+    store = BaselineStore(tmp_path / "baselines", valid_data()["hardware"], "0.1.0")
+    path = store.path_for(SUITE)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(VALID.read_bytes())
+    return store
+
+
+def test_flush_stores_a_calibration_on_an_existing_entry(tmp_path: Path) -> None:
+    store = fixture_store(tmp_path)
+    before = load_file(store.path_for(SUITE))
+    assert before is not None
+
+    result = store.flush([Update(SUITE, CLASSIFY, "batch_size=1", None, calibration=CAL)])
+
+    assert (result.created, result.updated, result.removed, result.calibrated) == (0, 0, 0, 1)
+    assert result.files == [store.display(store.path_for(SUITE))]
+    after = load_file(store.path_for(SUITE))
+    assert after is not None
+    assert after.calibration_of(CLASSIFY, "batch_size=1") == CAL
+    assert after.cases == before.cases  # the runs are untouched
+    assert after.calibration_of(EMBED, "batch_size=1") == before.calibration_of(EMBED, "batch_size=1")
+    text = store.path_for(SUITE).read_text()
+    assert json.loads(text)["cases"][CLASSIFY]["batch_size=1"]["calibration"] == CAL.to_dict()
+
+
+def test_flush_replaces_an_older_calibration(tmp_path: Path) -> None:
+    store = fixture_store(tmp_path)
+    result = store.flush([Update(SUITE, EMBED, "batch_size=1", None, calibration=CAL)])
+    assert result.calibrated == 1
+    loaded = load_file(store.path_for(SUITE))
+    assert loaded is not None and loaded.calibration_of(EMBED, "batch_size=1") == CAL
+
+
+@pytest.mark.parametrize(("case", "point"), [("test_gone[x]", "batch_size=1"),
+                                             (EMBED, "batch_size=64")])
+def test_flush_calibration_of_a_missing_entry_does_nothing(tmp_path: Path, case: str,
+                                                           point: str) -> None:
+    store = fixture_store(tmp_path)
+    path = store.path_for(SUITE)
+    before, inode = path.read_bytes(), path.stat().st_ino
+
+    result = store.flush([Update(SUITE, case, point, None, calibration=CAL)])
+
+    assert (result.created, result.updated, result.calibrated) == (0, 0, 0)
+    assert (result.files, result.errors) == ([], [])
+    assert path.read_bytes() == before
+    assert path.stat().st_ino == inode
+
+
+def test_flush_calibration_without_a_baseline_file_writes_nothing(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    result = store.flush([Update(SUITE, EMBED, "batch_size=1", None, calibration=CAL)])
+    assert (result.created, result.calibrated, result.files, result.errors) == (0, 0, [], [])
+    assert not (tmp_path / "baselines").exists()
+
+
+def test_flush_run_then_calibration_in_one_flush_creates_both(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    run = normalized_run(3.0)
+    result = store.flush([Update(SUITE, EMBED, "batch_size=1", run),
+                          Update(SUITE, EMBED, "batch_size=1", None, calibration=CAL)])
+    assert (result.created, result.calibrated) == (1, 1)
+    loaded = load_file(store.path_for(SUITE))
+    assert loaded is not None
+    assert loaded.runs(EMBED, "batch_size=1") == [run]
+    assert loaded.calibration_of(EMBED, "batch_size=1") == CAL
+
+
+def test_flush_prune_drops_the_calibration_with_its_case(tmp_path: Path) -> None:
+    store = fixture_store(tmp_path)
+    result = store.flush([], prune={SUITE: {"test_classify"}})
+    assert result.removed == 2  # both points of test_embed
+    loaded = load_file(store.path_for(SUITE))
+    assert loaded is not None
+    assert list(loaded.cases) == [CLASSIFY]
+    assert loaded.calibration == {}
+    assert "calibration" not in store.path_for(SUITE).read_text()
+    # The case comes back later: the old calibration does not.
+    store.flush([Update(SUITE, EMBED, "batch_size=1", normalized_run(3.0))])
+    again = load_file(store.path_for(SUITE))
+    assert again is not None and again.calibration_of(EMBED, "batch_size=1") is None
+
+
+def test_flush_prune_keeps_the_calibration_of_a_kept_case(tmp_path: Path) -> None:
+    store = fixture_store(tmp_path)
+    before = store.path_for(SUITE).read_bytes()
+    result = store.flush([], prune={SUITE: {"test_classify", "test_embed"}})
+    assert (result.removed, result.files) == (0, [])
+    assert store.path_for(SUITE).read_bytes() == before
+
+
+ratio_strategy = st.lists(st.floats(min_value=1e-3, max_value=1e6), min_size=1, max_size=20).map(
+    lambda values: summarize_ratios(values, [1.0] * len(values)))
+run_v2_strategy = st.builds(
+    Run,
+    recorded_at=texts,
+    stats=st.lists(st.integers(min_value=0, max_value=10**10), min_size=1, max_size=30).map(summarize),
+    throughput=st.floats(min_value=0.0, allow_nan=False, allow_infinity=False),
+    versions=st.dictionaries(texts, texts, max_size=3),
+    threads=st.none() | st.integers(min_value=1, max_value=256),
+    recipe=st.none() | texts,
+    normalized=st.none() | ratio_strategy,
+)
+calibration_strategy = st.builds(
+    Calibration, recorded_at=texts, processes=st.integers(min_value=2, max_value=100),
+    sd_log_normalized=st.floats(min_value=0.0, max_value=1e3),
+    sd_log_p50=st.floats(min_value=0.0, max_value=1e3),
+)
+
+
+@st.composite
+def baseline_files_v2(draw: st.DrawFn) -> BaselineFile:
+    cases = draw(st.dictionaries(texts, st.dictionaries(
+        texts, st.lists(run_v2_strategy, min_size=1, max_size=3), min_size=1, max_size=3),
+        max_size=3))
+    calibration: dict[str, dict[str, Calibration]] = {}
+    for case, points in cases.items():
+        for point in points:
+            if draw(st.booleans()):
+                calibration.setdefault(case, {})[point] = draw(calibration_strategy)
+    return BaselineFile(draw(texts), {"class": draw(texts)}, cases, draw(texts), calibration)
+
+
+@settings(max_examples=150, deadline=None)
+@given(baseline=baseline_files_v2())
+def test_random_schema_2_files_round_trip(baseline: BaselineFile) -> None:
+    text = render(baseline)
+    parsed = parse(json.loads(text), Path("random.json"))
+    assert parsed == baseline
+    assert render(parsed) == text

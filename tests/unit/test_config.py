@@ -330,3 +330,62 @@ def test_parity_preset_allclose_override_on_a_cosine_precision() -> None:
     preset = MarkerOptions.from_kwargs({"atol": 0.05}, WHERE).parity_preset(Precision.INT8)
     assert preset.metric is ParityMetric.ALLCLOSE
     assert (preset.atol, preset.rtol) == (0.05, 0.0)
+
+
+# --- parse_alpha / parse_alpha_scope ------------------------------------------------------------
+
+from pytest_pipeperf.config import AlphaScope, parse_alpha, parse_alpha_scope
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1%", 0.01), ("0.01", 0.01), (" 5% ", 0.05), ("0.5%", 0.005), ("20%", 0.2), ("0.2", 0.2),
+     ("1e-3", 0.001), ("0.0001%", 1e-6)],
+)
+def test_parse_alpha_accepts_percentages_and_fractions(text: str, expected: float) -> None:
+    assert parse_alpha(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "text", ["0", "0%", "-1%", "-0.01", "50%", "0.5", "20.5%", "1", "abc", "nan", "nan%", "inf",
+             "", "%", "1 %%"],
+)
+def test_parse_alpha_rejects_bad_values_naming_them(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError) as info:
+        parse_alpha(text)
+    message = str(info.value)
+    assert f"invalid false-alarm rate {text!r}" in message
+    assert "'1%'" in message and "at most 20%" in message
+
+
+def test_alpha_default_is_one_percent_per_session() -> None:
+    parser, default = OPTION_PARSERS["pipeperf_alpha"]
+    assert default is not None and parser(default) == pytest.approx(0.01)
+    scope_parser, scope_default = OPTION_PARSERS["pipeperf_alpha_scope"]
+    assert scope_default is not None and scope_parser(scope_default) is AlphaScope.SESSION
+
+
+@pytest.mark.parametrize(("text", "expected"), [("session", AlphaScope.SESSION),
+                                                ("point", AlphaScope.POINT),
+                                                (" POINT ", AlphaScope.POINT),
+                                                ("Session", AlphaScope.SESSION)])
+def test_parse_alpha_scope(text: str, expected: AlphaScope) -> None:
+    assert parse_alpha_scope(text) is expected
+    assert str(expected) == expected.value
+
+
+@pytest.mark.parametrize("text", ["", "global", "points", "family"])
+def test_parse_alpha_scope_rejects_unknown_scopes_listing_the_valid_ones(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError,
+                       match=f"invalid alpha scope {text!r}; valid: session, point"):
+        parse_alpha_scope(text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(max_size=10) | st.from_regex(r"\A\s*[-+]?[0-9]*\.?[0-9]*(e[-+]?[0-9]+)?%?\s*\Z"))
+def test_parse_alpha_returns_a_rate_in_range_or_argument_type_error(text: str) -> None:
+    try:
+        value = parse_alpha(text)
+    except argparse.ArgumentTypeError:
+        return
+    assert math.isfinite(value) and 0.0 < value <= 0.2

@@ -341,3 +341,217 @@ def test_throughput_of_zero_median_is_zero() -> None:
 def test_throughput_rejects_batch_size_below_one(batch_size: int) -> None:
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         throughput(batch_size, make_stats())
+
+
+# --- summarize_ratios / geometric_mean_rounds / RatioStats ---------------------------------------
+
+from pytest_pipeperf.stats import (
+    RatioStats,
+    geometric_mean_rounds,
+    summarize_ratios,
+)
+
+
+def test_summarize_ratios_is_the_median_of_per_round_ratios_not_the_ratio_of_medians() -> None:
+    numerator, denominator = [1.0, 2.0, 3.0], [1.0, 4.0, 1.0]
+    # Per-round ratios 1, 0.5, 3 -> median 1; the ratio of the medians would be 2 / 1 = 2.
+    assert float(np.median(numerator)) / float(np.median(denominator)) == 2.0
+
+    ratio = summarize_ratios(numerator, denominator)
+
+    assert ratio.median == 1.0
+    assert ratio.n == 3
+    # Three rounds: the 99% order-statistics interval is the whole range of the ratios.
+    assert ratio.ci == (0.5, 3.0)
+    assert ratio.log_se == pytest.approx((math.log(3.0) - math.log(0.5)) / (2 * z_for(0.99)))
+
+
+def test_summarize_ratios_of_a_shared_machine_state_cancels_it() -> None:
+    # Each round the machine is slower by a different factor; both sides see it.
+    machine = [1.0, 1.5, 0.8, 2.0, 1.1, 0.9, 1.3]
+    ratio = summarize_ratios([3.0 * m for m in machine], machine)
+    assert ratio.median == pytest.approx(3.0)
+    assert ratio.ci == pytest.approx((3.0, 3.0))
+    assert ratio.log_se == pytest.approx(0.0, abs=1e-12)
+
+
+def test_summarize_ratios_even_count_median_interpolates() -> None:
+    ratio = summarize_ratios([1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0])
+    assert ratio.median == 2.5
+    assert ratio.ci[0] <= 2.5 <= ratio.ci[1]
+
+
+def test_summarize_ratios_lower_confidence_narrows_the_interval() -> None:
+    rng = np.random.default_rng(7)
+    num = rng.uniform(1.0, 2.0, size=400)
+    den = rng.uniform(1.0, 2.0, size=400)
+    wide = summarize_ratios(num.tolist(), den.tolist(), 0.99)
+    narrow = summarize_ratios(num.tolist(), den.tolist(), 0.8)
+    assert narrow.median == wide.median
+    assert wide.ci[0] <= narrow.ci[0] <= narrow.ci[1] <= wide.ci[1]
+    # Both intervals estimate the same standard error of ln(median).
+    assert narrow.log_se == pytest.approx(wide.log_se, rel=0.3)
+
+
+@pytest.mark.parametrize(
+    ("numerator", "denominator", "match"),
+    [
+        pytest.param([1.0, 2.0], [1.0], "equally long", id="length-mismatch"),
+        pytest.param([], [], "non-empty", id="empty"),
+        pytest.param([[1.0]], [[1.0]], "equally long", id="two-dimensional"),
+        pytest.param([1.0, 0.0], [1.0, 1.0], "finite and > 0", id="zero-numerator"),
+        pytest.param([1.0, 1.0], [1.0, 0.0], "finite and > 0", id="zero-denominator"),
+        pytest.param([1.0, -2.0], [1.0, 1.0], "finite and > 0", id="negative-numerator"),
+        pytest.param([1.0, 2.0], [-1.0, 1.0], "finite and > 0", id="negative-denominator"),
+        pytest.param([1.0, math.nan], [1.0, 1.0], "finite and > 0", id="nan"),
+        pytest.param([1.0, 1.0], [math.inf, 1.0], "finite and > 0", id="inf"),
+    ],
+)
+def test_summarize_ratios_rejects_bad_series(numerator: Any, denominator: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        summarize_ratios(numerator, denominator)
+
+
+def test_geometric_mean_rounds_is_per_round_over_the_series() -> None:
+    assert geometric_mean_rounds([[1.0, 4.0, 9.0], [4.0, 1.0, 1.0]]) == pytest.approx([2.0, 2.0, 3.0])
+    assert geometric_mean_rounds([[2.0, 8.0, 1.0], [8.0, 2.0, 1.0], [1.0, 1.0, 27.0]]) == \
+        pytest.approx([16 ** (1 / 3), 16 ** (1 / 3), 3.0])
+    # One series is its own geometric mean; integers (nanoseconds) are accepted.
+    assert geometric_mean_rounds([[5, 7]]) == pytest.approx([5.0, 7.0])
+
+
+@pytest.mark.parametrize(
+    ("rounds", "match"),
+    [
+        pytest.param([], "at least one series", id="no-series"),
+        pytest.param([1.0, 2.0], "same length", id="flat-list"),
+        pytest.param([[1.0, 2.0], [3.0]], None, id="ragged"),
+        pytest.param([[]], "finite and > 0", id="empty-series"),
+        pytest.param([[1.0, 0.0]], "finite and > 0", id="zero"),
+        pytest.param([[1.0, -1.0]], "finite and > 0", id="negative"),
+        pytest.param([[1.0, math.nan]], "finite and > 0", id="nan"),
+        pytest.param([[math.inf, 1.0]], "finite and > 0", id="inf"),
+    ],
+)
+def test_geometric_mean_rounds_rejects_bad_input(rounds: Any, match: str | None) -> None:
+    with pytest.raises(ValueError, match=match):
+        geometric_mean_rounds(rounds)
+
+
+def test_ratio_stats_to_dict_is_json_able_and_round_trips() -> None:
+    ratio = summarize_ratios([3.0, 3.3, 2.9, 3.1, 3.05], [1.0, 1.0, 1.0, 1.0, 1.0])
+    data = ratio.to_dict()
+    assert set(data) == {"n", "median", "ci", "log_se"}
+    assert isinstance(data["ci"], list)
+    assert RatioStats.from_dict(data) == ratio
+    assert RatioStats.from_dict(json.loads(json.dumps(data))) == ratio
+
+
+def test_ratio_stats_from_dict_accepts_integers() -> None:
+    ratio = RatioStats.from_dict({"n": 4, "median": 2, "ci": [1, 3], "log_se": 0})
+    assert ratio == RatioStats(4, 2.0, (1.0, 3.0), 0.0)
+    assert isinstance(ratio.median, float)
+
+
+VALID_RATIO: dict[str, Any] = {"n": 30, "median": 3.1, "ci": [2.9, 3.3], "log_se": 0.0126}
+
+
+@pytest.mark.parametrize(
+    ("change", "exc", "match"),
+    [
+        pytest.param(lambda d: [d], TypeError, "expected an object", id="not-an-object"),
+        pytest.param(lambda d: {k: v for k, v in d.items() if k != "median"}, ValueError,
+                     "missing median", id="missing-median"),
+        pytest.param(lambda d: {"n": 3}, ValueError, "missing ci, log_se, median",
+                     id="missing-several"),
+        pytest.param(lambda d: {**d, "n": "30"}, TypeError, "n must be an integer", id="n-string"),
+        pytest.param(lambda d: {**d, "n": 30.0}, TypeError, "n must be an integer", id="n-float"),
+        pytest.param(lambda d: {**d, "n": True}, TypeError, "n must be an integer", id="n-bool"),
+        pytest.param(lambda d: {**d, "n": 0}, ValueError, "n must be >= 1", id="n-zero"),
+        pytest.param(lambda d: {**d, "median": "3.1"}, TypeError, "must be numbers",
+                     id="median-string"),
+        pytest.param(lambda d: {**d, "log_se": None}, TypeError, "must be numbers",
+                     id="log-se-null"),
+        pytest.param(lambda d: {**d, "ci": [2.9]}, TypeError, "ci two numbers", id="ci-short"),
+        pytest.param(lambda d: {**d, "ci": "2.9,3.3"}, TypeError, "ci two numbers",
+                     id="ci-string"),
+        pytest.param(lambda d: {**d, "ci": [2.9, True]}, TypeError, "ci two numbers",
+                     id="ci-bool"),
+        pytest.param(lambda d: {**d, "ci": [3.2, 3.3]}, ValueError, "around the median",
+                     id="ci-misses-the-median"),
+        pytest.param(lambda d: {**d, "log_se": -0.01}, ValueError, "median > 0",
+                     id="log-se-negative"),
+        pytest.param(lambda d: {**d, "median": 0, "ci": [0, 1]}, ValueError, "median > 0",
+                     id="median-zero"),
+        pytest.param(lambda d: {**d, "median": -1.0, "ci": [-2.0, 1.0]}, ValueError,
+                     "median > 0", id="median-negative"),
+        pytest.param(lambda d: {**d, "ci": [2.9, 10**400]}, ValueError, "out of range",
+                     id="huge-int"),
+    ],
+)
+def test_ratio_stats_from_dict_rejects_malformed_input(change: Any, exc: type[Exception],
+                                                       match: str) -> None:
+    with pytest.raises(exc, match=match):
+        RatioStats.from_dict(change(dict(VALID_RATIO)))
+
+
+def test_ratio_stats_post_init_rejects_non_finite_values() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        RatioStats(3, 1.0, (0.5, math.inf), 0.1)
+    with pytest.raises(ValueError, match="finite"):
+        RatioStats(3, 1.0, (0.5, 2.0), math.nan)
+
+
+timings_ns = st.floats(min_value=1e3, max_value=1e9)
+scales = st.floats(min_value=1e-3, max_value=1e3)
+
+
+@st.composite
+def paired_series(draw: st.DrawFn) -> tuple[list[float], list[float]]:
+    n = draw(st.integers(1, 60))
+    return (draw(st.lists(timings_ns, min_size=n, max_size=n)),
+            draw(st.lists(timings_ns, min_size=n, max_size=n)))
+
+
+def assert_same_ratio_stats(a: RatioStats, b: RatioStats) -> None:
+    assert a.n == b.n
+    assert a.median == pytest.approx(b.median, rel=1e-9)
+    assert a.ci == pytest.approx(b.ci, rel=1e-9)
+    assert a.log_se == pytest.approx(b.log_se, rel=1e-6, abs=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(series=paired_series(), factor=scales)
+def test_summarize_ratios_is_invariant_to_scaling_both_sides(
+    series: tuple[list[float], list[float]], factor: float,
+) -> None:
+    num, den = series
+    before = summarize_ratios(num, den)
+    after = summarize_ratios([v * factor for v in num], [v * factor for v in den])
+    assert_same_ratio_stats(after, before)
+    assert before.ci[0] <= before.median <= before.ci[1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(1, 40), kernels=st.integers(1, 4), factor=scales, data=st.data())
+def test_a_uniformly_slower_machine_leaves_the_normalised_latency_unchanged(
+    n: int, kernels: int, factor: float, data: st.DataObject,
+) -> None:
+    candidate = data.draw(st.lists(timings_ns, min_size=n, max_size=n))
+    refs = [data.draw(st.lists(timings_ns, min_size=n, max_size=n)) for _ in range(kernels)]
+    before = summarize_ratios(candidate, geometric_mean_rounds(refs))
+    after = summarize_ratios([v * factor for v in candidate],
+                             geometric_mean_rounds([[v * factor for v in s] for s in refs]))
+    assert_same_ratio_stats(after, before)
+
+
+@settings(max_examples=200, deadline=None)
+@given(series=paired_series())
+def test_summarize_ratios_interval_contains_the_median_and_round_trips(
+    series: tuple[list[float], list[float]],
+) -> None:
+    ratio = summarize_ratios(*series)
+    ratios = sorted(a / b for a, b in zip(*series))
+    assert ratio.median == pytest.approx(float(np.median(ratios)), rel=1e-12)
+    assert ratios[0] <= ratio.ci[0] <= ratio.median <= ratio.ci[1] <= ratios[-1]
+    assert RatioStats.from_dict(json.loads(json.dumps(ratio.to_dict()))) == ratio
