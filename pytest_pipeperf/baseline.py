@@ -482,14 +482,19 @@ class BaselineStore:
                 continue
             merged = current or BaselineFile(suite, self.hardware, {}, self.pipeperf_version)
             before = render(merged) if current is not None else None
+            counted: set[tuple[str, str]] = set()
             for update in pending:
                 points = merged.cases.setdefault(update.case, {})
                 if update.run is not None:
                     runs = [] if update.reset else points.get(update.point, [])
-                    if points.get(update.point):
-                        result.updated += 1
-                    else:
-                        result.created += 1
+                    # Counted per point, not per run (--pipeperf-runs=K adds K runs to one point).
+                    key = (update.case, update.point)
+                    if key not in counted:
+                        counted.add(key)
+                        if points.get(update.point):
+                            result.updated += 1
+                        else:
+                            result.created += 1
                     points[update.point] = [*runs, update.run][-MAX_RUNS:]
                 if update.calibration is not None and points.get(update.point):
                     merged.calibration.setdefault(update.case, {})[update.point] = \

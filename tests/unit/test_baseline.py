@@ -993,3 +993,13 @@ def test_random_schema_2_files_round_trip(baseline: BaselineFile) -> None:
     parsed = parse(json.loads(text), Path("random.json"))
     assert parsed == baseline
     assert render(parsed) == text
+
+
+def test_flush_counts_points_not_runs(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    runs = [Update("suites/s", EMBED, "batch_size=1", make_run()) for _ in range(3)]
+    first = store.flush(runs)
+    assert (first.created, first.updated) == (1, 0)
+    again = store.flush(runs)
+    assert (again.created, again.updated) == (0, 1)
+    assert len(store.load("suites/s").runs(EMBED, "batch_size=1")) == 6
