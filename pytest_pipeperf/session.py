@@ -532,6 +532,7 @@ class PipeperfSession:
                           + (f", {res.calibrated} calibrated" if res.calibrated else "")
                           + (f" ({', '.join(res.files)})" if res.files else ""))
         elif any((p.get("verdict") or {}).get("status") == "new"
+                 and (p.get("verdict") or {}).get("rule") != "paired-ab/v1"
                  for rec in self.records for p in rec["points"]):
             tr.write_line("pipeperf: cases without a baseline: run with "
                           "--pipeperf-update-baselines to record them")

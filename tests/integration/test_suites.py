@@ -66,7 +66,12 @@ def test_suites_update_then_compare(tmp_path: Path) -> None:
     files = sorted(p.relative_to(baselines).as_posix() for p in baselines.rglob("*.json"))
     assert len(files) == 2 and files[0].startswith("suites/test_classification/")
     text = (baselines / files[1]).read_text()
-    assert text.endswith("}\n") and json.loads(text)["schema_version"] == 1
+    data = json.loads(text)
+    assert text.endswith("}\n") and data["schema_version"] == 2
+    # Every stored run carries the normalised latency and the kernel set it was measured against.
+    runs = [run for points in data["cases"].values() for entry in points.values()
+            for run in entry["runs"]]
+    assert runs and all(run["normalized"]["median"] > 0 and run["reference"] for run in runs)
 
     report = tmp_path / "result.json"
     compare = run_suites(*FAST, f"--pipeperf-baseline-dir={baselines}",
@@ -77,6 +82,9 @@ def test_suites_update_then_compare(tmp_path: Path) -> None:
     statuses = [p["verdict"]["status"] for c in doc["cases"] for p in c["points"]]
     assert len(statuses) == 44 and "new" not in statuses and "incomparable" not in statuses
     assert all(p["parity"]["passed"] for c in doc["cases"] for p in c["points"])
+    # Judged by the normalised rule, and the summary states the session's false-alarm control.
+    assert {p["verdict"]["rule"] for c in doc["cases"] for p in c["points"]} == {"normalized-pi/v2"}
+    assert "false alarms: family-wise <= 1% over 44 timed point(s)" in compare.stdout
     assert "pipeperf: 22 cases, 44 points:" in compare.stdout
     recipes = {(c["backend"], c["precision"]): c["recipe"] for c in doc["cases"]
                if c["suite"] == "suites/test_embeddings"}
