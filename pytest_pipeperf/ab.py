@@ -69,7 +69,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
@@ -86,7 +85,7 @@ from pytest_pipeperf.results import CaseResult, PointResult
 from pytest_pipeperf.session import suite_of
 from pytest_pipeperf.stats import summarize, throughput, z_for
 from pytest_pipeperf.timing import Timer, timed_call, timer_for
-from pytest_pipeperf.verdict import Status, Verdict
+from pytest_pipeperf.verdict import POWER_Z, Status, Verdict, decide, exp_clamped
 
 if TYPE_CHECKING:
     import numpy as np
@@ -106,8 +105,6 @@ CALL_TIMEOUT_FACTOR = 100.0
 CALL_TIMEOUT_MIN_S = 30.0
 # Name under which a serving worker registers its AbServer plugin.
 SERVER_NAME = "pipeperf-ab-server"
-# z of the power at which ``detectable`` is stated (90%, as the stored-baseline rule does).
-_POWER_Z = NormalDist().inv_cdf(0.90)
 # Asymptotic standard error of a sample median, in units of sd / sqrt(n), for normal data.
 _MEDIAN_SE_FACTOR = math.sqrt(math.pi / 2.0)
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -933,17 +930,10 @@ def judge_paired(
     mad = float(np.median(np.abs(d - log_r)))
     sd = 1.4826 * mad if mad > 0 else (float(np.std(d, ddof=1)) if n >= 2 else math.inf)
     se = _MEDIAN_SE_FACTOR * sd / math.sqrt(n)
-    shift = (z_for(confidence) + _POWER_Z) * se
-    detectable = max(threshold, math.exp(min(shift, 700.0)) - 1.0)
-    if ratio > 1.0 + threshold:
-        status = Status.REGRESSED if p_greater < alpha else Status.INCONCLUSIVE
-        p = p_greater
-    elif ratio < 1.0 / (1.0 + threshold):
-        status = Status.IMPROVED if p_less < alpha else Status.INCONCLUSIVE
-        p = p_less
-    else:
-        status = Status.OK
-        p = min(p_greater, p_less)
+    detectable = max(threshold, exp_clamped((z_for(confidence) + POWER_Z) * se) - 1.0)
+    status = decide(ratio, threshold, p_greater < alpha, p_less < alpha)
+    p = (p_greater if ratio > 1.0 + threshold else
+         p_less if ratio < 1.0 / (1.0 + threshold) else min(p_greater, p_less))
     return Verdict(
         status,
         metric=METRIC,

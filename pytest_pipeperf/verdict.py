@@ -183,9 +183,24 @@ class Verdict:
         }
 
 
-def _exp(x: float) -> float:
+def exp_clamped(x: float) -> float:
     """``exp`` clamped to the float range (a tiny prior weight can make the t quantile huge)."""
     return math.exp(max(min(x, 700.0), -700.0))
+
+
+def decide(ratio: float, threshold: float, slower: bool, faster: bool) -> Status:
+    """The status every rule shares: a minimum effect *and* significance.
+
+    :param ratio: the point estimate (current / baseline, or current / base).
+    :param threshold: the minimum effect as a fraction.
+    :param slower: whether the rule's test found the current side significantly slower.
+    :param faster: whether it found it significantly faster.
+    """
+    if ratio > 1.0 + threshold:
+        return Status.REGRESSED if slower else Status.INCONCLUSIVE
+    if ratio < 1.0 / (1.0 + threshold):
+        return Status.IMPROVED if faster else Status.INCONCLUSIVE
+    return Status.OK
 
 
 def _signed(ratio: float) -> str:
@@ -268,14 +283,9 @@ def judge(
         z_for(policy.confidence)
     log_r = math.log(current.p50_ms / base_median)
     ratio = math.exp(log_r)
-    ci = (_exp(log_r - z * se), _exp(log_r + z * se))
-    detectable = max(policy.threshold, _exp(z * se) - 1.0)
-    if ratio > 1.0 + policy.threshold:
-        status = Status.REGRESSED if ci[0] > 1.0 else Status.INCONCLUSIVE
-    elif ratio < 1.0 / (1.0 + policy.threshold):
-        status = Status.IMPROVED if ci[1] < 1.0 else Status.INCONCLUSIVE
-    else:
-        status = Status.OK
+    ci = (exp_clamped(log_r - z * se), exp_clamped(log_r + z * se))
+    detectable = max(policy.threshold, exp_clamped(z * se) - 1.0)
+    status = decide(ratio, policy.threshold, ci[0] > 1.0, ci[1] < 1.0)
     return Verdict(
         status,
         ratio=ratio,
@@ -350,15 +360,10 @@ def judge_normalized(
     se = math.sqrt(sd**2 * (1.0 + 1.0 / k) + normalized.log_se**2 + stored_se2 / k)
     q = float(t.ppf(1.0 - policy.alpha, df))
     log_r = math.log(normalized.median) - center
-    ratio = _exp(log_r)
-    ci = (_exp(log_r - q * se), _exp(log_r + q * se))
-    detectable = max(policy.threshold, _exp((q + POWER_Z) * se) - 1.0)
-    if ratio > 1.0 + policy.threshold:
-        status = Status.REGRESSED if ci[0] > 1.0 else Status.INCONCLUSIVE
-    elif ratio < 1.0 / (1.0 + policy.threshold):
-        status = Status.IMPROVED if ci[1] < 1.0 else Status.INCONCLUSIVE
-    else:
-        status = Status.OK
+    ratio = exp_clamped(log_r)
+    ci = (exp_clamped(log_r - q * se), exp_clamped(log_r + q * se))
+    detectable = max(policy.threshold, exp_clamped((q + POWER_Z) * se) - 1.0)
+    status = decide(ratio, policy.threshold, ci[0] > 1.0, ci[1] < 1.0)
     absolute = judge(current, [stats for stats, _ in runs], absolute_policy or policy,
                      baseline_file=baseline_file)
     return Verdict(
