@@ -345,12 +345,8 @@ def test_identical_current_and_baseline_is_ok(p50: float, width: float, k: int,
     assert verdict.ratio == pytest.approx(1.0)
 
 
-@settings(max_examples=200, deadline=None)
-@given(case=cases(), policy=policies)
-def test_status_agrees_with_ratio_and_interval(case: tuple[LatencyStats, list[LatencyStats]],
-                                              policy: Policy) -> None:
-    current, runs = case
-    verdict = judge(current, runs, policy)
+def assert_status_agrees_with_ratio_and_interval(verdict: Verdict, policy: Policy) -> None:
+    """The status follows from the ratio, the threshold and which side of 1 the interval lies."""
     assert verdict.ratio is not None and verdict.ci is not None and verdict.detectable is not None
     lo, hi = verdict.ci
     assert lo <= verdict.ratio <= hi
@@ -364,6 +360,15 @@ def test_status_agrees_with_ratio_and_interval(case: tuple[LatencyStats, list[La
         or (verdict.ratio < lower and hi >= 1.0),
     }
     assert expected[verdict.status], verdict
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=cases(), policy=policies)
+def test_status_agrees_with_ratio_and_interval(case: tuple[LatencyStats, list[LatencyStats]],
+                                              policy: Policy) -> None:
+    current, runs = case
+    verdict = judge(current, runs, policy)
+    assert_status_agrees_with_ratio_and_interval(verdict, policy)
 
 
 # --- judge_normalized (rule normalized-pi/v2) ----------------------------------------------------
@@ -703,19 +708,7 @@ def test_judge_normalized_status_agrees_with_ratio_and_interval(
 ) -> None:
     current, runs = case
     verdict = judge_normalized(stats_at(10.0), current, runs, policy)
-    assert verdict.ratio is not None and verdict.ci is not None and verdict.detectable is not None
-    lo, hi = verdict.ci
-    assert lo <= verdict.ratio <= hi
-    assert verdict.detectable >= policy.threshold
-    upper, lower = 1.0 + policy.threshold, 1.0 / (1.0 + policy.threshold)
-    expected = {
-        Status.REGRESSED: verdict.ratio > upper and lo > 1.0,
-        Status.IMPROVED: verdict.ratio < lower and hi < 1.0,
-        Status.OK: lower <= verdict.ratio <= upper,
-        Status.INCONCLUSIVE: (verdict.ratio > upper and lo <= 1.0)
-        or (verdict.ratio < lower and hi >= 1.0),
-    }
-    assert expected[verdict.status], verdict
+    assert_status_agrees_with_ratio_and_interval(verdict, policy)
 
 
 @settings(max_examples=100, deadline=None)
