@@ -584,14 +584,16 @@ def test_flush_leaves_no_temp_files(tmp_path: Path) -> None:
 # --- properties ---------------------------------------------------------------------------------
 
 texts = st.text(max_size=12)
-run_strategy = st.builds(
-    Run,
-    recorded_at=texts,
-    stats=st.lists(st.integers(min_value=0, max_value=10**10), min_size=1, max_size=30).map(summarize),
-    throughput=st.floats(min_value=0.0, allow_nan=False, allow_infinity=False),
-    versions=st.dictionaries(texts, texts, max_size=3),
-    threads=st.none() | st.integers(min_value=1, max_value=256),
-)
+# The fields every stored run has (schema 1); schema 2 adds recipe, normalized and reference.
+run_fields = {
+    "recorded_at": texts,
+    "stats": st.lists(st.integers(min_value=0, max_value=10**10), min_size=1,
+                      max_size=30).map(summarize),
+    "throughput": st.floats(min_value=0.0, allow_nan=False, allow_infinity=False),
+    "versions": st.dictionaries(texts, texts, max_size=3),
+    "threads": st.none() | st.integers(min_value=1, max_value=256),
+}
+run_strategy = st.builds(Run, **run_fields)
 json_scalars = (st.none() | st.booleans() | st.integers()
                 | st.floats(allow_nan=False, allow_infinity=False) | texts)
 baseline_files = st.builds(
@@ -958,11 +960,7 @@ ratio_strategy = st.lists(st.floats(min_value=1e-3, max_value=1e6), min_size=1, 
     lambda values: summarize_ratios(values, [1.0] * len(values)))
 run_v2_strategy = st.builds(
     Run,
-    recorded_at=texts,
-    stats=st.lists(st.integers(min_value=0, max_value=10**10), min_size=1, max_size=30).map(summarize),
-    throughput=st.floats(min_value=0.0, allow_nan=False, allow_infinity=False),
-    versions=st.dictionaries(texts, texts, max_size=3),
-    threads=st.none() | st.integers(min_value=1, max_value=256),
+    **run_fields,
     recipe=st.none() | texts,
     normalized=st.none() | ratio_strategy,
 )
