@@ -27,7 +27,7 @@ from pytest_pipeperf.backends.base import (
     Task,
     TextBatch,
 )
-from pytest_pipeperf import ab
+from pytest_pipeperf import ab, parallel
 from pytest_pipeperf.baseline import BaselineError
 from pytest_pipeperf.parity import compare_outputs
 from pytest_pipeperf.recipe import merge
@@ -202,8 +202,9 @@ class PipeperfCheck:
             pytest.skip(f"pipeperf: backend {self.backend!r} unavailable")
         start = time.perf_counter()
         try:
-            runnable = backend.build(spec, self.precision, self.device,
-                                     self._session.build_context(self.recipes))
+            with self._session.progress.phase(f"{self._where()}: building {path.name}"):
+                runnable = backend.build(spec, self.precision, self.device,
+                                         self._session.build_context(self.recipes))
         except BackendUnavailableError as exc:
             pytest.skip(str(exc))
         except BackendError as exc:
@@ -259,10 +260,11 @@ class PipeperfCheck:
             batch = TextBatch(texts[:size], max_length)
             reference = self._run(lambda b=batch: self._session.reference_outputs(pipe.model, b),
                                   "the eager fp32 reference")
-            outputs, first_ns = timed_call(
-                functools.partial(self._run, functools.partial(pipe.runnable, batch),
-                                  f"backend {self.backend!r}"),
-                timer)
+            with self._session.progress.phase(f"{self._where()}: first call, batch {size}"):
+                outputs, first_ns = timed_call(
+                    functools.partial(self._run, functools.partial(pipe.runnable, batch),
+                                      f"backend {self.backend!r}"),
+                    timer)
             first_ms = first_ns / 1e6
             parity = compare_outputs(reference, outputs, preset)
             if not parity or settings.disabled:
@@ -292,10 +294,11 @@ class PipeperfCheck:
                 raise pytest.fail.Exception(f"pipeperf: {exc}", pytrace=False) from None
             points.append(PointResult(size, parity, first_ms, stats, throughput(size, stats),
                                       verdict, normalized, speedup, measurement.rounds,
-                                      kernel_set))
+                                      kernel_set,
+                                      tuple(round(ns / 1e6, 6) for ns in samples["candidate"])))
         parity_ok = all(p.parity for p in points)
         result = CaseResult(
-            nodeid=item.nodeid, suite=suite, case=case, backend=self.backend,
+            nodeid=parallel.strip_group(item.nodeid), suite=suite, case=case, backend=self.backend,
             precision=self.precision.value, device=str(self.device), task=pipe.model.task.value,
             model=str(pipe.model.path), threads=settings.threads, points=tuple(points),
             costs={"build_s": pipe.build_s, "load_s": info.load_s, "export_s": info.export_s,
@@ -337,13 +340,19 @@ class PipeperfCheck:
             return
         start = time.perf_counter()
         try:
-            prepare(largest)
+            with self._session.progress.phase(
+                    f"{self._where()}: building for batch {len(largest.texts)}"):
+                prepare(largest)
         except BackendUnavailableError as exc:
             pytest.skip(str(exc))
         except BackendError as exc:
             pytest.fail(f"pipeperf: backend {self.backend!r} failed to build {pipe.model.path.name} "
                         f"({self.precision}, {self.device}): {exc}", pytrace=False)
         pipe.build_s += time.perf_counter() - start
+
+    def _where(self) -> str:
+        """The case's node id, for progress lines."""
+        return parallel.strip_group(self._request.node.nodeid)
 
     def _run(self, fn: Any, what: str) -> Mapping[str, np.ndarray]:
         try:

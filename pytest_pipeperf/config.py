@@ -211,6 +211,7 @@ OPTION_PARSERS: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "pipeperf_runs": (parse_positive_int, None),
     "pipeperf_warmup": (parse_seconds, "0.2"),
     "pipeperf_recipe": (parse_recipe_choices, None),
+    "pipeperf_progress": (parse_seconds, "5"),
 }
 
 
@@ -258,6 +259,10 @@ class PipeperfConfig:
     calibrate: bool = False
     runs: int = 1
     record_child: Path | None = None
+    report_path: Path | None = None
+    benchmark_json_path: Path | None = None
+    plots_dir: Path | None = None
+    progress_s: float = 5.0
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> PipeperfConfig:
@@ -290,9 +295,12 @@ class PipeperfConfig:
         # A process started by --pipeperf-runs/--pipeperf-calibrate to record one more run: it
         # writes its results to this file and nothing else (no baselines, no failures).
         child = os.environ.get(RECORD_CHILD_ENV)
+        outputs = {name: config.getoption(name, default=None) for name in (
+            "pipeperf_report", "pipeperf_benchmark_json", "pipeperf_plots")}
         if child:
             calibrate, update, runs = False, False, 1
             json_opt = child
+            outputs = dict.fromkeys(outputs)  # the parent process writes every output
         plan = MeasurePlan(
             warmup_s=_value(config, "pipeperf_warmup"), min_time_s=min_time,
             max_time_s=max_time, min_rounds=min_rounds, max_rounds=max(1000, min_rounds),
@@ -317,7 +325,15 @@ class PipeperfConfig:
             calibrate=calibrate,
             runs=runs,
             record_child=Path(child) if child else None,
+            report_path=_path(outputs["pipeperf_report"]),
+            benchmark_json_path=_path(outputs["pipeperf_benchmark_json"]),
+            plots_dir=_path(outputs["pipeperf_plots"]),
+            progress_s=_value(config, "pipeperf_progress"),
         )
+
+
+def _path(value: object) -> Path | None:
+    return Path(str(value)) if value else None
 
 
 MARKER_HELP = (

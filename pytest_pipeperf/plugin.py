@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import importlib.util
 
 import pytest
 
-from pytest_pipeperf import hookspecs
+from pytest_pipeperf import hookspecs, parallel
 from pytest_pipeperf.ab import (
     SERVER_NAME,
     AbServer,
@@ -91,6 +92,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
          "with --pipeperf-update-baselines or --pipeperf-calibrate: measure in K separate "
          "processes (K-1 extra runs of this command first), so the baseline knows the "
          "cross-process spread. Default: 1, or 5 with --pipeperf-calibrate"),
+        ("--pipeperf-progress", "pipeperf_progress", "SECONDS", parse_seconds, None,
+         "report a build, export, compile or first call still running after this long (then "
+         "every 30 s) on the terminal, despite output capture; 0: never. Default: 5"),
     ]
     for flag, dest, metavar, parser_fn, default, help_text in options:
         group.addoption(flag, dest=dest, metavar=metavar, type=parser_fn, default=default,
@@ -107,7 +111,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("pipeperf_baseline_dir", "baseline directory (relative to the rootdir)",
                   default=None)
     group.addoption("--pipeperf-json", dest="pipeperf_json", metavar="PATH", default=None,
-                    help="write every result as JSON to PATH. Default: %(default)r")
+                    help="write every result as JSON to PATH (schema: docs/result.schema.json). "
+                         "Default: %(default)r")
+    group.addoption("--pipeperf-report", dest="pipeperf_report", metavar="PATH.md", default=None,
+                    help="write a Markdown report for a pull-request comment to PATH.md; inside "
+                         "GitHub Actions it is also appended to the job summary. "
+                         "Default: %(default)r")
+    group.addoption("--pipeperf-benchmark-json", dest="pipeperf_benchmark_json", metavar="PATH",
+                    default=None,
+                    help="write the timed points in pytest-benchmark's JSON format to PATH (for "
+                         "github-action-benchmark, Bencher, ...). Default: %(default)r")
+    group.addoption("--pipeperf-plots", dest="pipeperf_plots", metavar="DIR", default=None,
+                    help="draw PNG charts (latency distributions, speed-up vs eager, throughput "
+                         "vs batch size) into DIR; needs matplotlib (extra 'plots'). "
+                         "Default: %(default)r")
     group.addoption("--pipeperf-disable", dest="pipeperf_disable", action="store_true",
                     default=False,
                     help="parity only: no timing, no baselines. Default: %(default)r")
@@ -198,26 +215,42 @@ def pytest_configure(config: pytest.Config) -> None:
     if ab_settings.serve is not None:
         config.pluginmanager.register(AbServer(*ab_settings.serve), SERVER_NAME)
     _check_xdist(config, settings)
+    if settings.plots_dir is not None and importlib.util.find_spec("matplotlib") is None:
+        raise pytest.UsageError(
+            f"--pipeperf-plots={settings.plots_dir} needs matplotlib, which is not installed: "
+            "pip install 'pytest-pipeperf[plots]'")
     config.stash[session_key] = session
     config.pluginmanager.register(session, "pipeperf-session")
 
 
 def _check_xdist(config: pytest.Config, settings: PipeperfConfig) -> None:
-    workers = config.getoption("numprocesses", default=None)
-    if not workers or settings.disabled or hasattr(config, "workerinput"):
+    """Apply the xdist policy (:mod:`pytest_pipeperf.parallel`) on the controller."""
+    if settings.disabled or parallel.worker_count(config) == 0:
         return
-    if all(d.kind == "cpu" for d in settings.devices):
-        raise pytest.UsageError(
-            f"pipeperf: timed CPU cases cannot run under pytest-xdist (-n {workers}): parallel "
-            "workers share the CPU and corrupt each other's timings. Drop -n, or add "
-            "--pipeperf-disable for a parity-only parallel run"
-        )
+    parallel.choose_loadgroup(config, settings.devices)
+
+
+@pytest.hookimpl
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Say how timed cases share the machine under ``-n``."""
+    session = config.stash.get(session_key, None)
+    workers = parallel.worker_count(config)
+    if session is None or not workers or session.settings.disabled:
+        return []
+    if all(d.kind == "cpu" for d in session.settings.devices):
+        how = ("this machine has no GPU in the run, so timed cases take the cpu lock and run one "
+               "at a time; tests that time nothing run in parallel")
+    else:
+        how = (f"each device's timed cases go to one worker (--dist {config.option.dist}); a "
+               "per-device lock keeps two timed cases off one device")
+    return [f"pipeperf: -n {workers}: {how}"]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Unregister the session state."""
     session = config.stash.get(session_key, None)
     if session is not None:
+        session.progress.close()
         config.pluginmanager.unregister(session)
         del config.stash[session_key]
 
@@ -238,10 +271,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     settings = session.settings
     backends = backends_for(settings.backends, session.default_backends(), options.backends)
     precisions = precisions_for(settings.precisions, options.precisions)
+    grouped = parallel.distributed(metafunc.config) and not settings.disabled
     params = [
         pytest.param(
             cell.backend, cell.precision.value, cell.device, id=cell.id,
-            marks=() if cell.availability else pytest.mark.skip(reason=cell.availability.reason),
+            marks=(pytest.mark.skip(reason=cell.availability.reason) if not cell.availability
+                   else parallel.group_mark(cell.device) if grouped else ()),
         )
         for cell in cells(backends, precisions, settings.devices,
                           functools.partial(session.availability, recipes=recipes))

@@ -10,12 +10,15 @@ The JSON form (``CaseResult.to_dict()``) is the documented record schema::
      "points": [{"batch_size", "key", "first_call_ms", "stats": LatencyStats | null,
                  "throughput": items/s | null, "parity": ParityResult, "verdict": Verdict | null,
                  "normalized": RatioStats | null, "speedup": RatioStats | null,
-                 "rounds": int | null, "reference": str | null}]}
+                 "rounds": int | null, "reference": str | null,
+                 "samples_ms": [float] | null}]}
 
 ``normalized`` is the median per-round ratio of the candidate to the reference kernels' geometric
 mean (dimensionless, what the stored-baseline gate judges); ``speedup`` the median per-round ratio
 of the eager fp32 reference to the candidate, when the eager reference was timed alongside;
-``reference`` the signature of the kernel set (``numpy-matmul-f32-256,320,384/threads=1``).
+``reference`` the signature of the kernel set (``numpy-matmul-f32-256,320,384/threads=1``);
+``samples_ms`` the candidate's timed calls in milliseconds, in the order they ran (what the
+distribution plots and the pytest-benchmark export are drawn from).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pytest_pipeperf.parity import ParityResult
 from pytest_pipeperf.stats import LatencyStats, RatioStats
 from pytest_pipeperf.verdict import Verdict
 
-RESULT_SCHEMA_VERSION = 1
+RESULT_SCHEMA_VERSION = 2
 USER_PROPERTY = "pipeperf"
 
 
@@ -50,6 +53,7 @@ class PointResult:
     speedup: RatioStats | None = None
     rounds: int | None = None
     reference: str | None = None
+    samples_ms: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -65,6 +69,7 @@ class PointResult:
             "speedup": self.speedup.to_dict() if self.speedup else None,
             "rounds": self.rounds,
             "reference": self.reference,
+            "samples_ms": list(self.samples_ms) if self.samples_ms is not None else None,
         }
 
 

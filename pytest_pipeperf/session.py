@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_pipeperf import __version__, report
+from pytest_pipeperf import __version__, parallel, report
 from pytest_pipeperf.backends import PLANNED, REGISTRY
 from pytest_pipeperf.backends.base import (
     Availability,
@@ -46,6 +46,7 @@ from pytest_pipeperf.baseline import (
 from pytest_pipeperf.devices import Device, count_visible_gpus
 from pytest_pipeperf.machine import collect, library_versions
 from pytest_pipeperf.precision import Precision
+from pytest_pipeperf.progress import Progress, terminal_writer
 from pytest_pipeperf.recipe import (
     RecipeChoice,
     cell_availability,
@@ -112,6 +113,12 @@ class PipeperfSession:
         # Results of the extra processes of --pipeperf-runs / --pipeperf-calibrate.
         self.child_records: list[dict[str, Any]] = []
         self.calibrations: list[tuple[str, str, str, Calibration]] = []
+        self.locks = parallel.DeviceLocks(settings.cache_dir.parent / "locks")
+        # Progress lines go straight to the terminal (pytest is not capturing during configure).
+        # Workers' output never reaches the terminal, so they report nothing.
+        self.progress = Progress(
+            None if parallel.is_worker(config) else terminal_writer(sys.stdout),
+            settings.progress_s)
 
     # -- backends ------------------------------------------------------------------------------
 
@@ -338,10 +345,38 @@ class PipeperfSession:
         """Run the extra recording processes of ``--pipeperf-runs`` before this one's tests."""
         settings = self.settings
         recording = settings.update_baselines or settings.calibrate
+        # An xdist controller collects nothing itself: its workers do.
+        collected = bool(session.items) or parallel.worker_count(self.config) > 0
         if (self.is_controller and recording and settings.runs > 1 and not settings.disabled
-                and session.items and not self.config.option.collectonly):
+                and collected and not self.config.option.collectonly):
             self._record_in_children(settings.runs - 1)
         return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Any:
+        """Under xdist, run a timed case (setup to teardown) holding its device's lock."""
+        device = self._timed_device(item) if parallel.is_worker(self.config) else None
+        if device is None:
+            return (yield)
+        with self.locks.hold(device):
+            return (yield)
+
+    def _timed_device(self, item: pytest.Item) -> Device | None:
+        if self.settings.disabled or "pipeperf" not in getattr(item, "fixturenames", ()):
+            return None
+        if item.get_closest_marker("skip"):
+            return None
+        callspec = getattr(item, "callspec", None)
+        device = callspec.params.get("pipeperf_device") if callspec is not None else None
+        return device if isinstance(device, Device) else None
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """xdist controller: merge a finished worker's collection facts."""
+        output = getattr(node, "workeroutput", {}).get(parallel.WORKER_OUTPUT_KEY)
+        points, partial = parallel.merge_worker_output(output, self.functions)
+        self.timed_points = max(self.timed_points, points)
+        self.partial = self.partial or partial
 
     def _record_in_children(self, count: int) -> None:
         """Run this command ``count`` more times, one after another, collecting their results.
@@ -383,7 +418,12 @@ class PipeperfSession:
             return
         for name, value in report.user_properties:
             if name == USER_PROPERTY and isinstance(value, dict):
-                self.records.append(value)
+                path, line = report.location[0], report.location[1]
+                self.records.append({
+                    **value, "nodeid": parallel.strip_group(str(value.get("nodeid", ""))),
+                    "location": {"path": path.replace(os.sep, "/"),
+                                 "line": line + 1} if line is not None else None,
+                })
 
     def _updates(self) -> list[Update]:
         """Queued baseline writes: one run per process and point, then calibration records.
@@ -425,6 +465,10 @@ class PipeperfSession:
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.is_controller:
+            workeroutput = getattr(self.config, "workeroutput", None)
+            if workeroutput is not None:
+                workeroutput[parallel.WORKER_OUTPUT_KEY] = parallel.worker_output(
+                    self.timed_points, self.functions, self.partial)
             return
         if (self.settings.update_baselines or self.settings.calibrate) and \
                 not self.settings.disabled:

@@ -9,7 +9,8 @@ make every change of machine state look like a change of the code. Settings:
 
 * per model directory (one per test function, see the ``fake_model`` fixture it defines): the
   files ``delay_ms`` and ``offset`` in ``models/<test function>/``, read when the case builds;
-* otherwise the environment variables ``FAKE_DELAY_MS`` and ``FAKE_OFFSET``.
+* otherwise the environment variables ``FAKE_DELAY_MS`` and ``FAKE_OFFSET``;
+* ``build_ms`` / ``FAKE_BUILD_MS``: sleep this long in ``build()`` (a slow export).
 
 So a test slows one test function of a suite (and not the other) between two runs by writing one
 file. The parity reference is a second fake backend, ``fakeref``, that ignores both settings, so an
@@ -110,6 +111,9 @@ class FakeBackend:
         if not self.tunable:
             return FakeRunnable(0.0, 0.0)
         recipe = select(self.name, precision, self.recipes(precision), context.recipes)
+        build_ms = float(_setting(model.path, "build_ms", "FAKE_BUILD_MS"))
+        if build_ms:
+            time.sleep(build_ms / 1000.0)  # a slow export/engine build (progress reporting)
         delay_ms = float(_setting(model.path, "delay_ms", "FAKE_DELAY_MS"))
         offset = float(_setting(model.path, "offset", "FAKE_OFFSET"))
         runnable = FakeRunnable(delay_ms / 1000.0, offset)
@@ -175,8 +179,8 @@ def test_b(pipeperf, fake_model):
 '''
 
 # Plugins the inner runs do without: no cache directory, and no hypothesis plugin (its terminal
-# summary imports all of hypothesis, >1 s per run).
-QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+# summary imports all of hypothesis, >1 s per run), no pytest-benchmark (its header line).
+QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark")
 
 
 class FakeProject:
@@ -254,7 +258,7 @@ def fake_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> 
     depend on the machine, and no bytecode is cached so rewritten test files are always re-read.
     """
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    for name in ("FAKE_DELAY_MS", "FAKE_OFFSET", "FAKE_HW_CLASS"):
+    for name in ("FAKE_DELAY_MS", "FAKE_OFFSET", "FAKE_HW_CLASS", "FAKE_BUILD_MS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
     pytester.makeconftest(FAKE_BACKEND)
