@@ -843,7 +843,8 @@ def _measure(check: PipeperfCheck, workers: Mapping[str, Worker], current: Mappi
                                alpha=alpha, reason=f"vs base {base.label}: " + "; ".join(notes))
         stats = summarize(samples["current"])
         points.append(PointResult(size, parity, first_ms, stats, throughput(size, stats), verdict,
-                                  rounds=rounds))
+                                  rounds=rounds, samples_ms=tuple(
+                                      round(ns / 1e6, 6) for ns in samples["current"])))
     return points
 
 

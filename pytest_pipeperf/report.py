@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from pytest_pipeperf.parity import advice
 from pytest_pipeperf.results import RESULT_SCHEMA_VERSION
+from pytest_pipeperf.verdict import Status, Verdict
+
+if TYPE_CHECKING:
+    from pytest_pipeperf.baseline import BaselineFile
 
 Record = Mapping[str, Any]
 
@@ -190,3 +197,596 @@ def to_json(records: Sequence[Record], machine: Mapping[str, Any], settings: Map
         "baselines": dict(baselines),
         "cases": list(records),
     }
+
+
+# --- Markdown (PR comments, job summaries) --------------------------------------------------------
+
+# The body of a GitHub issue/PR comment is limited to 65536 characters; stay well under it.
+MARKDOWN_MAX_CHARS = 60_000
+
+# Sections of the Markdown report, in the order they are listed; the rest are "ok" points.
+ATTENTION = ("parity-failed", "regressed", "improved", "inconclusive", "incomparable", "new")
+_RANK = {status: i for i, status in enumerate(ATTENTION)}
+_LABELS = {"parity-failed": "**PARITY FAILED**", "regressed": "**REGRESSED**"}
+_NOUNS = (  # (status, singular, plural); the first five are always counted, the rest when present
+    ("parity-failed", "parity failure", "parity failures"),
+    ("regressed", "regression", "regressions"),
+    ("improved", "improvement", "improvements"),
+    ("inconclusive", "inconclusive", "inconclusive"),
+    ("new", "new", "new"),
+    ("incomparable", "incomparable", "incomparable"),
+    ("ok", "ok", "ok"),
+    ("parity-only", "parity-only", "parity-only"),
+)
+_ALWAYS_COUNTED = {"parity-failed", "regressed", "improved", "inconclusive", "new"}
+_RULES = {
+    "normalized-pi/v2": "normalised p50 (candidate / reference kernels timed in the same rounds) "
+                        "against a prediction interval from the stored runs",
+    "median-ratio/v1": "absolute p50 against the stored runs",
+    "paired-ab/v1": "current / base, timed lock-stepped in the same rounds (paired A/B)",
+}
+_ADVICE = {
+    "parity-failed": "outputs differ from PyTorch eager fp32 beyond the tolerance; the note names "
+                     "the tolerance that would pass. Fails the test.",
+    "regressed": "slower beyond the threshold, with the whole interval above no change. Fails "
+                 "the test unless `--pipeperf-fail-on=never`.",
+    "improved": "faster beyond the threshold: refresh the baseline with "
+                "`--pipeperf-update-baselines` and commit the diff.",
+    "inconclusive": "the change exceeds the threshold but lies within this comparison's noise "
+                    "(see *detects*): rerun, or raise the threshold in the marker.",
+    "incomparable": "the baseline was recorded on other hardware or settings (see the note).",
+    "new": "no baseline yet: record one with `--pipeperf-update-baselines`.",
+}
+
+
+class BaselineInfo(TypedDict, total=False):
+    """What the Markdown report says about one suite's baseline file (see :func:`describe_baseline`).
+
+    :param file: the file as shown to users (``baselines/suites/test_embeddings/amd-epyc-2c.json``).
+    :param recorded: ``[first, last]`` ``recorded_at`` (ISO-8601) of its runs, or one string.
+    :param runs: how many runs it holds (over the cases counted).
+    :param points: over how many workload points.
+    :param pipeperf_version: the pytest-pipeperf version that wrote it.
+    :param versions: per library, the version (or the distinct versions) its runs recorded.
+    """
+
+    file: str
+    recorded: str | Sequence[str]
+    runs: int
+    points: int
+    pipeperf_version: str
+    versions: Mapping[str, str | Sequence[str]]
+
+
+def describe_baseline(baseline: BaselineFile, file: str,
+                      cases: Iterable[str] | None = None) -> BaselineInfo:
+    """Summarise a loaded baseline file for :func:`markdown`.
+
+    :param baseline: the file as the session judged against (load it before a flush rewrites it).
+    :param file: its path as shown to users (``BaselineStore.display(BaselineStore.path_for(s))``).
+    :param cases: count only these case ids (the cases that ran); default every case in the file.
+    """
+    wanted = None if cases is None else set(cases)
+    entries = [point_runs for case, points in baseline.cases.items()
+               if wanted is None or case in wanted for point_runs in points.values()]
+    runs = [run for point_runs in entries for run in point_runs]
+    recorded = sorted(run.recorded_at for run in runs)
+    versions: dict[str, set[str]] = {}
+    for run in runs:
+        for lib, version in run.versions.items():
+            versions.setdefault(lib, set()).add(version)
+    return {"file": file, "recorded": [recorded[0], recorded[-1]] if recorded else [],
+            "runs": len(runs), "points": len(entries),
+            "pipeperf_version": baseline.pipeperf_version,
+            "versions": {lib: sorted(found) for lib, found in sorted(versions.items())}}
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&$])")
+
+
+def md_text(text: object) -> str:
+    """``text`` as literal Markdown on one line (a table cell, a list item).
+
+    Whitespace runs (newlines included) become one space, and the characters that Markdown,
+    GitHub's tables, HTML and math would interpret are backslash-escaped.
+    """
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def md_code(text: object, *, in_table: bool = True) -> str:
+    """``text`` as an inline code span (a fence longer than any backtick run inside).
+
+    :param in_table: escape ``|``, which splits a GitHub table cell even inside a code span
+        (GitHub removes the backslash again); outside a table the backslash would show.
+    """
+    body = " ".join(str(text).split())
+    if not body:
+        return ""
+    if in_table:
+        body = body.replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", body)), default=0) + 1)
+    pad = " " if body.startswith("`") or body.endswith("`") else ""
+    return f"{fence}{pad}{body}{pad}{fence}"
+
+
+def _point_status(point: Mapping[str, Any]) -> str:
+    if not point["parity"]["passed"]:
+        return "parity-failed"
+    verdict = point.get("verdict")
+    return str(verdict["status"]) if verdict else "parity-only"
+
+
+def _pct(ratio: float) -> str:
+    return f"{(ratio - 1.0) * 100:+.1f}%"
+
+
+def _change_cell(verdict: Mapping[str, Any] | None) -> str:
+    """``+14.2% (99% CI +11.0..+17.5%)``, the numbers of :meth:`Verdict.message`."""
+    if not verdict or verdict.get("ratio") is None:
+        return "—"
+    text = _pct(verdict["ratio"])
+    ci = verdict.get("ci")
+    if ci:
+        conf = f"{verdict.get('confidence', 0.99) * 100:.4g}%"
+        text += f" ({conf} CI {_pct(ci[0])[:-1]}..{_pct(ci[1])})"
+    return text
+
+
+def _p50_cell(point: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> str:
+    p50 = (point.get("stats") or {}).get("p50_ms")
+    if p50 is None:
+        return "—"
+    absolute = (verdict or {}).get("absolute") or {}
+    if absolute.get("ratio") is None:
+        return f"{p50:.2f}"
+    return f"{p50:.2f} (abs. {_pct(absolute['ratio'])})"
+
+
+def _case_cell(rec: Record) -> str:
+    """The function name when the id is the plain ``name[backend-precision-device]``."""
+    case = str(rec["case"])
+    name, _, params = case.partition("[")
+    plain = f"{rec['backend']}-{rec['precision']}-{str(rec['device']).replace(':', '')}]"
+    return md_code(name if params == plain else case)
+
+
+def _baseline_cell(verdict: Mapping[str, Any] | None, suite_file: str | None) -> str:
+    if not verdict:
+        return "—"
+    if verdict.get("rule") == "paired-ab/v1":
+        return "A/B base"
+    runs = int(verdict.get("baseline_runs") or 0)
+    if runs == 0:
+        return "—"
+    text = f"{runs} run{'s' if runs != 1 else ''}"
+    recorded = verdict.get("baseline_recorded")
+    if recorded:
+        text += f", {md_text(_dates(recorded))}"
+    file = verdict.get("baseline_file")
+    if file and file != suite_file:
+        text = f"{md_code(file)} ({text})"
+    return text
+
+
+def _note_cell(point: Mapping[str, Any], status: str) -> str:
+    if status == "parity-failed":
+        return md_text(_parity_text(point["parity"]))
+    return md_text((point.get("verdict") or {}).get("reason") or "")
+
+
+@dataclass(frozen=True, slots=True)
+class _MdRow:
+    suite: str
+    status: str
+    cells: tuple[str, ...]
+    rule: str | None
+
+    @property
+    def attention(self) -> bool:
+        return self.status in _RANK
+
+    @property
+    def rank(self) -> int:
+        return _RANK.get(self.status, len(ATTENTION))
+
+
+_ATTENTION_HEAD = ("verdict", "case", "backend", "precision", "device", "batch", "change (CI)",
+                   "threshold", "detects ≥", "rule", "p50 ms", "parity", "baseline", "note")
+_OK_HEAD = _ATTENTION_HEAD[1:-1]
+_RIGHT = {"batch", "threshold", "detects ≥", "p50 ms"}
+
+
+def _md_rows(records: Sequence[Record], files: Mapping[str, str | None]) -> list[_MdRow]:
+    out = []
+    for rec in records:
+        for point in rec["points"]:
+            status = _point_status(point)
+            verdict = point.get("verdict") if status != "parity-failed" else None
+            detectable = (verdict or {}).get("detectable")
+            threshold = (verdict or {}).get("threshold")
+            cells = (
+                _LABELS.get(status, status),
+                _case_cell(rec), md_text(rec["backend"]), md_text(precision_cell(rec)),
+                md_text(rec["device"]), str(point["batch_size"]),
+                "parity only" if status == "parity-only" and rec.get("disabled") else
+                _change_cell(verdict),
+                "—" if threshold is None else f"{threshold * 100:g}%",
+                "—" if detectable is None else f"{detectable * 100:.1f}%",
+                md_text((verdict or {}).get("rule") or "—") if _judged(verdict) else "—",
+                _p50_cell(point, verdict), md_text(_parity_cell(point["parity"])),
+                _baseline_cell(verdict, files.get(rec["suite"])),
+                _note_cell(point, status),
+            )
+            out.append(_MdRow(rec["suite"], status, cells,
+                              verdict.get("rule") if verdict and _judged(verdict) else None))
+    return out
+
+
+def _judged(verdict: Mapping[str, Any] | None) -> bool:
+    """Whether a rule compared this point (``new`` and ``incomparable`` points are not)."""
+    return bool(verdict) and (verdict or {}).get("ratio") is not None
+
+
+def _table(head: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
+    align = ["---:" if name in _RIGHT else "---" for name in head]
+    return ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|",
+            *("| " + " | ".join(cells) + " |" for cells in body)]
+
+
+def _dates(recorded: str | Sequence[str]) -> str:
+    """``2025-11-18`` or ``2025-11-18 … 2025-11-20`` from ISO timestamps."""
+    stamps = [recorded] if isinstance(recorded, str) else list(recorded)
+    days = list(dict.fromkeys(str(s)[:10] for s in stamps if s))
+    return " … ".join(days[:1] + days[-1:] if len(days) > 1 else days)
+
+
+def _suite_files(records: Sequence[Record],
+                 baseline_info: Mapping[str, BaselineInfo]) -> dict[str, str | None]:
+    """The baseline file of each suite: from ``baseline_info``, else from its verdicts."""
+    files: dict[str, str | None] = {}
+    for rec in records:
+        suite = rec["suite"]
+        if files.get(suite):
+            continue
+        info = baseline_info.get(suite)
+        files[suite] = info.get("file") if info else None
+        if not files[suite]:
+            stored = [p["verdict"].get("baseline_file") for p in rec["points"] if p.get("verdict")]
+            files[suite] = next((f for f in stored if f), None)
+    return files
+
+
+def _baseline_line(suite: str, records: Sequence[Record], file: str | None,
+                   info: BaselineInfo | None) -> str | None:
+    if info:
+        parts = [f"Baseline {md_code(info.get('file') or file or '?', in_table=False)}"]
+        runs, points = info.get("runs"), info.get("points")
+        recorded = _dates(info.get("recorded") or [])
+        what = "runs"
+        if runs is not None and points:
+            what = (f"{runs // points} run{'s' if runs // points != 1 else ''} per point"
+                    if runs % points == 0 else f"{runs} runs over {points} points")
+        elif runs is not None:
+            what = f"{runs} run{'s' if runs != 1 else ''}"
+        if runs is not None or recorded:
+            parts.append(f"{what} recorded {recorded}" if recorded else what)
+        if info.get("pipeperf_version"):
+            parts.append(f"pipeperf {md_text(info['pipeperf_version'])}")
+        return " · ".join(parts)
+    if not file:
+        return None
+    verdicts = [p["verdict"] for r in records if r["suite"] == suite for p in r["points"]
+                if p.get("verdict")]
+    if any(v.get("baseline_runs") for v in verdicts):
+        return f"Baseline {md_code(file, in_table=False)}"
+    return (f"No baseline on this hardware class yet: `--pipeperf-update-baselines` records "
+            f"{md_code(file, in_table=False)}")
+
+
+def _versions_of(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def version_changes(versions: Mapping[str, str], baselines: Iterable[BaselineInfo]) -> list[str]:
+    """Libraries whose version differs from the one the baselines were recorded with.
+
+    ``torch 2.12.0 → 2.13.0``; ``torch 2.12.0, 2.13.0 → 2.13.0`` when the stored runs mix
+    versions; ``openvino (not recorded) → 2026.4.1`` / ``tensorrt 10.3 → (not installed)``.
+
+    :param versions: this run's library versions.
+    :param baselines: the baselines compared against (their ``versions``).
+    """
+    stored: dict[str, set[str]] = {}
+    for info in baselines:
+        for lib, value in (info.get("versions") or {}).items():
+            stored.setdefault(lib, set()).update(_versions_of(value))
+    if not stored:
+        return []
+    lines = []
+    for lib in sorted(set(stored) | set(versions)):
+        now, then = versions.get(lib), sorted(stored.get(lib, ()))
+        if then == ([now] if now is not None else []):
+            continue
+        lines.append(f"{lib} {', '.join(then) or '(not recorded)'} → {now or '(not installed)'}")
+    return lines
+
+
+def _machine_text(machine: Mapping[str, Any]) -> str:
+    details = [str(machine["cpu"])] if machine.get("cpu") else []
+    if machine.get("logical_cores"):
+        details.append(f"{machine['logical_cores']} logical cores")
+    gpus = [str(g) for g in machine.get("gpus") or ()]
+    details.extend(f"{n} × {gpus.count(n)}" if gpus.count(n) > 1 else n
+                   for n in dict.fromkeys(gpus))
+    if machine.get("driver"):
+        details.append(f"driver {machine['driver']}")
+    text = f"machine {md_code(machine.get('class', 'unknown'), in_table=False)}"
+    return text + (f" ({md_text(', '.join(details))})" if details else "")
+
+
+def _summary(records: Sequence[Record], counts: Mapping[str, int]) -> str:
+    points = sum(len(rec["points"]) for rec in records)
+    parts = [f"{counts.get(k, 0)} {one if counts.get(k, 0) == 1 else many}"
+             for k, one, many in _NOUNS if k in _ALWAYS_COUNTED or counts.get(k)]
+    extra = sorted(set(counts) - {k for k, _, _ in _NOUNS})
+    parts.extend(f"{counts[k]} {md_text(k)}" for k in extra)
+    return (f"**{len(records)} case{'s' if len(records) != 1 else ''}, {points} "
+            f"point{'s' if points != 1 else ''}:** " + ", ".join(parts))
+
+
+def markdown(records: Sequence[Record], *, machine: Mapping[str, Any], control_line: str,
+             baseline_info: Mapping[str, BaselineInfo], versions: Mapping[str, str],
+             title: str = "pipeperf", max_chars: int = MARKDOWN_MAX_CHARS,
+             stale: Sequence[str] = ()) -> str:
+    """The report as GitHub-flavoured Markdown, for a PR comment or a job summary.
+
+    A heading and a summary line (counts, machine, false-alarm control); the library versions
+    that differ from the baselines'; per suite, its baseline and a table of the points that
+    need attention (parity failures, regressions, improvements, inconclusive, incomparable,
+    new, in that order), with the ok points in a collapsed ``<details>`` table; a legend.
+
+    :param records: case records (``CaseResult.to_dict()`` plus ``location``), in run order.
+    :param machine: the machine fingerprint (``class``, ``cpu``, ``logical_cores``, ``gpus``,
+        ``driver``).
+    :param control_line: how the suite-level false-alarm rate is controlled
+        (``PipeperfSession.control_line()``).
+    :param baseline_info: per suite, its baseline as judged against (:func:`describe_baseline`);
+        suites without an entry name the file their verdicts carry.
+    :param versions: this run's library versions (compared with ``baseline_info``'s).
+    :param title: the heading.
+    :param max_chars: the most characters returned; when the report is longer, rows are left
+        out, ok points first, then the least urgent, and the report says so.
+    :param stale: ``suite::case`` baseline entries no test produces any more.
+    """
+    if not records:
+        return f"**{md_text(title)}:** no pipeperf cases ran.\n"
+    files = _suite_files(records, baseline_info)
+    rows = _md_rows(records, files)
+    priority = sorted(range(len(rows)), key=lambda i: (rows[i].rank, i))
+
+    def render(keep_count: int, legend: bool = False) -> str:
+        keep = set(priority[:keep_count])
+        return _render(records, rows, keep, machine=machine, control_line=control_line,
+                       baseline_info=baseline_info, files=files, versions=versions, title=title,
+                       max_chars=max_chars, legend=legend, stale=stale)
+
+    # Too long: the legend goes first, then rows, ok points first and the most urgent last.
+    for text in (render(len(rows), legend=True), render(len(rows))):
+        if len(text) <= max_chars:
+            return text
+    lo, hi = 0, len(rows) - 1  # the most rows that fit: len(render(k)) grows with k
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(render(mid)) <= max_chars:
+            lo = mid
+        else:
+            hi = mid - 1
+    text = render(lo)
+    if len(text) <= max_chars:
+        return text
+    note = "\n\n**Report truncated** (too long even without its tables).\n"
+    if len(note) >= max_chars:
+        return text[:max_chars]
+    cut = text[:max_chars - len(note)]
+    return (cut[:cut.rfind("\n")].rstrip("\n") if "\n" in cut else cut) + note
+
+
+def _render(records: Sequence[Record], rows: Sequence[_MdRow], keep: set[int], *,
+            machine: Mapping[str, Any], control_line: str,
+            baseline_info: Mapping[str, BaselineInfo], files: Mapping[str, str | None],
+            versions: Mapping[str, str], title: str, max_chars: int, legend: bool,
+            stale: Sequence[str] = ()) -> str:
+    counts = Counter(row.status for row in rows)
+    out = [f"## {md_text(title)}", "",
+           f"{_summary(records, counts)} · {_machine_text(machine)} · {md_text(control_line)}"]
+    resolution = _resolution(records)
+    if resolution:
+        out += ["", resolution]
+    left_out = len(rows) - len(keep)
+    if left_out:
+        out += ["", (f"> **Report truncated** to {max_chars} characters: {left_out} of "
+                     f"{len(rows)} rows are not shown (ok points first). The `--pipeperf-json` "
+                     "output has them all.")]
+    suites = list(dict.fromkeys(rec["suite"] for rec in records))
+    changed = version_changes(versions, [baseline_info[s] for s in suites if s in baseline_info])
+    if changed:
+        out += ["", ("**Library versions differ from the baseline** (their effect is what the "
+                     "tables show):"), ""]
+        out += [f"- {md_text(line)}" for line in changed]
+    if stale:
+        listed = ", ".join(md_code(entry, in_table=False) for entry in stale[:10])
+        out += ["", (f"**{len(stale)} stale baseline entr{'y' if len(stale) == 1 else 'ies'}** "
+                     f"(no such test any more; a full `--pipeperf-update-baselines` run removes "
+                     f"them): {listed}{' …' if len(stale) > 10 else ''}")]
+    for suite in suites:
+        out += ["", f"### {md_code(suite, in_table=False)}"]
+        line = _baseline_line(suite, records, files.get(suite), baseline_info.get(suite))
+        if line:
+            out += ["", line]
+        indexed = [(i, row) for i, row in enumerate(rows) if row.suite == suite]
+        hot = sorted(((i, r) for i, r in indexed if r.attention), key=lambda ir: (ir[1].rank, ir[0]))
+        cold = [(i, r) for i, r in indexed if not r.attention]
+        if hot:
+            shown_hot = [r.cells for i, r in hot if i in keep]
+            if any(cells[-1] for cells in shown_hot):
+                out += ["", *_table(_ATTENTION_HEAD, shown_hot)]
+            elif shown_hot:  # no row has a note: leave the empty column out
+                out += ["", *_table(_ATTENTION_HEAD[:-1], (c[:-1] for c in shown_hot))]
+            hidden = sum(i not in keep for i, _ in hot)
+            if hidden:
+                more = "… and {} more" if shown_hot else "{}"
+                out += ["", (f"*{more.format(hidden)} row(s) needing attention not shown "
+                             "(report truncated).*")]
+        elif cold:
+            out += ["", f"All {len(cold)} point(s) ok."]
+        if cold:
+            out += ["", "<details>", f"<summary>{_cold_summary(r.status for _, r in cold)}</summary>",
+                    ""]
+            shown = [r.cells[1:-1] for i, r in cold if i in keep]
+            if shown:
+                out += _table(_OK_HEAD, shown)
+            if len(shown) < len(cold):
+                more = "… and {} more" if shown else "{}"
+                out += ["", (f"*{more.format(len(cold) - len(shown))} point(s) not shown "
+                             "(report truncated).*")]
+            out += ["", "</details>"]
+    if legend:
+        out += _legend(rows)
+    return "\n".join(out) + "\n"
+
+
+def _resolution(records: Sequence[Record]) -> str | None:
+    """How small a slowdown this run could detect: what "ok" and "inconclusive" are worth."""
+    found = sorted(float(p["verdict"]["detectable"]) for rec in records for p in rec["points"]
+                   if p["parity"]["passed"] and (p.get("verdict") or {}).get("detectable")
+                   is not None)
+    if not found:
+        return None
+    mid = len(found) // 2
+    median = found[mid] if len(found) % 2 else (found[mid - 1] + found[mid]) / 2
+    text = (f"Resolution: this run detects slowdowns ≥ {median * 100:.1f}% typically (median "
+            f"over {len(found)} judged point{'s' if len(found) != 1 else ''}")
+    if len(found) > 1:
+        text += f"; best {found[0] * 100:.1f}%, worst {found[-1] * 100:.1f}%"
+    return text + ")."
+
+
+def _cold_summary(statuses: Iterable[str]) -> str:
+    counts = Counter(statuses)
+    parts = [f"{n} ok point{'s' if n != 1 else ''}" if status == "ok" else f"{n} {status}"
+             for status, n in sorted(counts.items(), key=lambda kv: kv[0] != "ok")]
+    return html.escape(", ".join(parts))
+
+
+def _legend(rows: Sequence[_MdRow]) -> list[str]:
+    statuses = [s for s in ATTENTION if any(r.status == s for r in rows)]
+    rules = [r for r in _RULES if any(row.rule == r for row in rows)]
+    if not statuses and not rules:
+        return []
+    out = ["", "<details>", "<summary>How to read this report</summary>", ""]
+    out += [f"- **{s}**: {_ADVICE[s]}" for s in statuses]
+    out += [f"- **{r}**: change = {_RULES[r]}." for r in rules]
+    out += [("- **detects ≥**: the smallest slowdown this comparison flags (with 90% power); "
+             "**abs.**: the change of the absolute p50, shown alongside."), "", "</details>"]
+    return out
+
+
+# --- GitHub Actions annotations -------------------------------------------------------------------
+
+# GitHub shows at most 10 error, 10 warning and 10 notice annotations per step and 50 per job; the
+# rest are dropped silently. So the most urgent come first and the list stops at
+# ANNOTATION_LIMIT, with one notice saying how many more points need attention.
+ANNOTATION_LIMIT = 50
+_LEVEL_ORDER = ("error", "warning", "notice")
+
+
+def escape_data(text: str) -> str:
+    """Escape a workflow command's message (``%``, CR and LF), as ``@actions/core`` does."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """Escape a workflow command's property value (:func:`escape_data` plus ``:`` and ``,``)."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _verdict_of(data: Mapping[str, Any]) -> Verdict | None:
+    """Rebuild a :class:`Verdict` from its JSON form, for its message; ``None`` if it is not one."""
+    try:
+        absolute = data.get("absolute")
+        ci = data.get("ci")
+        return Verdict(
+            Status(data["status"]), metric=str(data.get("metric", "p50")),
+            ratio=data.get("ratio"), ci=(float(ci[0]), float(ci[1])) if ci else None,
+            confidence=float(data.get("confidence", 0.99)),
+            threshold=float(data.get("threshold", 0.05)), detectable=data.get("detectable"),
+            drift=data.get("drift"), drift_source=str(data.get("drift_source") or ""),
+            baseline_runs=int(data.get("baseline_runs") or 0),
+            baseline_file=data.get("baseline_file"), rule=str(data.get("rule") or "median-ratio/v1"),
+            reason=str(data.get("reason") or ""),
+            absolute=_verdict_of(absolute) if isinstance(absolute, Mapping) else None,
+        )
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+
+
+def _annotation_level(status: str, fail_on_regression: bool) -> str | None:
+    if status == "parity-failed" or (status == "regressed" and fail_on_regression):
+        return "error"
+    if status in ("regressed", "inconclusive", "incomparable"):
+        return "warning"
+    if status in ("improved", "new"):
+        return "notice"
+    return None
+
+
+# Not called ``annotations``: that name is the ``from __future__ import annotations`` feature
+# object of every module here, and mypy would type the function as that object.
+def github_annotations(
+    records: Sequence[Record], *, fail_on_regression: bool, limit: int = ANNOTATION_LIMIT,
+) -> list[str]:
+    """GitHub Actions workflow commands, one per point that needs attention.
+
+    ``::error`` for parity failures and (with ``fail_on_regression``) regressions;
+    ``::warning`` for inconclusive and incomparable points, and for regressions in report-only
+    mode; ``::notice`` for improvements and new points. Each names the test's file and line when
+    the record has a ``location``. Parity failures come first, then regressions, and so on.
+
+    :param records: case records, in run order.
+    :param fail_on_regression: whether regressions fail the run (``--pipeperf-fail-on``).
+    :param limit: the most annotations for points; when more points need attention, one more
+        ``::notice`` says how many were left out.
+    """
+    found: list[tuple[int, int, str]] = []
+    for rec in records:
+        location = rec.get("location") or {}
+        props = []
+        if location.get("path"):
+            props.append(f"file={escape_property(str(location['path']))}")
+            if location.get("line") is not None:
+                props.append(f"line={int(location['line'])}")
+        for point in rec["points"]:
+            status = _point_status(point)
+            level = _annotation_level(status, fail_on_regression)
+            if level is None:
+                continue
+            where = f"{rec['case']} batch_size={point['batch_size']}"
+            if status == "parity-failed":
+                text = f"parity {_parity_text(point['parity'])}"
+            else:
+                verdict = _verdict_of(point["verdict"])
+                text = verdict.message() if verdict is not None else _verdict_text(point["verdict"])
+            suffix = " (report-only)" if status == "regressed" and level != "error" else ""
+            title = f"pipeperf: {status}{suffix}: {where}"
+            message = f"{rec['nodeid']} batch_size={point['batch_size']}\n{text}"
+            command = (f"::{level} {','.join([*props, f'title={escape_property(title)}'])}"
+                       f"::{escape_data(message)}")
+            found.append((_LEVEL_ORDER.index(level), _RANK.get(status, len(ATTENTION)), command))
+    # Stable: the most urgent level, then status, then run order.
+    ordered = [command for *_, command in sorted(found, key=lambda f: (f[0], f[1]))]
+    if len(ordered) <= limit:
+        return ordered
+    rest = len(ordered) - limit
+    summary = (f"::notice title=pipeperf::{rest} more point(s) need attention; "
+               "see the pipeperf report for all of them")
+    return [*ordered[:limit], summary]

@@ -58,7 +58,7 @@ from pytest_pipeperf.results import USER_PROPERTY
 from pytest_pipeperf.stats import LatencyStats, RatioStats
 from pytest_pipeperf.verdict import Policy, Status, Verdict, judge, judge_normalized
 
-from pytest_pipeperf.config import RECORD_CHILD_ENV, AlphaScope, MarkerOptions
+from pytest_pipeperf.config import RECORD_CHILD_ENV, AlphaScope, FailOn, MarkerOptions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -113,6 +113,7 @@ class PipeperfSession:
         # Results of the extra processes of --pipeperf-runs / --pipeperf-calibrate.
         self.child_records: list[dict[str, Any]] = []
         self.calibrations: list[tuple[str, str, str, Calibration]] = []
+        self.plots: list[Path] = []
         self.locks = parallel.DeviceLocks(settings.cache_dir.parent / "locks")
         # Progress lines go straight to the terminal (pytest is not capturing during configure).
         # Workers' output never reaches the terminal, so they report nothing.
@@ -470,22 +471,73 @@ class PipeperfSession:
                 workeroutput[parallel.WORKER_OUTPUT_KEY] = parallel.worker_output(
                     self.timed_points, self.functions, self.partial)
             return
+        # Describe the baselines the points were judged against before the flush rewrites them.
+        baseline_info = self._baseline_info() if self.settings.report_path is not None else {}
         if (self.settings.update_baselines or self.settings.calibrate) and \
                 not self.settings.disabled:
             prune = None if self.partial else {s: set(f) for s, f in self.functions.items()}
             self.flush_result = self.store.flush(self._updates(), prune)
             self.errors.extend(self.flush_result.errors)
-        if self.settings.json_path is not None:
-            doc = report.to_json(self.records, self.machine, self._settings_dict(),
-                                 self._baseline_summary())
-            try:
-                atomic_write(self.settings.json_path,
-                             json.dumps(doc, indent=2, sort_keys=True, default=_json_default) + "\n")
-            except OSError as exc:
-                self.errors.append(f"cannot write --pipeperf-json={self.settings.json_path}: "
-                                   f"{exc.strerror}")
+        self._write_outputs(baseline_info)
         if self.errors and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _write_outputs(self, baseline_info: Mapping[str, report.BaselineInfo]) -> None:
+        """Write ``--pipeperf-json``, ``-report`` (+ the GitHub job summary), ``-benchmark-json``
+        and ``-plots``. A failure to write one is a session error; the others are still written."""
+        s = self.settings
+        doc = report.to_json(self.records, self.machine, self._settings_dict(),
+                             self._baseline_summary())
+        outputs: list[tuple[str, Path, Any]] = []
+        if s.json_path is not None:
+            outputs.append(("--pipeperf-json", s.json_path, lambda: _dump(doc)))
+        if s.report_path is not None:
+            text = report.markdown(self.records, machine=self.machine,
+                                   control_line=self.control_line(),
+                                   baseline_info=baseline_info, versions=self.versions,
+                                   stale=self._stale())
+            outputs.append(("--pipeperf-report", s.report_path, lambda: text))
+        if s.benchmark_json_path is not None:
+            from pytest_pipeperf import export
+
+            outputs.append(("--pipeperf-benchmark-json", s.benchmark_json_path,
+                            lambda: _dump(export.to_benchmark_json(
+                                doc, commit_info=export.git_commit_info(self.config.rootpath),
+                                host=export.host_info()))))
+        for option, path, render in outputs:
+            try:
+                atomic_write(path, render())
+            except OSError as exc:
+                self.errors.append(f"cannot write {option}={path}: {exc.strerror or exc}")
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if s.report_path is not None and summary and os.environ.get("GITHUB_ACTIONS") == "true":
+            try:
+                with open(summary, "a", encoding="utf-8") as handle:
+                    handle.write(text.rstrip("\n") + "\n\n")
+            except OSError as exc:
+                self.errors.append(f"cannot append the report to the GitHub job summary "
+                                   f"GITHUB_STEP_SUMMARY={summary}: {exc.strerror or exc}")
+        if s.plots_dir is not None:
+            from pytest_pipeperf.plots import PlotError, write_plots
+
+            try:
+                self.plots = write_plots(doc, s.plots_dir)
+            except (PlotError, OSError) as exc:
+                self.errors.append(f"--pipeperf-plots={s.plots_dir}: {exc}")
+
+    def _baseline_info(self) -> dict[str, report.BaselineInfo]:
+        """Per suite, what its baseline file held when the points were judged."""
+        info: dict[str, report.BaselineInfo] = {}
+        for suite in dict.fromkeys(rec["suite"] for rec in self.records):
+            try:
+                baseline = self.store.load(suite)
+            except BaselineError:
+                continue
+            if baseline is not None:
+                info[suite] = report.describe_baseline(
+                    baseline, self.store.display(self.store.path_for(suite)),
+                    cases={r["case"] for r in self.records if r["suite"] == suite})
+        return info
 
     def _settings_dict(self) -> dict[str, Any]:
         s = self.settings
@@ -585,13 +637,36 @@ class PipeperfSession:
             tr.write_line(f"pipeperf: {len(stale)} stale baseline entries (no such test any more; "
                           "removed by --pipeperf-update-baselines on a full run): "
                           + ", ".join(stale[:10]) + (" ..." if len(stale) > 10 else ""))
+        for path in self.plots:
+            tr.write_line(f"pipeperf: plot {path}")
         for error in self.errors:
             tr.write_line(f"pipeperf ERROR: {error}", red=True)
+        if os.environ.get("GITHUB_ACTIONS") == "true" and self.settings.record_child is None:
+            # Workflow commands: GitHub turns them into annotations on the PR's files.
+            for line in report.github_annotations(
+                    self.records, fail_on_regression=self.settings.fail_on is FailOn.REGRESSION):
+                tr.write_line(line)
+
+
+def _dump(doc: Any) -> str:
+    """Strict JSON (a NaN or infinity becomes ``null``), sorted keys, two-space indent."""
+    return json.dumps(_finite(doc), indent=2, sort_keys=True, default=_json_default,
+                      allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (set, tuple)):
+    if isinstance(value, set):
+        return [_finite(v) for v in sorted(value, key=str)]
+    if isinstance(value, tuple):
         return list(value)
     return str(value)

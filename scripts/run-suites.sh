@@ -6,6 +6,10 @@
 # box flips into a slow state (README, "What each gate catches here"), so this job
 # reports verdicts without failing on them (--pipeperf-fail-on=never) unless you pass your own
 # --pipeperf-fail-on. Parity failures and errors still fail it.
+#
+# It writes every output to .pipeperf/out/ (your own --pipeperf-report/-json/-benchmark-json/-plots
+# options come later on the command line and win): report.md (the PR-comment Markdown),
+# results.json, benchmark.json (pytest-benchmark format) and plots/*.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh
@@ -14,4 +18,7 @@ fail_on=(--pipeperf-fail-on=never)
 for arg in "$@"; do
   case "$arg" in --pipeperf-fail-on*) fail_on=() ;; esac
 done
-exec .venv/bin/python -m pytest suites/ "${fail_on[@]}" "$@"
+out=.pipeperf/out
+outputs=(--pipeperf-report="$out/report.md" --pipeperf-json="$out/results.json"
+         --pipeperf-benchmark-json="$out/benchmark.json" --pipeperf-plots="$out/plots")
+exec .venv/bin/python -m pytest suites/ "${fail_on[@]}" "${outputs[@]}" "$@"
