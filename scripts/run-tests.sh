@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# README command 2: set up .venv and run the test suite (unit, plugin, integration).
+# README command 2: set up .venv, lint the GitHub workflows (actionlint + zizmor), run the test suite
+# (unit, plugin, integration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh
+bash scripts/lint-workflows.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 exec .venv/bin/python -m pytest tests/ "$@"
