@@ -5,6 +5,7 @@ The key flows run with and without xdist (``plugin_args``: no ``-n``, ``-n 0``, 
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -103,15 +104,15 @@ def test_timed_cases_never_overlap_under_two_workers(project: FakeProject) -> No
     result = project.run("-n", "2", "--pipeperf-update-baselines")
 
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines([
+    result.stdout.fnmatch_lines([(
         "pipeperf: -n 2: this machine has no GPU in the run, so timed cases take the cpu lock and "
-        "run one at a time*"])
+        "run one at a time*")])
     intervals = sorted(
         (float(start), float(end), worker)
         for start, end, worker in (line.split() for line in
                                    (project.path / "intervals.txt").read_text().splitlines()))
     assert len(intervals) == 3
-    for (_, end, _), (start, _, _) in zip(intervals, intervals[1:]):
+    for (_, end, _), (start, _, _) in itertools.pairwise(intervals):
         assert end <= start, intervals
     assert {worker for _, _, worker in intervals} <= {"gw0", "gw1"}
 

@@ -42,10 +42,10 @@ def test_a_long_phase_is_reported_while_it_runs_and_when_it_ends() -> None:
 
 def test_a_failing_long_phase_says_failed_and_reraises() -> None:
     lines = Lines()
-    with pytest.raises(RuntimeError, match="export broke"):
-        with Progress(lines, after_s=0.01, every_s=3600).phase("case: exporting"):
-            assert lines.first.wait(30)
-            raise RuntimeError("export broke")
+    progress = Progress(lines, after_s=0.01, every_s=3600)
+    with pytest.raises(RuntimeError, match="export broke"), progress.phase("case: exporting"):
+        assert lines.first.wait(30)
+        raise RuntimeError("export broke")
     assert lines.lines[-1].startswith("pipeperf: case: exporting: failed after ")
 
 

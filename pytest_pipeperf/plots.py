@@ -1,0 +1,217 @@
+"""``--pipeperf-plots``: PNG charts of a run, drawn from the ``--pipeperf-json`` document.
+
+Per test function (suite + function): the latency distribution of every backend/precision at each
+batch size, the speed-up over eager fp32 with its interval, and throughput against batch size when
+the function was swept over more than one. matplotlib is imported only here, only when asked for,
+through its object API (no pyplot global state) and the Agg canvas.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+Record = Mapping[str, Any]
+DPI = 110
+ROW_INCHES = 0.42  # height per variant row in the latency and speed-up charts
+
+
+class PlotError(Exception):
+    """The charts cannot be drawn (matplotlib missing)."""
+
+
+def _matplotlib() -> Any:
+    try:
+        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+    except ImportError:
+        raise PlotError("matplotlib is not installed; pip install 'pytest-pipeperf[plots]'") from None
+    return matplotlib
+
+
+def _timed(rec: Record) -> list[Mapping[str, Any]]:
+    return [p for p in rec["points"] if p.get("stats") and p["parity"]["passed"]]
+
+
+def variant(rec: Record, with_device: bool) -> str:
+    """``onnxruntime int8/ort-dynamic-per-channel`` (+ ``cuda:0`` when devices differ)."""
+    precision = f"{rec['precision']}/{rec['recipe']}" if rec.get("recipe") else str(rec["precision"])
+    label = f"{rec['backend']} {precision}"
+    return f"{label} {rec['device']}" if with_device else label
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a suite or function name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "suite"
+
+
+def groups(doc: Mapping[str, Any]) -> dict[tuple[str, str], list[Record]]:
+    """Records with at least one timed point, by (suite, test function), in run order."""
+    out: dict[tuple[str, str], list[Record]] = {}
+    for rec in doc.get("cases", []):
+        if not rec.get("disabled") and _timed(rec):
+            out.setdefault((str(rec["suite"]), str(rec["case"]).split("[", 1)[0]), []).append(rec)
+    return out
+
+
+def write_plots(doc: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """Draw the charts of ``doc`` into ``out_dir`` (created if missing).
+
+    :param doc: a ``--pipeperf-json`` document (schema version 2).
+    :param out_dir: the directory for the PNG files.
+    :returns: the files written, sorted.
+    :raises PlotError: without matplotlib.
+    """
+    _matplotlib()
+    from matplotlib.figure import Figure
+
+    machine = doc.get("machine", {})
+    where = str(machine.get("class") or "this machine")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for (suite, function), recs in groups(doc).items():
+        with_device = len({r["device"] for r in recs}) > 1
+        stem = out_dir / f"{slug(suite)}__{slug(function)}"
+        title = f"{suite}::{function} on {where}"
+        charts = [("latency", _latency), ("speedup", _speedup), ("throughput", _throughput)]
+        for kind, draw in charts:
+            fig = Figure(dpi=DPI)
+            if draw(fig, recs, with_device, title):
+                path = stem.with_name(f"{stem.name}__{kind}.png")
+                fig.savefig(path, dpi=DPI, bbox_inches="tight")
+                written.append(path)
+    return sorted(written)
+
+
+def _batch_sizes(recs: Sequence[Record]) -> list[int]:
+    return sorted({int(p["batch_size"]) for r in recs for p in _timed(r)})
+
+
+def _latency(fig: Figure, recs: Sequence[Record], with_device: bool, title: str) -> bool:
+    """Box plots of the raw samples, one panel per batch size, one row per variant."""
+    labels = list(dict.fromkeys(variant(r, with_device) for r in recs))
+    panels = []
+    for size in _batch_sizes(recs):
+        rows = {variant(r, with_device): p for r in recs for p in _timed(r)
+                if int(p["batch_size"]) == size and p.get("samples_ms")}
+        if rows:
+            panels.append((size, rows))
+    if not panels:
+        return False
+    fig.set_size_inches(4.8 * len(panels) + 2.2, ROW_INCHES * len(labels) + 1.6)
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True,
+                        gridspec_kw={"wspace": 0.18})[0]
+    for ax, (size, rows) in zip(axes, panels):
+        present = [(i, rows[label]) for i, label in enumerate(labels, start=1) if label in rows]
+        data = [[float(v) for v in p["samples_ms"]] for _, p in present]
+        ax.boxplot(data, positions=[i for i, _ in present], orientation="horizontal",
+                   widths=0.6, whis=(5, 95), flierprops={"markersize": 2, "alpha": 0.4},
+                   medianprops={"color": "#c2410c", "linewidth": 1.6})
+        low = min(min(d) for d in data)
+        high = max(max(d) for d in data)
+        if low > 0 and high / low > 30:
+            ax.set_xscale("log")
+        for i, p in present:  # a column of medians right of the panel
+            ax.annotate(f"{p['stats']['p50_ms']:.1f}", xy=(1.0, i),
+                        xycoords=("axes fraction", "data"), xytext=(4, 0),
+                        textcoords="offset points", fontsize=7.5, va="center", color="#7c2d12")
+        ax.set_xlabel("ms per call")
+        ax.set_title(f"batch size {size}", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(1, len(labels) + 1), labels, fontsize=8)
+    axes[0].set_ylim(len(labels) + 0.6, 0.4)
+    fig.suptitle(f"Latency distribution: {title}\n(box: quartiles, red line: median, its value in "
+                 "ms right of each panel, whiskers: p5-p95, dots: beyond)", fontsize=9.5)
+    return True
+
+
+def _speedup(fig: Figure, recs: Sequence[Record], with_device: bool, title: str) -> bool:
+    """Horizontal bars of the median speed-up over eager fp32 with its interval."""
+    sizes = _batch_sizes(recs)
+    # eager fp32 is the reference itself (1.00x by definition): no bar.
+    recs = [r for r in recs if not (r["backend"] == "eager" and r["precision"] == "fp32"
+                                    and not r.get("recipe"))]
+    labels = [variant(r, with_device) for r in recs]
+    values: dict[int, list[tuple[float, float, float] | None]] = {s: [] for s in sizes}
+    omitted = 0
+    for rec in recs:
+        by_size = {int(p["batch_size"]): p for p in _timed(rec)}
+        for size in sizes:
+            sp = (by_size.get(size) or {}).get("speedup")
+            if sp and sp.get("median"):
+                lo, hi = (sp.get("ci") or [sp["median"], sp["median"]])[:2]
+                values[size].append((float(sp["median"]), float(lo), float(hi)))
+            else:
+                values[size].append(None)
+                omitted += size in by_size
+    if not any(v for vs in values.values() for v in vs):
+        return False
+    fig.set_size_inches(8.5, ROW_INCHES * len(labels) * max(1, len(sizes)) * 0.6 + 1.8)
+    ax: Axes = fig.subplots()
+    bar = 0.8 / len(sizes)
+    colors = ["#2563eb", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be123c"]
+    for j, size in enumerate(sizes):
+        ys: list[float] = []
+        xs: list[float] = []
+        errs: list[list[float]] = [[], []]
+        for i, item in enumerate(values[size]):
+            if item is None:
+                continue
+            median, lo, hi = item
+            ys.append(i + (j - (len(sizes) - 1) / 2) * bar)
+            xs.append(median)
+            errs[0].append(max(median - lo, 0.0))
+            errs[1].append(max(hi - median, 0.0))
+        ax.barh(ys, xs, height=bar * 0.9, xerr=errs, color=colors[j % len(colors)],
+                error_kw={"elinewidth": 0.8, "capsize": 2}, label=f"batch {size}")
+        for y, x, up in zip(ys, xs, errs[1]):
+            ax.annotate(f"{x:.2f}x", (x + up, y), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=7)
+    ax.axvline(1.0, color="#444444", linewidth=1, linestyle="--")
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("speed-up over eager fp32 on the CPU (median per-round ratio, 99% CI); "
+                  "> 1 is faster")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    ax.margins(x=0.08)
+    note = (f"\n{omitted} point(s) without a speed-up (eager not timed alongside: it would cost "
+            "more than 4 candidate calls)" if omitted else "")
+    ax.set_title(f"Speed-up vs eager fp32: {title}{note}", fontsize=9)
+    return True
+
+
+def _throughput(fig: Figure, recs: Sequence[Record], with_device: bool, title: str) -> bool:
+    """Items/s against batch size, one line per variant, for swept functions only."""
+    lines = []
+    for rec in recs:
+        pts = sorted((int(p["batch_size"]), float(p["throughput"])) for p in _timed(rec)
+                     if p.get("throughput"))
+        if len(pts) > 1:
+            lines.append((variant(rec, with_device), pts))
+    if not lines:
+        return False
+    fig.set_size_inches(8.5, 5.0)
+    ax: Axes = fig.subplots()
+    markers = "osD^v<>ph*"
+    palette = [f"C{i}" for i in range(10)] + ["#1e3a8a", "#65a30d", "#a21caf", "#b45309",
+                                                  "#0f766e", "#9f1239"]
+    for i, (label, pts) in enumerate(lines):
+        ax.plot([b for b, _ in pts], [t for _, t in pts], marker=markers[i % len(markers)],
+                color=palette[i % len(palette)], label=label, linewidth=1.3, markersize=4)
+    sizes = sorted({b for _, pts in lines for b, _ in pts})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("throughput (items/s, from p50)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2 if len(lines) > 6 else 1, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.set_title(f"Throughput vs batch size: {title}", fontsize=9)
+    return True
