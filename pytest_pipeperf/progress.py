@@ -30,7 +30,7 @@ class TerminalLines:
         self._lock = threading.Lock()
 
     def __call__(self, line: str) -> None:
-        data = (line.rstrip("\n") + "\n").encode("utf-8", "replace")
+        data = (line.rstrip("\n") + "\n").encode("utf-8", "replace")  # a leading newline stays
         with self._lock, contextlib.suppress(OSError):
             if self.fd is not None:
                 os.write(self.fd, data)
@@ -90,8 +90,11 @@ class Progress:
         def tick() -> None:
             wait = self.after_s
             while not done.wait(wait):
+                # The first line of a phase starts on a line of its own: pytest's progress dots
+                # (or the verbose test id) are usually mid-line.
+                lead = "" if reported.is_set() else "\n"
                 reported.set()
-                write(f"pipeperf: {what} ... {time.perf_counter() - start:.1f} s")
+                write(f"{lead}pipeperf: {what} ... {time.perf_counter() - start:.1f} s")
                 wait = self.every_s
 
         thread = threading.Thread(target=tick, name="pipeperf-progress", daemon=True)

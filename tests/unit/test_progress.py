@@ -35,7 +35,7 @@ def test_a_long_phase_is_reported_while_it_runs_and_when_it_ends() -> None:
         # The phase lasts until the ticker has spoken: no timing assumption.
         assert lines.first.wait(30)
     assert len(lines.lines) == 2
-    assert lines.lines[0].startswith("pipeperf: case: building model ... ")
+    assert lines.lines[0].startswith("\npipeperf: case: building model ... ")
     assert lines.lines[0].endswith(" s")
     assert lines.lines[1].startswith("pipeperf: case: building model: done after ")
 
