@@ -32,6 +32,9 @@ from pytest_pipeperf.devices import Device
 
 GROUP_PREFIX = "pipeperf-"
 WORKER_OUTPUT_KEY = "pipeperf"
+# Set in a worker's ``workerinput`` when the controller switched to ``loadgroup``: workers parse
+# their own command line, so they would not know, and would not tag grouped node ids.
+LOADGROUP_KEY = "pipeperf_loadgroup"
 
 
 def is_worker(config: pytest.Config) -> bool:
@@ -85,6 +88,19 @@ def choose_loadgroup(config: pytest.Config, devices: tuple[Device, ...]) -> bool
         return False
     config.option.dist = "loadgroup"
     return True
+
+
+def tell_worker(config: pytest.Config, workerinput: dict[str, Any]) -> None:
+    """Controller, as xdist configures a worker node: pass on a switch to ``loadgroup``."""
+    if config.getoption("dist", default="no") == "loadgroup":
+        workerinput[LOADGROUP_KEY] = True
+
+
+def follow_controller(config: pytest.Config) -> None:
+    """Worker: tag grouped node ids as xdist's ``loadgroup`` does, if the controller chose it."""
+    workerinput = getattr(config, "workerinput", None)
+    if isinstance(workerinput, dict) and workerinput.get(LOADGROUP_KEY):
+        config.option.loadgroup = True
 
 
 class DeviceLocks:

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import functools
 import importlib.util
+from typing import Any
 
 import pytest
 
@@ -224,10 +225,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _check_xdist(config: pytest.Config, settings: PipeperfConfig) -> None:
-    """Apply the xdist policy (:mod:`pytest_pipeperf.parallel`) on the controller."""
+    """Apply the xdist policy (:mod:`pytest_pipeperf.parallel`) on the controller or a worker."""
+    parallel.follow_controller(config)
     if settings.disabled or parallel.worker_count(config) == 0:
         return
     parallel.choose_loadgroup(config, settings.devices)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: tell each worker whether the session schedules by device group."""
+    parallel.tell_worker(node.config, node.workerinput)
 
 
 @pytest.hookimpl

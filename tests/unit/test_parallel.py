@@ -17,11 +17,10 @@ from pytest_pipeperf.devices import Device
 
 def fake_config(args: list[str], numprocesses: Any = 2, dist: str = "load",
                 worker: bool = False) -> Any:
-    options = {"numprocesses": numprocesses, "dist": dist}
+    option = SimpleNamespace(numprocesses=numprocesses, dist=dist)
     config = SimpleNamespace(
-        option=SimpleNamespace(**options),
-        invocation_params=SimpleNamespace(args=tuple(args)),
-        getoption=lambda name, default=None: options.get(name, default),
+        option=option, invocation_params=SimpleNamespace(args=tuple(args)),
+        getoption=lambda name, default=None: getattr(option, name, default),
     )
     if worker:
         config.workerinput = {"workerid": "gw0"}
@@ -127,3 +126,26 @@ def test_device_locks_exclude_each_other_across_open_files(tmp_path: Path) -> No
 def _hold(locks: parallel.DeviceLocks, events: list[str]) -> None:
     with locks.hold(Device("cpu")):
         events.append("second in")
+
+
+def test_a_worker_follows_the_controllers_switch_to_loadgroup() -> None:
+    controller = fake_config(["-n", "2"])
+    assert parallel.choose_loadgroup(controller, (Device("cuda", 0),))
+    workerinput: dict[str, Any] = {"workerid": "gw0"}
+    parallel.tell_worker(controller, workerinput)
+    assert workerinput[parallel.LOADGROUP_KEY] is True
+
+    # Workers parse their own command line: dist "no", loadgroup off until told.
+    worker = fake_config(["-n", "2"], numprocesses=None, dist="no", worker=True)
+    worker.option.loadgroup = False
+    worker.workerinput = workerinput
+    parallel.follow_controller(worker)
+    assert worker.option.loadgroup is True
+
+    untold = fake_config([], numprocesses=None, dist="no", worker=True)
+    untold.option.loadgroup = False
+    parallel.follow_controller(untold)
+    assert untold.option.loadgroup is False
+    plain: dict[str, Any] = {}
+    parallel.tell_worker(fake_config(["-n", "2"]), plain)  # dist "load": nothing to tell
+    assert plain == {}
