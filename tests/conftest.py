@@ -149,10 +149,14 @@ def fake_model(request):
 # the noise of 10 ms of work on a loaded 2-core machine (an unchanged rerun's normalised latency
 # moved by up to ~x1.5-2 while other sessions kept the load at 3-4), and a x4 slowdown is still
 # far beyond it.
+# One BLAS thread for the fake work and the reference kernels, as "auto" picks on this 2-core
+# class: on a 16-core GPU runner "auto" means the library default, and many-threaded 160x160
+# matmuls were noisy enough there to make an x8 slowdown inconclusive.
 FAKE_INI = """
 [pytest]
 pipeperf_backend = fake
 pipeperf_device = cpu
+pipeperf_threads = 1
 pipeperf_reference_backend = fakeref
 pipeperf_threshold = 100%
 pipeperf_min_time = 0.05
