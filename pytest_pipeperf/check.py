@@ -10,8 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import random
-import resource
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +27,7 @@ from pytest_pipeperf.backends.base import (
 )
 from pytest_pipeperf import ab, parallel
 from pytest_pipeperf.baseline import BaselineError
+from pytest_pipeperf.memory import MemoryWatch, process_peak_rss_mb
 from pytest_pipeperf.parity import compare_outputs
 from pytest_pipeperf.recipe import merge
 from pytest_pipeperf.results import USER_PROPERTY, CaseResult, PointResult, point_key
@@ -127,11 +126,6 @@ def _model_max_length(path: Path) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
 class PipeperfCheck:
     """What the ``pipeperf`` fixture returns; one per test case.
 
@@ -154,6 +148,8 @@ class PipeperfCheck:
         self.inputs = InputFactory()
         self._benched = False
         self._built: list[Runnable] = []
+        # Not while serving an A/B controller: the worker process's memory is not a case's.
+        self._memory = MemoryWatch(device).start()
 
     @property
     def recipes(self) -> dict[Precision, str]:
@@ -215,6 +211,7 @@ class PipeperfCheck:
 
     def close(self) -> None:
         """Release every pipeline this case built (called at fixture teardown)."""
+        self._memory.stop()
         while self._built:
             self._built.pop().close()
 
@@ -305,7 +302,8 @@ class PipeperfCheck:
                    "export_cache": info.export_cache,
                    **{k: v for k, v in info.notes.items() if k != "recipe"}},
             recipe=recipe,
-            peak_rss_mb=_peak_rss_mb(), versions=self._session.versions,
+            peak_rss_mb=process_peak_rss_mb(), memory=self._memory.snapshot(),
+            versions=self._session.versions,
             update=(settings.update_baselines or settings.calibrate
                     or settings.record_child is not None) and parity_ok and not settings.disabled,
             disabled=settings.disabled,

@@ -180,9 +180,17 @@ def one_off_lines(records: Sequence[Record]) -> list[str]:
                        f"(cache {costs['quantize_cache']})")
         size = costs.get("model_bytes")
         model = f", model {_size(float(size))}" if isinstance(size, (int, float)) else ""
+        memory = rec.get("memory")
+        if memory:
+            rss = (f"RSS +{memory['growth_mb']:.0f} MB during the case (peak "
+                   f"{memory['peak_rss_mb']:.0f} MB)")
+            if memory.get("device_peak_mb") is not None:
+                rss += f", device peak {memory['device_peak_mb']:.0f} MB"
+        else:
+            rss = f"peak RSS {rec.get('peak_rss_mb', 0.0):.0f} MB"
         lines.append(f"{rec['case']}: build {costs.get('build_s', 0.0):.2f} s (load "
                      f"{costs.get('load_s', 0.0):.2f} s{export}){model}, first call {firsts}, "
-                     f"peak RSS {rec.get('peak_rss_mb', 0.0):.0f} MB")
+                     f"{rss}")
     return lines
 
 

@@ -5,7 +5,8 @@ The JSON form (``CaseResult.to_dict()``) is the documented record schema::
     {"nodeid", "suite", "case", "backend", "precision", "recipe": str | null, "device", "task",
      "model", "threads",
      "costs": {"load_s", "export_s", "export_cache", "build_s", "model_bytes", ...backend notes},
-     "peak_rss_mb",
+     "peak_rss_mb", "memory": {"rss_start_mb", "peak_rss_mb", "growth_mb", "device_peak_mb",
+                              "sampled"} | null,
      "versions": {...}, "update": bool, "disabled": bool,
      "points": [{"batch_size", "key", "first_call_ms", "stats": LatencyStats | null,
                  "throughput": items/s | null, "parity": ParityResult, "verdict": Verdict | null,
@@ -26,11 +27,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_pipeperf.memory import CaseMemory
 from pytest_pipeperf.parity import ParityResult
 from pytest_pipeperf.stats import LatencyStats, RatioStats
 from pytest_pipeperf.verdict import Verdict
 
-RESULT_SCHEMA_VERSION = 2
+RESULT_SCHEMA_VERSION = 3
 USER_PROPERTY = "pipeperf"
 
 
@@ -93,6 +95,7 @@ class CaseResult:
     update: bool = False
     disabled: bool = False
     recipe: str | None = None
+    memory: CaseMemory | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (see the module docstring)."""
@@ -109,6 +112,7 @@ class CaseResult:
             "threads": self.threads,
             "costs": self.costs,
             "peak_rss_mb": self.peak_rss_mb,
+            "memory": self.memory.to_dict() if self.memory else None,
             "versions": self.versions,
             "update": self.update,
             "disabled": self.disabled,

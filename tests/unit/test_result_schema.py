@@ -230,8 +230,9 @@ def _delete(path: str) -> Callable[[dict[str, Any]], None]:
 POINT = "cases/0/points/0"
 MUTATIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "schema_version 1": _set("schema_version", 1),
-    "schema_version 3": _set("schema_version", 3),
-    "schema_version as text": _set("schema_version", "2"),
+    "schema_version 4": _set("schema_version", 4),
+    "schema_version 2": _set("schema_version", 2),
+    "schema_version as text": _set("schema_version", "3"),
     "no cases": _delete("cases"),
     "no settings": _delete("settings"),
     "an unknown top-level field": _set("generated_by", "someone"),
