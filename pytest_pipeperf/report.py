@@ -165,6 +165,30 @@ def _verdict_text(verdict: Mapping[str, Any]) -> str:
     return text
 
 
+def best_batch(rec: Record) -> tuple[int, float, list[tuple[int, float]]] | None:
+    """``(best batch size, its items/s, [(batch size, items/s), ...])`` of a case timed at two
+    or more batch sizes with passing parity, else ``None``."""
+    sweep = sorted((int(p["batch_size"]), float(p["throughput"])) for p in rec["points"]
+                   if p.get("throughput") and p["parity"]["passed"])
+    if len(sweep) < 2:
+        return None
+    size, best = max(sweep, key=lambda bt: (bt[1], -bt[0]))
+    return size, best, sweep
+
+
+def best_batch_lines(records: Sequence[Record]) -> list[str]:
+    """Per case swept over batch sizes: the batch size with the highest throughput."""
+    lines = []
+    for rec in records:
+        found = best_batch(rec)
+        if found is None:
+            continue
+        size, best, sweep = found
+        others = ", ".join(f"bs{b} {t:.1f}" for b, t in sweep if b != size)
+        lines.append(f"{rec['case']}: best batch size {size} ({best:.1f} items/s; {others})")
+    return lines
+
+
 def one_off_lines(records: Sequence[Record]) -> list[str]:
     """One-off costs per case: load, export (and whether the export cache hit), quantisation,
     model size, first call."""
@@ -658,6 +682,15 @@ def _render(records: Sequence[Record], rows: Sequence[_MdRow], keep: set[int], *
                 out += ["", (f"*{more.format(len(cold) - len(shown))} point(s) not shown "
                              "(report truncated).*")]
             out += ["", "</details>"]
+    swept = [(rec, best_batch(rec)) for rec in records]
+    swept_rows = [[md_code(rec["case"]), str(found[0]), f"{found[1]:.1f}",
+                   ", ".join(f"{b}: {t:.1f}" for b, t in found[2])]
+                  for rec, found in swept if found is not None]
+    if swept_rows:
+        out += ["", "<details>", f"<summary>Best batch size of {len(swept_rows)} swept "
+                "case(s) (throughput, items/s)</summary>", ""]
+        out += _table(("case", "best batch", "items/s", "items/s by batch size"), swept_rows)
+        out += ["", "</details>"]
     if legend:
         out += _legend(rows)
     return "\n".join(out) + "\n"

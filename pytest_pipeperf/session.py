@@ -614,6 +614,11 @@ class PipeperfSession:
             tr.write_line("one-off costs (not in the samples):")
             for line in report.one_off_lines(self.records):
                 tr.write_line("  " + line)
+            best = report.best_batch_lines(self.records)
+            if best:
+                tr.write_line("throughput by batch size (best named):")
+                for line in best:
+                    tr.write_line("  " + line)
         stored = self._stored_entries()
         for suite, case, key, cal in self.calibrations:
             note = "" if (suite, case, key) in stored else \

@@ -371,7 +371,8 @@ def test_markdown_orders_attention_rows_and_hides_ok_points_in_details() -> None
     assert sorted((r[0], r[1], r[4]) for r in ok_rows) == [
         ("`test_classify`", "eager", "8"), ("`test_embed`", "eager", "1"),
         ("`test_embed`", "onnxruntime", "1")]
-    assert not table_rows(after)
+    # after the ok points, only the (collapsed) best-batch-size table of the swept cases
+    assert [r[0] for r in table_rows(after.split("Best batch size of", 1)[0])] == []
 
 
 def test_markdown_regression_row_has_change_ci_threshold_rule_p50_and_baseline() -> None:
@@ -697,3 +698,34 @@ def test_annotation_is_one_parseable_command(reason: str, path: str) -> None:
     assert props == {"file": path or "x.py", "line": "3",
                      "title": "pipeperf: incomparable: test_x[eager-fp32-cpu] batch_size=1"}
     assert message.endswith(f"incomparable: {reason}")
+
+
+# --- best batch size ----------------------------------------------------------------------------
+
+def test_best_batch_names_the_highest_throughput_of_swept_cases_only() -> None:
+    from pytest_pipeperf.report import best_batch, best_batch_lines
+
+    swept = record("test_embed[eager-fp32-cpu]", [
+        point(1, 4.0, PARITY_OK, None), point(8, 20.0, PARITY_OK, None),
+        point(32, 100.0, PARITY_OK, None), point(64, 400.0, PARITY_OK, None)])
+    assert best_batch(swept) == (8, 400.0, [(1, 250.0), (8, 400.0), (32, 320.0), (64, 160.0)])
+    assert best_batch(NEW) is None  # one batch size: nothing swept
+    assert best_batch(EAGER) is None  # parity failed: not timed
+    assert best_batch_lines([swept, NEW]) == [
+        "test_embed[eager-fp32-cpu]: best batch size 8 (400.0 items/s; bs1 250.0, bs32 320.0, "
+        "bs64 160.0)"]
+
+
+def test_best_batch_prefers_the_smaller_batch_on_a_tie() -> None:
+    from pytest_pipeperf.report import best_batch
+
+    tie = record("test_embed[eager-fp32-cpu]", [point(2, 8.0, PARITY_OK, None),
+                                                point(4, 16.0, PARITY_OK, None)])
+    assert best_batch(tie) is not None and best_batch(tie)[0] == 2
+
+
+def test_markdown_lists_the_best_batch_of_swept_cases() -> None:
+    text = markdown([ORT, NEW], machine={"class": "amd-epyc-2c"}, control_line="c",
+                    baseline_info={}, versions={})
+    assert "Best batch size of 1 swept case(s)" in text
+    assert "| `test_embed[onnxruntime-fp32-cpu]` | 8 | 500.0 | 1: 250.0, 8: 500.0 |" in text
