@@ -148,13 +148,19 @@ class PipeperfCheck:
         self.inputs = InputFactory()
         self._benched = False
         self._built: list[Runnable] = []
-        # Not while serving an A/B controller: the worker process's memory is not a case's.
+        # The case's own memory, from before its build (pipeline()) to the end of bench().
         self._memory = MemoryWatch(device).start()
 
     @property
     def recipes(self) -> dict[Precision, str]:
         """The named recipes chosen for this test (marker, command line on top)."""
         return merge(self.marker.recipes, self._session.settings.recipes)
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """The batch sizes :meth:`bench` measures: ``--pipeperf-batch-sizes``, else the marker's
+        (size the inputs with it: ``pipeperf.inputs.texts(n=max(pipeperf.batch_sizes))``)."""
+        return self._session.settings.batch_sizes or self.marker.batch_sizes
 
     @property
     def threshold(self) -> float:
@@ -225,7 +231,8 @@ class PipeperfCheck:
         :param pipe: from :meth:`pipeline`.
         :param inputs: texts, e.g. ``pipeperf.inputs.texts(n=64, seq_len=128)``; batch ``b`` is
             ``inputs[:b]``.
-        :param batch_sizes: override the marker's ``batch_sizes``.
+        :param batch_sizes: override :attr:`batch_sizes` (``--pipeperf-batch-sizes`` or the
+            marker's).
         :raises pytest.fail.Exception: for empty inputs, too few inputs, a bad batch size, a sequence
             longer than the model accepts, or a second call in one test.
         """
@@ -233,7 +240,7 @@ class PipeperfCheck:
             misuse("pipeperf.bench() may be called once per test")
         self._benched = True
         settings = self._session.settings
-        sizes = tuple(batch_sizes) if batch_sizes is not None else self.marker.batch_sizes
+        sizes = tuple(batch_sizes) if batch_sizes is not None else self.batch_sizes
         texts = tuple(inputs)
         max_length = getattr(inputs, "max_length", None)
         self._validate(pipe, texts, sizes, max_length)

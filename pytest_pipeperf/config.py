@@ -195,6 +195,18 @@ def parse_positive_int(text: str) -> int:
     return value
 
 
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    """``1,2,4,8`` -> ``(1, 2, 4, 8)``: integers >= 1, duplicates dropped, order kept."""
+    sizes: list[int] = []
+    for raw in text.split(","):
+        value = raw.strip()
+        if not value.isdigit() or int(value) < 1:
+            raise argparse.ArgumentTypeError(
+                f"invalid batch size {value!r} in {text!r}; give integers >= 1, e.g. 1,8,32")
+        sizes.append(int(value))
+    return tuple(dict.fromkeys(sizes))
+
+
 # dest -> (ini parser, default as text). The command-line value wins over the ini value.
 OPTION_PARSERS: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "pipeperf_backend": (parse_name_list, None),
@@ -212,6 +224,7 @@ OPTION_PARSERS: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "pipeperf_warmup": (parse_seconds, "0.2"),
     "pipeperf_recipe": (parse_recipe_choices, None),
     "pipeperf_progress": (parse_seconds, "5"),
+    "pipeperf_batch_sizes": (parse_batch_sizes, None),
 }
 
 
@@ -263,6 +276,7 @@ class PipeperfConfig:
     benchmark_json_path: Path | None = None
     plots_dir: Path | None = None
     progress_s: float = 5.0
+    batch_sizes: tuple[int, ...] | None = None
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> PipeperfConfig:
@@ -329,6 +343,7 @@ class PipeperfConfig:
             benchmark_json_path=_path(outputs["pipeperf_benchmark_json"]),
             plots_dir=_path(outputs["pipeperf_plots"]),
             progress_s=_value(config, "pipeperf_progress"),
+            batch_sizes=_value(config, "pipeperf_batch_sizes"),
         )
 
 

@@ -28,6 +28,7 @@ from pytest_pipeperf.config import (
     parse_devices,
     parse_alpha,
     parse_alpha_scope,
+    parse_batch_sizes,
     parse_fail_on,
     parse_name_list,
     parse_positive_int,
@@ -93,6 +94,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
          "with --pipeperf-update-baselines or --pipeperf-calibrate: measure in K separate "
          "processes (K-1 extra runs of this command first), so the baseline knows the "
          "cross-process spread. Default: 1, or 5 with --pipeperf-calibrate"),
+        ("--pipeperf-batch-sizes", "pipeperf_batch_sizes", "LIST", parse_batch_sizes, None,
+         "measure every case at these batch sizes instead of its marker's, e.g. "
+         "1,2,4,8,16,32,64 for a throughput sweep (the best batch size is named). "
+         "Default: the marker's batch_sizes"),
         ("--pipeperf-progress", "pipeperf_progress", "SECONDS", parse_seconds, None,
          "report a build, export, compile or first call still running after this long (then "
          "every 30 s) on the terminal, despite output capture; 0: never. Default: 5"),

@@ -336,7 +336,7 @@ class PipeperfSession:
             try:
                 options = MarkerOptions.from_kwargs(dict(marker.kwargs) if marker else {},
                                                     item.nodeid)
-                count += max(len(options.batch_sizes), 1)
+                count += max(len(self.settings.batch_sizes or options.batch_sizes), 1)
             except ValueError:
                 count += 1
         self.timed_points = count

@@ -6,4 +6,4 @@ import pytest
 @pytest.mark.pipeperf(task="text-classification", batch_sizes=[1, 8], precisions=["bf16", "int8", "int4"])
 def test_classify(pipeperf, bert_classifier):
     pipe = pipeperf.pipeline(bert_classifier)
-    pipeperf.bench(pipe, pipeperf.inputs.texts(n=8, seq_len=64))
+    pipeperf.bench(pipe, pipeperf.inputs.texts(n=max(pipeperf.batch_sizes), seq_len=64))

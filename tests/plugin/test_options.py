@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING
 
@@ -88,7 +89,7 @@ PIPEPERF_OPTIONS = [
     "--pipeperf-min-time=SECONDS", "--pipeperf-max-time=SECONDS", "--pipeperf-min-rounds=N",
     "--pipeperf-warmup=SECONDS", "--pipeperf-recipe=PRECISION=RECIPE,...",
     "--pipeperf-alpha=RATE", "--pipeperf-alpha-scope=SCOPE", "--pipeperf-runs=K",
-    "--pipeperf-progress=SECONDS",
+    "--pipeperf-batch-sizes=LIST", "--pipeperf-progress=SECONDS",
     "--pipeperf-update-baselines", "--pipeperf-baseline-dir=PATH",
     "--pipeperf-json=PATH", "--pipeperf-report=PATH.md", "--pipeperf-benchmark-json=PATH",
     "--pipeperf-plots=DIR", "--pipeperf-disable",
@@ -277,3 +278,40 @@ def test_misusing_the_pipeperf_api_fails_with_the_fix_and_no_traceback(
         "*pipeperf: pipeperf.bench(): batch size 0 is invalid; batch sizes are integers >= 1*",
     ])
     assert "check.py" not in result.stdout.str()  # the message alone, no traceback into the plugin
+
+
+SWEEP_SUITE = '''
+import pytest
+
+
+@pytest.mark.pipeperf(task="feature-extraction", batch_sizes=[1, 2])
+def test_sweep(pipeperf, fake_model):
+    pipe = pipeperf.pipeline(fake_model)
+    pipeperf.bench(pipe, pipeperf.inputs.texts(n=max(pipeperf.batch_sizes), seq_len=4))
+'''
+
+
+def test_batch_sizes_option_replaces_the_markers_and_names_the_best(
+    fake_project: FakeProject,
+) -> None:
+    fake_project.write_suite(SWEEP_SUITE)
+
+    result = fake_project.run("--pipeperf-batch-sizes=1,4,4,16", "--pipeperf-json=out.json")
+
+    result.assert_outcomes(passed=1)
+    doc = json.loads((fake_project.path / "out.json").read_text())
+    (rec,) = doc["cases"]
+    assert [p["batch_size"] for p in rec["points"]] == [1, 4, 16]
+    assert doc["settings"]["timed_points"] == 3
+    result.stdout.fnmatch_lines(["throughput by batch size (best named):",
+                                 "  test_sweep[[]fake-fp32-cpu[]]: best batch size * items/s; *"])
+
+
+@pytest.mark.parametrize("bad", ["0", "1,x", "", "2,-1"])
+def test_bad_batch_sizes_are_usage_errors(fake_project: FakeProject, bad: str) -> None:
+    fake_project.write_suite(SWEEP_SUITE)
+
+    result = fake_project.run(f"--pipeperf-batch-sizes={bad}")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--pipeperf-batch-sizes*invalid batch size*integers >= 1*"])
