@@ -628,6 +628,8 @@ def _worker_argv(check: PipeperfCheck, python: str, shim: Path, root: Path,
     recipe = check.recipes.get(check.precision)
     if recipe:
         argv.append(f"--pipeperf-recipe={check.precision.value}={recipe}")
+    if settings.batch_sizes:  # both workers must prepare the batch sizes the controller asks for
+        argv.append("--pipeperf-batch-sizes=" + ",".join(map(str, settings.batch_sizes)))
     if python == sys.executable and check._session.config.pluginmanager.has_plugin("xdist"):
         argv += ["-n", "0"]  # an ini ``addopts = -n ...`` must not fan a worker out
     return argv

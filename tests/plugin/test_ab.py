@@ -266,3 +266,18 @@ def test_an_unknown_revision_is_a_usage_error(project: FakeProject) -> None:
         ("ERROR: --pipeperf-ab=no-such-branch: unknown git revision 'no-such-branch' in *; give a "
          "commit, branch or tag that exists locally (git fetch it first)*"),
     ])
+
+
+def test_batch_sizes_reach_both_workers(project: FakeProject) -> None:
+    project.write_suite(SUITE.replace("texts(n=2, seq_len=4)",
+                                      "texts(n=max(pipeperf.batch_sizes), seq_len=4)"))
+    commit(project)
+
+    result = project.run("--pipeperf-ab=HEAD", WIDE, "-k", "test_a", "--pipeperf-json=out.json",
+                         "--pipeperf-batch-sizes=1,3", *FAST)
+
+    assert result.ret == pytest.ExitCode.OK, output(result)
+    doc = json.loads((project.path / "out.json").read_text())
+    (case,) = doc["cases"]
+    assert [(p["batch_size"], p["verdict"]["rule"]) for p in case["points"]] == [
+        (1, "paired-ab/v1"), (3, "paired-ab/v1")]
