@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_pipeperf.report import precision_cell
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -41,8 +43,7 @@ def _timed(rec: Record) -> list[Mapping[str, Any]]:
 
 def variant(rec: Record, with_device: bool) -> str:
     """``onnxruntime int8/ort-dynamic-per-channel`` (+ ``cuda:0`` when devices differ)."""
-    precision = f"{rec['precision']}/{rec['recipe']}" if rec.get("recipe") else str(rec["precision"])
-    label = f"{rec['backend']} {precision}"
+    label = f"{rec['backend']} {precision_cell(rec)}"
     return f"{label} {rec['device']}" if with_device else label
 
 

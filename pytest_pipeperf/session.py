@@ -116,10 +116,11 @@ class PipeperfSession:
         self.plots: list[Path] = []
         self.locks = parallel.DeviceLocks(settings.cache_dir.parent / "locks")
         # Progress lines go straight to the terminal (pytest is not capturing during configure).
-        # Workers' output never reaches the terminal, so they report nothing.
-        self.progress = Progress(
-            None if parallel.is_worker(config) else terminal_writer(sys.stdout),
-            settings.progress_s)
+        # Workers' output never reaches the terminal, so they report nothing; with
+        # --pipeperf-progress=0 no descriptor is duplicated at all.
+        quiet = parallel.is_worker(config) or settings.progress_s <= 0
+        self.progress = Progress(None if quiet else terminal_writer(sys.stdout),
+                                 settings.progress_s)
 
     # -- backends ------------------------------------------------------------------------------
 
@@ -421,7 +422,7 @@ class PipeperfSession:
             if name == USER_PROPERTY and isinstance(value, dict):
                 path, line = report.location[0], report.location[1]
                 self.records.append({
-                    **value, "nodeid": parallel.strip_group(str(value.get("nodeid", ""))),
+                    **value,
                     "location": {"path": path.replace(os.sep, "/"),
                                  "line": line + 1} if line is not None else None,
                 })
