@@ -31,6 +31,7 @@ from pytest_pipeperf.memory import MemoryWatch, process_peak_rss_mb
 from pytest_pipeperf.parity import compare_outputs
 from pytest_pipeperf.recipe import merge
 from pytest_pipeperf.results import USER_PROPERTY, CaseResult, PointResult, point_key
+from pytest_pipeperf.scenario import SCENARIO_PROPERTY, Scenario
 from pytest_pipeperf.session import suite_of
 from pytest_pipeperf.kernels import blas_threads, reference_kernels
 from pytest_pipeperf.stats import (
@@ -167,6 +168,67 @@ class PipeperfCheck:
         """The allowed slowdown for this test (marker, else command line / ini)."""
         return self.marker.threshold if self.marker.threshold is not None else \
             self._session.settings.threshold
+
+    @property
+    def timing(self) -> bool:
+        """Whether this run measures (``False`` under ``--pipeperf-disable``: parity only).
+        A scenario suite checks correctness either way and times only when this is true."""
+        return not self._session.settings.disabled
+
+    @property
+    def long(self) -> bool:
+        """Whether ``--pipeperf-long`` asked for the full-length scenarios (wider sweeps, the
+        highest-QPS search, longer load runs) instead of the default run's short ones."""
+        return self._session.settings.long
+
+    @property
+    def threads(self) -> int | None:
+        """The intra-op thread count of this run (``--pipeperf-threads``; ``None``: library
+        default)."""
+        return self._session.settings.threads
+
+    @property
+    def cache_dir(self) -> Path:
+        """The directory for exports and engines that survive between runs."""
+        return self._session.build_context().cache_dir
+
+    def scenario(self, name: str, *, title: str | None = None,
+                 curve: tuple[str, str] | None = None, bars: str | None = None) -> Scenario:
+        """Start a scenario table for this case (a load curve, a generation run, session
+        variants); add rows with ``.add(variant, **metrics)``. It is reported with the case in
+        the terminal, ``--pipeperf-json`` (``scenarios``), the Markdown report and the plots.
+
+        :param name: a short id, e.g. ``serving``; one table per name and test.
+        :param title: one line saying what was measured and how.
+        :param curve: ``(x, y)`` metrics to plot as a line per variant, e.g.
+            ``("offered_qps", "p99_ms")``.
+        :param bars: a metric to plot as one bar per row, e.g. ``"speedup"``.
+        :raises pytest.fail.Exception: for a bad name or arguments, or a name used twice.
+        """
+        item = self._request.node
+        if any(key == SCENARIO_PROPERTY and value.get("name") == name
+               for key, value in item.user_properties if isinstance(value, dict)):
+            misuse(f"pipeperf.scenario({name!r}) was already started in this test; use one "
+                   "scenario per name and add rows to it")
+        base = {"nodeid": parallel.strip_group(item.nodeid),
+                "suite": suite_of(item, self._session.config.rootpath), "case": item.name,
+                "backend": self.backend, "precision": self.precision.value,
+                "device": str(self.device)}
+        slot = len(item.user_properties)
+
+        def publish(doc: dict[str, Any]) -> None:
+            item.user_properties[slot] = (SCENARIO_PROPERTY, doc)
+
+        try:
+            scenario = Scenario(name, title, curve=curve, bars=bars, base=base, publish=publish)
+        except ValueError as exc:
+            error = str(exc)
+        else:
+            error = ""
+        if error:
+            misuse(error)
+        item.user_properties.append((SCENARIO_PROPERTY, scenario.to_dict()))
+        return scenario
 
     def pipeline(self, model: str | Path, task: str | None = None,
                  trust_remote_code: bool | None = None) -> Pipeline:

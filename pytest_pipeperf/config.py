@@ -277,6 +277,7 @@ class PipeperfConfig:
     plots_dir: Path | None = None
     progress_s: float = 5.0
     batch_sizes: tuple[int, ...] | None = None
+    long: bool = False
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> PipeperfConfig:
@@ -343,6 +344,7 @@ class PipeperfConfig:
             benchmark_json_path=_path(outputs["pipeperf_benchmark_json"]),
             plots_dir=_path(outputs["pipeperf_plots"]),
             progress_s=_value(config, "pipeperf_progress"),
+            long=_flag(config, "pipeperf_long"),
             batch_sizes=_value(config, "pipeperf_batch_sizes"),
         )
 

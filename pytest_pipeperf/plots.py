@@ -87,7 +87,89 @@ def write_plots(doc: Mapping[str, Any], out_dir: Path) -> list[Path]:
                 path = stem.with_name(f"{stem.name}__{kind}.png")
                 fig.savefig(path, dpi=DPI, bbox_inches="tight")
                 written.append(path)
+    from pytest_pipeperf.scenario import group_scenarios
+
+    for group in group_scenarios(doc.get("scenarios", [])):
+        stem = out_dir / f"{slug(group['suite'])}__{slug(group['function'])}__{slug(group['name'])}"
+        title = f"{group['suite']}::{group['function']} on {where}"
+        for kind, scenario_draw in (("curve", _scenario_curve), ("bars", _scenario_bars)):
+            fig = Figure(dpi=DPI)
+            if scenario_draw(fig, group, title):
+                path = stem.with_name(f"{stem.name}__{kind}.png")
+                fig.savefig(path, dpi=DPI, bbox_inches="tight")
+                written.append(path)
     return sorted(written)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else None
+
+
+def _scenario_label(row: Mapping[str, Any], group: Mapping[str, Any]) -> str:
+    cells = {(r["backend"], r["precision"], r["device"]) for r in group["rows"]}
+    prefix = f"{row['backend']} {row['precision']}" + (
+        f" {row['device']}" if len({c[2] for c in cells}) > 1 else "")
+    return f"{prefix} {row['variant']}" if len(cells) > 1 else str(row["variant"])
+
+
+def _scenario_curve(fig: Figure, group: Mapping[str, Any], title: str) -> bool:
+    """A scenario's ``curve=(x, y)``: one line per variant (e.g. p99 latency vs offered QPS)."""
+    if not group.get("curve"):
+        return False
+    x_name, y_name = group["curve"]
+    lines: dict[str, list[tuple[float, float]]] = {}
+    for row in group["rows"]:
+        x, y = _number(row["metrics"].get(x_name)), _number(row["metrics"].get(y_name))
+        if x is not None and y is not None:
+            lines.setdefault(_scenario_label(row, group), []).append((x, y))
+    if not lines:
+        return False
+    fig.set_size_inches(8.5, 5.0)
+    ax: Axes = fig.subplots()
+    markers = "osD^v<>ph*"
+    for i, (label, pts) in enumerate(lines.items()):
+        pts.sort()
+        ax.plot([x for x, _ in pts], [y for _, y in pts], marker=markers[i % len(markers)],
+                color=f"C{i % 10}", label=label, linewidth=1.3, markersize=4)
+    if max(y for pts in lines.values() for _, y in pts) > 20 * max(
+            min(y for pts in lines.values() for _, y in pts), 1e-9):
+        ax.set_yscale("log")
+    ax.set_xlabel(x_name)
+    ax.set_ylabel(y_name)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.set_title(f"{group['name']}: {group['title']}\n{title}", fontsize=9)
+    return True
+
+
+def _scenario_bars(fig: Figure, group: Mapping[str, Any], title: str) -> bool:
+    """A scenario's ``bars=metric``: one horizontal bar per row, value labelled."""
+    metric = group.get("bars")
+    if not metric:
+        return False
+    bars: list[tuple[str, float]] = []
+    for row in group["rows"]:
+        value = _number(row["metrics"].get(metric))
+        if value is not None:
+            bars.append((_scenario_label(row, group), value))
+    if not bars:
+        return False
+    fig.set_size_inches(8.5, 1.2 + ROW_INCHES * len(bars))
+    ax: Axes = fig.subplots()
+    positions = list(range(len(bars)))[::-1]
+    values = [v for _, v in bars]
+    ax.barh(positions, values, color=["C2" if v >= 1 else "C3" for v in values]
+            if metric == "speedup" else "C0")
+    ax.set_yticks(positions, [label for label, _ in bars], fontsize=8)
+    for pos, value in zip(positions, values):
+        ax.text(value, pos, f" {value:.3g}", va="center", fontsize=7)
+    if metric == "speedup":
+        ax.axvline(1.0, color="0.3", linewidth=0.8, linestyle="--")
+    ax.set_xlabel(metric)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(f"{group['name']}: {group['title']}\n{title}", fontsize=9)
+    return True
 
 
 def _batch_sizes(recs: Sequence[Record]) -> list[int]:

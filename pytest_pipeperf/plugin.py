@@ -136,6 +136,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="parity only: no timing, no baselines. Default: %(default)r")
     parser.addini("pipeperf_disable", "parity only: no timing, no baselines", type="bool",
                   default=False)
+    group.addoption("--pipeperf-long", dest="pipeperf_long", action="store_true", default=False,
+                    help="run the scenario suites at full length (batch sweep 1-64, the "
+                         "highest-QPS search, longer load runs) instead of the default run's "
+                         "short versions. Default: %(default)r")
+    parser.addini("pipeperf_long", "full-length scenario suites (see --pipeperf-long)",
+                  type="bool", default=False)
     # The paired A/B gate (pytest_pipeperf.ab).
     group.addoption("--pipeperf-ab", dest="pipeperf_ab", metavar="REF", default=None,
                     help="paired A/B gate: time each case against a base in lock-stepped worker "

@@ -219,7 +219,8 @@ def one_off_lines(records: Sequence[Record]) -> list[str]:
 
 
 def to_json(records: Sequence[Record], machine: Mapping[str, Any], settings: Mapping[str, Any],
-            baselines: Mapping[str, Any]) -> dict[str, Any]:
+            baselines: Mapping[str, Any],
+            scenarios: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The ``--pipeperf-json`` document."""
     return {
         "schema_version": RESULT_SCHEMA_VERSION,
@@ -228,7 +229,25 @@ def to_json(records: Sequence[Record], machine: Mapping[str, Any], settings: Map
         "summary": dict(sorted(status_counts(records).items())),
         "baselines": dict(baselines),
         "cases": list(records),
+        "scenarios": [dict(sc) for sc in scenarios],
     }
+
+
+def scenario_markdown(scenarios: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One Markdown table per test function and scenario name (rows from every case)."""
+    from pytest_pipeperf.scenario import group_scenarios, table
+
+    out: list[str] = []
+    groups = group_scenarios(scenarios)
+    if groups:
+        out += ["", "### Scenarios"]
+    for group in groups:
+        head, body = table(group)
+        out += ["", (f"**{md_text(group['name'])}** ({md_code(group['suite'], in_table=False)} "
+                     f"{md_code(group['function'], in_table=False)}): {md_text(group['title'])}"),
+                ""]
+        out += _table(head, [[md_text(c) for c in row] for row in body])
+    return out
 
 
 # --- Markdown (PR comments, job summaries) --------------------------------------------------------
@@ -569,7 +588,7 @@ def _summary(records: Sequence[Record], counts: Mapping[str, int]) -> str:
 def markdown(records: Sequence[Record], *, machine: Mapping[str, Any], control_line: str,
              baseline_info: Mapping[str, BaselineInfo], versions: Mapping[str, str],
              title: str = "pipeperf", max_chars: int = MARKDOWN_MAX_CHARS,
-             stale: Sequence[str] = ()) -> str:
+             stale: Sequence[str] = (), scenarios: Sequence[Mapping[str, Any]] = ()) -> str:
     """The report as GitHub-flavoured Markdown, for a PR comment or a job summary.
 
     A heading and a summary line (counts, machine, false-alarm control); the library versions
@@ -589,9 +608,19 @@ def markdown(records: Sequence[Record], *, machine: Mapping[str, Any], control_l
     :param max_chars: the most characters returned; when the report is longer, rows are left
         out, ok points first, then the least urgent, and the report says so.
     :param stale: ``suite::case`` baseline entries no test produces any more.
+    :param scenarios: scenario records (``pipeperf.scenario()``), shown as tables after the
+        suites' points (kept whole: the points' rows are what truncation drops).
     """
+    extra = "\n".join(scenario_markdown(scenarios))
     if not records:
+        if extra:
+            return f"## {md_text(title)}\n{extra}\n"
         return f"**{md_text(title)}:** no pipeperf cases ran.\n"
+    if extra:
+        points = markdown(records, machine=machine, control_line=control_line,
+                          baseline_info=baseline_info, versions=versions, title=title,
+                          max_chars=max(max_chars - len(extra) - 1, 0), stale=stale)
+        return points.rstrip("\n") + "\n" + extra + "\n"
     files = _suite_files(records, baseline_info)
     rows = _md_rows(records, files)
     priority = sorted(range(len(rows)), key=lambda i: (rows[i].rank, i))

@@ -32,7 +32,7 @@ from pytest_pipeperf.parity import ParityResult
 from pytest_pipeperf.stats import LatencyStats, RatioStats
 from pytest_pipeperf.verdict import Verdict
 
-RESULT_SCHEMA_VERSION = 3
+RESULT_SCHEMA_VERSION = 4
 USER_PROPERTY = "pipeperf"
 
 

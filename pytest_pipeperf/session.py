@@ -55,6 +55,8 @@ from pytest_pipeperf.recipe import (
     unknown_message,
 )
 from pytest_pipeperf.results import USER_PROPERTY
+from pytest_pipeperf.scenario import SCENARIO_PROPERTY
+from pytest_pipeperf.scenario import table_lines as scenario_table_lines
 from pytest_pipeperf.stats import LatencyStats, RatioStats
 from pytest_pipeperf.verdict import Policy, Status, Verdict, judge, judge_normalized
 
@@ -101,6 +103,7 @@ class PipeperfSession:
         self._references: dict[tuple[str, str], Runnable] = {}
         self._reference_outputs: dict[tuple[Any, ...], Mapping[str, np.ndarray]] = {}
         self.records: list[dict[str, Any]] = []
+        self.scenarios: list[dict[str, Any]] = []
         self.functions: dict[str, set[str]] = {}
         # Node ids on the command line (file.py::test) collect part of a file: its other
         # functions are unknown, so nothing of that file may be called stale or pruned.
@@ -418,14 +421,14 @@ class PipeperfSession:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
+        path, line = report.location[0], report.location[1]
+        location = {"path": path.replace(os.sep, "/"), "line": line + 1} \
+            if line is not None else None
         for name, value in report.user_properties:
             if name == USER_PROPERTY and isinstance(value, dict):
-                path, line = report.location[0], report.location[1]
-                self.records.append({
-                    **value,
-                    "location": {"path": path.replace(os.sep, "/"),
-                                 "line": line + 1} if line is not None else None,
-                })
+                self.records.append({**value, "location": location})
+            elif name == SCENARIO_PROPERTY and isinstance(value, dict) and value.get("rows"):
+                self.scenarios.append({**value, "location": location})
 
     def _updates(self) -> list[Update]:
         """Queued baseline writes: one run per process and point, then calibration records.
@@ -488,7 +491,7 @@ class PipeperfSession:
         and ``-plots``. A failure to write one is a session error; the others are still written."""
         s = self.settings
         doc = report.to_json(self.records, self.machine, self._settings_dict(),
-                             self._baseline_summary())
+                             self._baseline_summary(), self.scenarios)
         outputs: list[tuple[str, Path, Any]] = []
         if s.json_path is not None:
             outputs.append(("--pipeperf-json", s.json_path, lambda: _dump(doc)))
@@ -496,7 +499,7 @@ class PipeperfSession:
             text = report.markdown(self.records, machine=self.machine,
                                    control_line=self.control_line(),
                                    baseline_info=baseline_info, versions=self.versions,
-                                   stale=self._stale())
+                                   stale=self._stale(), scenarios=self.scenarios)
             outputs.append(("--pipeperf-report", s.report_path, lambda: text))
         if s.benchmark_json_path is not None:
             from pytest_pipeperf import export
@@ -596,7 +599,8 @@ class PipeperfSession:
         if not self.is_controller:
             return
         tr = terminalreporter
-        if not self.records and not self.errors and self.flush_result is None:
+        if not self.records and not self.scenarios and not self.errors \
+                and self.flush_result is None:
             return
         tr.write_sep("=", "pipeperf")
         threads = self.settings.threads if self.settings.threads is not None else "default"
@@ -620,6 +624,8 @@ class PipeperfSession:
                 tr.write_line("throughput by batch size (best named):")
                 for line in best:
                     tr.write_line("  " + line)
+        for line in scenario_table_lines(self.scenarios):
+            tr.write_line(line)
         stored = self._stored_entries()
         for suite, case, key, cal in self.calibrations:
             note = "" if (suite, case, key) in stored else \

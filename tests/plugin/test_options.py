@@ -92,7 +92,7 @@ PIPEPERF_OPTIONS = [
     "--pipeperf-batch-sizes=LIST", "--pipeperf-progress=SECONDS",
     "--pipeperf-update-baselines", "--pipeperf-baseline-dir=PATH",
     "--pipeperf-json=PATH", "--pipeperf-report=PATH.md", "--pipeperf-benchmark-json=PATH",
-    "--pipeperf-plots=DIR", "--pipeperf-disable",
+    "--pipeperf-plots=DIR", "--pipeperf-disable", "--pipeperf-long",
     "--pipeperf-ab=REF", "--pipeperf-ab-threshold=PCT", "--pipeperf-ab-time=SECONDS",
     "--pipeperf-ab-min-rounds=N", "--pipeperf-ab-timeout=SECONDS",
     "--pipeperf-ab-base-env=NAME=VALUE",

@@ -21,6 +21,7 @@ from pytest_pipeperf.ab import judge_paired
 from pytest_pipeperf.machine import MachineInfo, library_versions
 from pytest_pipeperf.parity import ParityResult
 from pytest_pipeperf.report import to_json
+from pytest_pipeperf.scenario import Scenario
 from pytest_pipeperf.results import RESULT_SCHEMA_VERSION, CaseResult, PointResult
 from pytest_pipeperf.stats import RatioStats, summarize, throughput
 from pytest_pipeperf.verdict import Policy, judge, judge_normalized
@@ -103,7 +104,18 @@ def settings() -> dict[str, Any]:
     }
 
 
-def document(records: list[dict[str, Any]], *, gpu: bool = False) -> dict[str, Any]:
+def scenario(case: str, name: str = "serving", **kwargs: Any) -> dict[str, Any]:
+    sc = Scenario(name, f"{name} on MiniLM", base={
+        "nodeid": f"suites/test_serving.py::{case}", "suite": "suites/test_serving",
+        "case": case, "backend": "onnxruntime", "precision": "fp32", "device": "cpu"}, **kwargs)
+    sc.add("none", offered_qps=20.0, achieved_qps=19.5, p99_ms=80.5, mean_batch=1)
+    sc.add("dynamic(8, 10 ms)", offered_qps=20.0, achieved_qps=19.9, p99_ms=float("nan"),
+           policy="dynamic", mean_batch=None)
+    return {**sc.to_dict(), "location": {"path": "suites/test_serving.py", "line": 7}}
+
+
+def document(records: list[dict[str, Any]], *, gpu: bool = False,
+             scenarios: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     machine = MachineInfo(cpu="AMD EPYC 7B13", logical_cores=16, machine="x86_64",
                           gpus=("NVIDIA H100 80GB HBM3",) if gpu else (),
                           driver="550.54.15" if gpu else None,
@@ -111,7 +123,7 @@ def document(records: list[dict[str, Any]], *, gpu: bool = False) -> dict[str, A
     baselines = {"hardware_class": machine["class"], "created": 1, "updated": 2, "removed": 0,
                  "files": ["baselines/suites/test_embeddings/amd-epyc-7b13-16c.json"],
                  "stale": ["suites/test_embeddings::test_gone[eager-fp32-cpu]"]}
-    return to_json(records, machine, settings(), baselines)
+    return to_json(records, machine, settings(), baselines, scenarios or [])
 
 
 DOCUMENTS: dict[str, Callable[[], dict[str, Any]]] = {
@@ -120,7 +132,8 @@ DOCUMENTS: dict[str, Callable[[], dict[str, Any]]] = {
                [timed(1, 4.0), timed(8, 16.0, verdict="absolute")]),
         record("test_embed[onnxruntime-int8-cpu]", [timed(1, 3.0, verdict="new")],
                recipe="ort-dynamic-int8"),
-    ]),
+    ], scenarios=[scenario("test_serve[onnxruntime-fp32-cpu]", curve=("offered_qps", "p99_ms")),
+                  scenario("test_tune[onnxruntime-fp32-cpu]", "ort-session", bars="p99_ms")]),
     "parity-failed": lambda: document([
         record("test_embed[eager-fp16-cpu]",
                [PointResult(1, PARITY_BAD, 7.5), PointResult(8, PARITY_NAN, 9.0)]),
@@ -230,7 +243,8 @@ def _delete(path: str) -> Callable[[dict[str, Any]], None]:
 POINT = "cases/0/points/0"
 MUTATIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "schema_version 1": _set("schema_version", 1),
-    "schema_version 4": _set("schema_version", 4),
+    "schema_version 5": _set("schema_version", 5),
+    "schema_version 3": _set("schema_version", 3),
     "schema_version 2": _set("schema_version", 2),
     "schema_version as text": _set("schema_version", "3"),
     "no cases": _delete("cases"),
@@ -264,6 +278,14 @@ MUTATIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "throughput as text": _set(f"{POINT}/throughput", "fast"),
     "machine without class": _delete("machine/class"),
     "machine cores 0": _set("machine/logical_cores", 0),
+    "no scenarios": _delete("scenarios"),
+    "a scenario without rows": _set("scenarios/0/rows", []),
+    "a scenario name with spaces": _set("scenarios/0/name", "my scenario"),
+    "a scenario row without variant": _delete("scenarios/0/rows/0/variant"),
+    "a scenario metric as a list": _set("scenarios/0/rows/0/metrics/p99_ms", [1.0]),
+    "a scenario metric in CamelCase": _set("scenarios/0/rows/0/metrics/P99", 1.0),
+    "a scenario curve of one metric": _set("scenarios/0/curve", ["p99_ms"]),
+    "an unknown scenario field": _set("scenarios/0/unit", "ms"),
 }
 
 
