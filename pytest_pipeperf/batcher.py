@@ -191,7 +191,9 @@ class Batcher(Generic[T, R]):
         if self._wakeup is not None:
             self._wakeup.set()
         if self._worker is not None:
-            await self._worker
+            # Shielded: cancelling the task that closes the batcher must not cancel the worker
+            # (that would strand the requests still queued); the worker drains on its own.
+            await asyncio.shield(self._worker)
         self._executor.shutdown(wait=True)
 
     def _live(self) -> int:
@@ -208,6 +210,20 @@ class Batcher(Generic[T, R]):
             pass
 
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            # The worker itself was cancelled (e.g. its event loop is shutting down): nobody will
+            # serve the queue any more, so every waiting caller gets a clear error, not a hang.
+            self._closed = True
+            while self._queue:
+                request = self._queue.popleft()
+                if not request.future.done():
+                    request.future.set_exception(BatcherClosedError(
+                        "the batcher's worker was cancelled before serving this request"))
+            raise
+
+    async def _loop(self) -> None:
         assert self._wakeup is not None
         policy = self.policy
         while True:
@@ -239,6 +255,12 @@ class Batcher(Generic[T, R]):
             if len(results) != len(items):
                 raise ValueError(f"infer returned {len(results)} result(s) for a batch of "
                                  f"{len(items)}; it must return one per item, in order")
+        except asyncio.CancelledError:
+            for request in batch:  # the worker was cancelled mid-batch: no answer will come
+                if not request.future.done():
+                    request.future.set_exception(BatcherClosedError(
+                        "the batcher's worker was cancelled while serving this request"))
+            raise
         except Exception as exc:  # noqa: BLE001 - the batch's callers get it; serving goes on
             for request in batch:
                 if not request.future.done():

@@ -147,6 +147,42 @@ def test_graceful_shutdown_answers_everything_in_flight() -> None:
     assert run(main()) == [f"r{i}" for i in range(7)]
 
 
+def test_cancelling_the_closer_does_not_strand_the_queued_requests() -> None:
+    model = Model(delay_s=0.03)
+
+    async def main() -> list[str]:
+        batcher: Batcher[int, str] = Batcher(model, BatchPolicy.dynamic(2, 0.0))
+        tasks = [asyncio.create_task(batcher.submit(i)) for i in range(6)]
+        await asyncio.sleep(0)
+        closer = asyncio.create_task(batcher.aclose(drain=True))
+        await asyncio.sleep(0.01)
+        closer.cancel()  # e.g. a server shutdown timing out
+        with pytest.raises(asyncio.CancelledError):
+            await closer
+        return list(await asyncio.wait_for(asyncio.gather(*tasks), 5))
+
+    assert run(main()) == [f"r{i}" for i in range(6)]
+
+
+def test_a_cancelled_worker_fails_the_waiting_requests_instead_of_hanging() -> None:
+    model = Model(delay_s=0.05)
+
+    async def main() -> list[Any]:
+        batcher: Batcher[int, str] = Batcher(model, BatchPolicy.dynamic(1, 0.0))
+        tasks = [asyncio.create_task(batcher.submit(i)) for i in range(4)]
+        await asyncio.sleep(0.01)  # request 0 is being served
+        assert batcher._worker is not None
+        batcher._worker.cancel()  # what the event loop's shutdown does to leftover tasks
+        answers = list(await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5))
+        assert batcher.closed
+        return answers
+
+    answers = run(main())
+    assert all(isinstance(a, BatcherClosedError) for a in answers)
+    assert "cancelled while serving" in str(answers[0])
+    assert "cancelled before serving" in str(answers[-1])
+
+
 def test_shutdown_without_drain_fails_the_queued_requests_only() -> None:
     model = Model(delay_s=0.1)
 
