@@ -7,10 +7,10 @@ Usage (from the repository root, offline)::
 
 The graph is the product's cached optimum export of the embedded all-MiniLM-L6-v2
 (``pytest_pipeperf.backends.onnxruntime.export_onnx``); inputs are one tokenised batch of
-``pytest_pipeperf.check.InputFactory().texts``. Every variant is a separate ``InferenceSession``
-on the CPU EP that differs from the default in one knob: intra-op threads, inter-op threads with
-the parallel execution mode, the sequential/parallel execution mode, each graph optimisation
-level, memory-pattern and CPU-arena switches. All sessions are timed by
+``pytest_pipeperf.check.InputFactory().texts``. The variants are ``pytest_pipeperf.ort_tuning``'s
+(what ``suites/test_ort_tuning.py`` runs): a separate ``InferenceSession`` on the CPU EP per knob
+(intra-op threads, the parallel execution mode, each graph optimisation level, memory-pattern and
+CPU-arena switches, an onnxslim-simplified graph), here with a longer measuring time. All sessions are timed by
 ``pytest_pipeperf.timing.measure`` in interleaved, shuffled rounds, so they see the same machine
 state; the speed-up of a variant is the median of its per-round ratio to the default session
 (what the pipeperf gates use), with a 99% order-statistic interval. Outputs are checked against
@@ -34,36 +34,8 @@ sys.path.insert(0, str(ROOT))
 from pytest_pipeperf.backends.base import ModelSpec, Task
 from pytest_pipeperf.backends.onnxruntime import export_onnx
 from pytest_pipeperf.check import InputFactory
-from pytest_pipeperf.stats import median_ci
+from pytest_pipeperf.ort_tuning import build_sessions, compare, speedups
 from pytest_pipeperf.timing import MeasurePlan, measure
-
-
-def variants(ort: Any, cores: int) -> dict[str, Any]:
-    """Name -> SessionOptions; ``default`` sets intra-op threads to 1 like pipeperf's default."""
-    def options(**changes: Any) -> Any:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        for name, value in changes.items():
-            setattr(opts, name, value)
-        return opts
-
-    level = ort.GraphOptimizationLevel
-    found = {
-        "default (1 thread, ORT_ENABLE_ALL, sequential)": options(),
-        f"intra_op_num_threads={cores}": options(intra_op_num_threads=cores),
-        "intra_op_num_threads=0 (ORT picks)": options(intra_op_num_threads=0),
-        "execution_mode=ORT_PARALLEL, inter_op=2": options(
-            execution_mode=ort.ExecutionMode.ORT_PARALLEL, inter_op_num_threads=2),
-        "graph_optimization_level=ORT_DISABLE_ALL": options(
-            graph_optimization_level=level.ORT_DISABLE_ALL),
-        "graph_optimization_level=ORT_ENABLE_BASIC": options(
-            graph_optimization_level=level.ORT_ENABLE_BASIC),
-        "graph_optimization_level=ORT_ENABLE_EXTENDED": options(
-            graph_optimization_level=level.ORT_ENABLE_EXTENDED),
-        "enable_mem_pattern=False": options(enable_mem_pattern=False),
-        "enable_cpu_mem_arena=False": options(enable_cpu_mem_arena=False),
-    }
-    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,33 +61,21 @@ def main(argv: list[str] | None = None) -> int:
     encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=args.seq_len,
                         return_tensors="np")
     cores = os.cpu_count() or 1
-    sessions = {name: ort.InferenceSession(str(onnx_path), opts,
-                                           providers=["CPUExecutionProvider"])
-                for name, opts in variants(ort, cores).items()}
-    names = [i.name for i in next(iter(sessions.values())).get_inputs()]
-    feed = {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items() if k in names}
-    default = next(iter(sessions))
-    reference = sessions[default].run(None, feed)[0]
-    drift = {name: float(np.abs(s.run(None, feed)[0] - reference).max())
-             for name, s in sessions.items()}
-    fns = {name: (lambda s=s: s.run(None, feed)) for name, s in sessions.items()}
+    calls = build_sessions(onnx_path, {k: np.asarray(v, dtype=np.int64)
+                                       for k, v in encoded.items()}, threads=1)
+    drift = compare(calls)
     plan = MeasurePlan(warmup_s=1.0, min_time_s=args.time, max_time_s=args.time * 3,
                        min_rounds=args.min_rounds, max_rounds=100_000)
-    result = measure(fns, plan)
-    base = result.samples_ns[default]
+    result = measure(calls, plan)
     stamp = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     print(f"bench/ort_tuning.py {stamp}: onnxruntime {ort.__version__}, MiniLM export "
           f"({cache}, {export_s:.1f} s), batch {args.batch_size} x {args.seq_len} tokens, "
           f"{cores} cores, {result.rounds} interleaved rounds\n")
     print("| session option | median ms | speed-up vs default (99% CI) | max abs diff |")
     print("|---|---:|---:|---:|")
-    for name, samples in result.samples_ns.items():
-        ratios = sorted(b / s for b, s in zip(base, samples))
-        lo, hi = median_ci(ratios, 0.99)
-        mid = ratios[len(ratios) // 2]
-        median_ms = sorted(samples)[len(samples) // 2] / 1e6
-        print(f"| {name} | {median_ms:.2f} | {mid:.3f}x ({lo:.3f}..{hi:.3f}) | "
-              f"{drift[name]:.1e} |")
+    for row in speedups(result.samples_ns):
+        print(f"| {row['variant']} | {row['median_ms']:.2f} | {row['speedup']:.3f}x "
+              f"({row['ci_low']:.3f}..{row['ci_high']:.3f}) | {drift[row['variant']]:.1e} |")
     return 0
 
 

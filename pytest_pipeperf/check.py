@@ -41,7 +41,7 @@ from pytest_pipeperf.stats import (
     summarize_ratios,
     throughput,
 )
-from pytest_pipeperf.timing import Timer, measure, timed_call, timer_for
+from pytest_pipeperf.timing import Measurement, Timer, measure, timed_call, timer_for
 from pytest_pipeperf.verdict import Status
 
 if TYPE_CHECKING:
@@ -191,6 +191,17 @@ class PipeperfCheck:
     def cache_dir(self) -> Path:
         """The directory for exports and engines that survive between runs."""
         return self._session.build_context().cache_dir
+
+    def measure(self, fns: Mapping[str, Any]) -> Measurement:
+        """Time zero-argument callables in interleaved, shuffled rounds with this run's plan
+        (``--pipeperf-min-time`` ...), timer (CUDA events on a GPU) and thread settings: what a
+        scenario suite uses to compare variants in the same machine state.
+
+        :param fns: name -> zero-argument callable.
+        """
+        settings = self._session.settings
+        with blas_threads(settings.threads):
+            return measure(fns, settings.plan, timer_for(self.device.kind, self.device.index))
 
     def scenario(self, name: str, *, title: str | None = None,
                  curve: tuple[str, str] | None = None, bars: str | None = None) -> Scenario:
