@@ -185,8 +185,18 @@ def best_batch_lines(records: Sequence[Record]) -> list[str]:
             continue
         size, best, sweep = found
         others = ", ".join(f"bs{b} {t:.1f}" for b, t in sweep if b != size)
-        lines.append(f"{rec['case']}: best batch size {size} ({best:.1f} items/s; {others})")
+        lines.append(f"{rec['case']}: best batch size {size} ({best:.1f} items/s, "
+                     f"{best_verdict(rec, size)}; {others})")
     return lines
+
+
+def best_verdict(rec: Record, size: int) -> str:
+    """The baseline verdict of the best batch size's point (``new``, ``ok``, ...), which is
+    the verdict on the case's best throughput."""
+    for point in rec["points"]:
+        if point["batch_size"] == size:
+            return _point_status(point)
+    return "-"
 
 
 def one_off_lines(records: Sequence[Record]) -> list[str]:
@@ -713,12 +723,14 @@ def _render(records: Sequence[Record], rows: Sequence[_MdRow], keep: set[int], *
             out += ["", "</details>"]
     swept = [(rec, best_batch(rec)) for rec in records]
     swept_rows = [[md_code(rec["case"]), str(found[0]), f"{found[1]:.1f}",
+                   best_verdict(rec, found[0]),
                    ", ".join(f"{b}: {t:.1f}" for b, t in found[2])]
                   for rec, found in swept if found is not None]
     if swept_rows:
         out += ["", "<details>", f"<summary>Best batch size of {len(swept_rows)} swept "
                 "case(s) (throughput, items/s)</summary>", ""]
-        out += _table(("case", "best batch", "items/s", "items/s by batch size"), swept_rows)
+        out += _table(("case", "best batch", "items/s", "verdict at best",
+                       "items/s by batch size"), swept_rows)
         out += ["", "</details>"]
     if legend:
         out += _legend(rows)

@@ -304,7 +304,7 @@ def test_batch_sizes_option_replaces_the_markers_and_names_the_best(
     assert [p["batch_size"] for p in rec["points"]] == [1, 4, 16]
     assert doc["settings"]["timed_points"] == 3
     result.stdout.fnmatch_lines(["throughput by batch size (best named):",
-                                 "  test_sweep[[]fake-fp32-cpu[]]: best batch size * items/s; *"])
+                                 "  test_sweep[[]fake-fp32-cpu[]]: best batch size * items/s, new; *"])
 
 
 @pytest.mark.parametrize("bad", ["0", "1,x", "", "2,-1"])

@@ -712,8 +712,8 @@ def test_best_batch_names_the_highest_throughput_of_swept_cases_only() -> None:
     assert best_batch(NEW) is None  # one batch size: nothing swept
     assert best_batch(EAGER) is None  # parity failed: not timed
     assert best_batch_lines([swept, NEW]) == [
-        "test_embed[eager-fp32-cpu]: best batch size 8 (400.0 items/s; bs1 250.0, bs32 320.0, "
-        "bs64 160.0)"]
+        "test_embed[eager-fp32-cpu]: best batch size 8 (400.0 items/s, parity-only; bs1 250.0, "
+        "bs32 320.0, bs64 160.0)"]
 
 
 def test_best_batch_prefers_the_smaller_batch_on_a_tie() -> None:
@@ -728,4 +728,4 @@ def test_markdown_lists_the_best_batch_of_swept_cases() -> None:
     text = markdown([ORT, NEW], machine={"class": "amd-epyc-2c"}, control_line="c",
                     baseline_info={}, versions={})
     assert "Best batch size of 1 swept case(s)" in text
-    assert "| `test_embed[onnxruntime-fp32-cpu]` | 8 | 500.0 | 1: 250.0, 8: 500.0 |" in text
+    assert "| `test_embed[onnxruntime-fp32-cpu]` | 8 | 500.0 | regressed | 1: 250.0, 8: 500.0 |" in text
