@@ -78,6 +78,9 @@ class Run:
     :param normalized: the run's normalised latency (median ratio to the reference kernels);
         ``None`` in runs recorded before schema 2.
     :param reference: the signature of the reference kernels ``normalized`` divides by.
+    :param memory: the case's memory in MB, ``{"rss_growth": ..., "device_peak": ...}`` (the
+        figures :func:`pytest_pipeperf.memory.judge_memory` compares; either may be absent);
+        stored only when set.
     """
 
     recorded_at: str
@@ -88,6 +91,7 @@ class Run:
     recipe: str | None = None
     normalized: RatioStats | None = None
     reference: str | None = None
+    memory: Mapping[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -103,6 +107,8 @@ class Run:
         if self.normalized is not None:
             out["normalized"] = self.normalized.to_dict()
             out["reference"] = self.reference
+        if self.memory:
+            out["memory"] = {k: round(v, 3) for k, v in sorted(self.memory.items())}
         return out
 
 
@@ -224,8 +230,14 @@ def _parse_run(data: Any, path: Path, where: str) -> Run:
     reference = data.get("reference")
     _need(reference is None or isinstance(reference, str), path, f"{where}.reference",
           f"expected null or a string, got {reference!r}")
+    memory = data.get("memory")
+    _need(memory is None or (isinstance(memory, dict) and all(
+        k in ("rss_growth", "device_peak") and isinstance(v, (int, float))
+        and not isinstance(v, bool) and _finite(v) and v >= 0 for k, v in memory.items())),
+        path, f"{where}.memory",
+        f"expected null or an object of rss_growth / device_peak MB >= 0, got {memory!r}")
     return Run(data["recorded_at"], parsed, float(thr), dict(versions), threads, recipe, normalized,
-               reference)
+               reference, {k: float(v) for k, v in memory.items()} if memory else None)
 
 
 def _parse_calibration(data: Any, path: Path, where: str) -> Calibration:

@@ -27,7 +27,7 @@ from pytest_pipeperf.backends.base import (
 )
 from pytest_pipeperf import ab, parallel
 from pytest_pipeperf.baseline import BaselineError
-from pytest_pipeperf.memory import MemoryWatch, process_peak_rss_mb
+from pytest_pipeperf.memory import MemoryVerdict, MemoryWatch, process_peak_rss_mb
 from pytest_pipeperf.parity import compare_outputs
 from pytest_pipeperf.recipe import merge
 from pytest_pipeperf.results import USER_PROPERTY, CaseResult, PointResult, point_key
@@ -374,6 +374,12 @@ class PipeperfCheck:
                                       kernel_set,
                                       tuple(round(ns / 1e6, 6) for ns in samples["candidate"])))
         parity_ok = all(p.parity for p in points)
+        memory = self._memory.snapshot()
+        memory_verdict = None
+        if parity_ok and any(p.stats is not None for p in points) and ab_points is None:
+            memory_verdict = self._session.judge_memory(
+                suite, case, [point_key(p.batch_size) for p in points], memory, self.device,
+                recipe)
         result = CaseResult(
             nodeid=parallel.strip_group(item.nodeid), suite=suite, case=case, backend=self.backend,
             precision=self.precision.value, device=str(self.device), task=pipe.model.task.value,
@@ -382,14 +388,14 @@ class PipeperfCheck:
                    "export_cache": info.export_cache,
                    **{k: v for k, v in info.notes.items() if k != "recipe"}},
             recipe=recipe,
-            peak_rss_mb=process_peak_rss_mb(), memory=self._memory.snapshot(),
+            peak_rss_mb=process_peak_rss_mb(), memory=memory, memory_verdict=memory_verdict,
             versions=self._session.versions,
             update=(settings.update_baselines or settings.calibrate
                     or settings.record_child is not None) and parity_ok and not settings.disabled,
             disabled=settings.disabled,
         )
         item.user_properties.append((USER_PROPERTY, result.to_dict()))
-        self._fail_if_needed(points)
+        self._fail_if_needed(points, memory_verdict)
         return result
 
     def _eager_alongside(self, pipe: Pipeline, batch: TextBatch, first_ns: int,
@@ -465,7 +471,8 @@ class PipeperfCheck:
                 f"seq_len<={limit}"
             )
 
-    def _fail_if_needed(self, points: Sequence[PointResult]) -> None:
+    def _fail_if_needed(self, points: Sequence[PointResult],
+                        memory: MemoryVerdict | None = None) -> None:
         settings = self._session.settings
         messages = [f"batch_size={p.batch_size}: {p.parity.message()}" for p in points if not p.parity]
         if messages:
@@ -473,9 +480,11 @@ class PipeperfCheck:
         if settings.update_baselines or settings.fail_on.value == "never":
             return
         regressed = [p for p in points if p.verdict and p.verdict.status is Status.REGRESSED]
-        if regressed:
-            text = "; ".join(f"batch_size={p.batch_size}: {p.verdict.message()}"
-                             for p in regressed if p.verdict)
-            pytest.fail(f"pipeperf: regressed: {text}", pytrace=False)
+        parts = [f"batch_size={p.batch_size}: {p.verdict.message()}"
+                 for p in regressed if p.verdict]
+        if memory is not None and memory.status == "regressed":
+            parts.append(memory.message())
+        if parts:
+            pytest.fail(f"pipeperf: regressed: {'; '.join(parts)}", pytrace=False)
 
 

@@ -213,6 +213,7 @@ OPTION_PARSERS: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "pipeperf_precision": (parse_precision_list, None),
     "pipeperf_device": (parse_devices, None),
     "pipeperf_threshold": (parse_threshold, "5%"),
+    "pipeperf_memory_threshold": (parse_threshold, "25%"),
     "pipeperf_fail_on": (parse_fail_on, "regression"),
     "pipeperf_threads": (parse_threads, "auto"),
     "pipeperf_min_time": (parse_seconds, "1.0"),
@@ -278,6 +279,7 @@ class PipeperfConfig:
     progress_s: float = 5.0
     batch_sizes: tuple[int, ...] | None = None
     long: bool = False
+    memory_threshold: float = 0.25
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> PipeperfConfig:
@@ -345,6 +347,7 @@ class PipeperfConfig:
             plots_dir=_path(outputs["pipeperf_plots"]),
             progress_s=_value(config, "pipeperf_progress"),
             long=_flag(config, "pipeperf_long"),
+            memory_threshold=_value(config, "pipeperf_memory_threshold"),
             batch_sizes=_value(config, "pipeperf_batch_sizes"),
         )
 

@@ -68,6 +68,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
          "comma list of cpu, cuda, cuda:N or all. Default: every visible GPU, else cpu"),
         ("--pipeperf-threshold", "pipeperf_threshold", "PCT", parse_threshold, None,
          "allowed slowdown, e.g. 5%% or 0.05 (per test: the marker's threshold). Default: 5%%"),
+        ("--pipeperf-memory-threshold", "pipeperf_memory_threshold", "PCT", parse_threshold,
+         None, "allowed growth of a case's memory (CPU: RSS growth during the case; CUDA: the "
+         "allocator peak) over its baseline's median, on top of 64 MB (16 MB on a GPU) of "
+         "allocator slack. Default: 25%%"),
         ("--pipeperf-fail-on", "pipeperf_fail_on", "WHEN", parse_fail_on, None,
          "regression: a regressed case fails its test; never: report only. Default: regression"),
         ("--pipeperf-threads", "pipeperf_threads", "N", parse_threads, None,

@@ -123,7 +123,25 @@ def summary_line(records: Sequence[Record]) -> str:
     order = ["regressed", "parity-failed", "inconclusive", "incomparable", "new", "improved", "ok",
              "parity-only"]
     parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
-    return f"{len(records)} cases, {points} points: " + (", ".join(parts) or "nothing measured")
+    memory = Counter(v["status"] for v in map(memory_verdict, records) if v)
+    tail = "; memory: " + ", ".join(f"{n} {k}" for k, n in sorted(memory.items())) \
+        if memory.get("regressed") or memory.get("improved") else ""
+    return (f"{len(records)} cases, {points} points: " + (", ".join(parts) or "nothing measured")
+            + tail)
+
+
+def memory_verdict(rec: Record) -> Mapping[str, Any] | None:
+    """The case's memory verdict (``cases[].memory.verdict``), if it was judged."""
+    memory = rec.get("memory") or {}
+    verdict = memory.get("verdict")
+    return verdict if isinstance(verdict, Mapping) else None
+
+
+def memory_text(verdict: Mapping[str, Any]) -> str:
+    """``memory ok: RSS growth 120 MB vs baseline 118 MB (limit 211 MB ...)``."""
+    from pytest_pipeperf.memory import MemoryVerdict
+
+    return MemoryVerdict(**verdict).message()
 
 
 def detail_lines(records: Sequence[Record]) -> list[str]:
@@ -220,6 +238,9 @@ def one_off_lines(records: Sequence[Record]) -> list[str]:
                    f"{memory['peak_rss_mb']:.0f} MB)")
             if memory.get("device_peak_mb") is not None:
                 rss += f", device peak {memory['device_peak_mb']:.0f} MB"
+            verdict = memory_verdict(rec)
+            if verdict:
+                rss += f"; {memory_text(verdict)}"
         else:
             rss = f"peak RSS {rec.get('peak_rss_mb', 0.0):.0f} MB"
         lines.append(f"{rec['case']}: build {costs.get('build_s', 0.0):.2f} s (load "
@@ -732,9 +753,45 @@ def _render(records: Sequence[Record], rows: Sequence[_MdRow], keep: set[int], *
         out += _table(("case", "best batch", "items/s", "verdict at best",
                        "items/s by batch size"), swept_rows)
         out += ["", "</details>"]
+    out += _memory_markdown(records)
     if legend:
         out += _legend(rows)
     return "\n".join(out) + "\n"
+
+
+def _memory_markdown(records: Sequence[Record]) -> list[str]:
+    """Memory regressions in bold, then every case's model size and memory, collapsed."""
+    out: list[str] = []
+    regressed = [rec for rec in records
+                 if (memory_verdict(rec) or {}).get("status") == "regressed"]
+    if regressed:
+        out += ["", f"**Memory regressed in {len(regressed)} case(s):**", ""]
+        out += [f"- {md_code(rec['case'], in_table=False)}: "
+                f"{md_text(memory_text(memory_verdict(rec) or {}))}" for rec in regressed]
+    body = []
+    for rec in records:
+        memory = rec.get("memory") or {}
+        size = (rec.get("costs") or {}).get("model_bytes")
+        if not memory and not isinstance(size, (int, float)):
+            continue
+        verdict = memory_verdict(rec)
+        growth = memory.get("growth_mb")
+        device = memory.get("device_peak_mb")
+        body.append([md_code(rec["case"]), md_text(rec["backend"]), md_text(precision_cell(rec)),
+                     _size(float(size)) if isinstance(size, (int, float)) else "-",
+                     f"{growth:.0f}" if isinstance(growth, (int, float)) else "-",
+                     f"{memory['peak_rss_mb']:.0f}" if memory.get("peak_rss_mb") else "-",
+                     f"{device:.0f}" if isinstance(device, (int, float)) else "-",
+                     md_text(verdict["status"]) if verdict else "-",
+                     f"{verdict['baseline_mb']:.0f}" if verdict and
+                     verdict.get("baseline_mb") is not None else "-"])
+    if body:
+        out += ["", "<details>", f"<summary>Model size and memory of {len(body)} case(s)"
+                "</summary>", ""]
+        out += _table(("case", "backend", "precision", "model size", "RSS growth MB",
+                       "peak RSS MB", "device peak MB", "memory verdict", "baseline MB"), body)
+        out += ["", "</details>"]
+    return out
 
 
 def _resolution(records: Sequence[Record]) -> str | None:
@@ -864,6 +921,14 @@ def github_annotations(
             command = (f"::{level} {','.join([*props, f'title={escape_property(title)}'])}"
                        f"::{escape_data(message)}")
             found.append((_LEVEL_ORDER.index(level), _RANK.get(status, len(ATTENTION)), command))
+        mem = memory_verdict(rec)
+        if mem and mem["status"] == "regressed":
+            level = "error" if fail_on_regression else "warning"
+            suffix = "" if fail_on_regression else " (report-only)"
+            title = f"pipeperf: memory regressed{suffix}: {rec['case']}"
+            command = (f"::{level} {','.join([*props, f'title={escape_property(title)}'])}"
+                       f"::{escape_data(rec['nodeid'] + chr(10) + memory_text(mem))}")
+            found.append((_LEVEL_ORDER.index(level), _RANK["regressed"], command))
     # Stable: the most urgent level, then status, then run order.
     ordered = [command for *_, command in sorted(found, key=lambda f: (f[0], f[1]))]
     if len(ordered) <= limit:

@@ -6,7 +6,7 @@ The JSON form (``CaseResult.to_dict()``) is the documented record schema::
      "model", "threads",
      "costs": {"load_s", "export_s", "export_cache", "build_s", "model_bytes", ...backend notes},
      "peak_rss_mb", "memory": {"rss_start_mb", "peak_rss_mb", "growth_mb", "device_peak_mb",
-                              "sampled"} | null,
+                              "sampled", "verdict": MemoryVerdict | null} | null,
      "versions": {...}, "update": bool, "disabled": bool,
      "points": [{"batch_size", "key", "first_call_ms", "stats": LatencyStats | null,
                  "throughput": items/s | null, "parity": ParityResult, "verdict": Verdict | null,
@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_pipeperf.memory import CaseMemory
+from pytest_pipeperf.memory import CaseMemory, MemoryVerdict
 from pytest_pipeperf.parity import ParityResult
 from pytest_pipeperf.stats import LatencyStats, RatioStats
 from pytest_pipeperf.verdict import Verdict
@@ -96,6 +96,7 @@ class CaseResult:
     disabled: bool = False
     recipe: str | None = None
     memory: CaseMemory | None = None
+    memory_verdict: MemoryVerdict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (see the module docstring)."""
@@ -112,7 +113,8 @@ class CaseResult:
             "threads": self.threads,
             "costs": self.costs,
             "peak_rss_mb": self.peak_rss_mb,
-            "memory": self.memory.to_dict() if self.memory else None,
+            "memory": ({**self.memory.to_dict(), "verdict": self.memory_verdict.to_dict()
+                        if self.memory_verdict else None} if self.memory else None),
             "versions": self.versions,
             "update": self.update,
             "disabled": self.disabled,

@@ -45,6 +45,7 @@ from pytest_pipeperf.baseline import (
 )
 from pytest_pipeperf.devices import Device, count_visible_gpus
 from pytest_pipeperf.machine import collect, library_versions
+from pytest_pipeperf.memory import CaseMemory, MemoryVerdict, judge_memory, memory_value
 from pytest_pipeperf.precision import Precision
 from pytest_pipeperf.progress import Progress, terminal_writer
 from pytest_pipeperf.recipe import (
@@ -313,6 +314,30 @@ class PipeperfSession:
                 "--pipeperf-update-baselines"))
         return verdict
 
+    def judge_memory(self, suite: str, case: str, points: Sequence[str], memory: CaseMemory,
+                     device: Device, recipe: str | None = None) -> MemoryVerdict | None:
+        """Judge a case's memory against the memory stored with its baseline runs.
+
+        ``None`` when there is nothing to judge: RSS could not be sampled, or the baseline is
+        from other hardware (the latency verdicts say so).
+        """
+        metric, value = memory_value(memory, device.kind)
+        if value is None:
+            return None
+        try:
+            baseline = self.store.load(suite)
+        except BaselineError:
+            return None
+        if baseline is not None and baseline.hardware.get("class") != self.store.hardware_class:
+            return None
+        stored: list[float] = []
+        for point in points:  # every point's run carries the same case memory: take one point's
+            runs = [r for r in (baseline.runs(case, point) if baseline else [])
+                    if r.memory and metric in r.memory and r.recipe == recipe]
+            if len(runs) > len(stored):
+                stored = [r.memory[metric] for r in runs if r.memory]
+        return judge_memory(metric, value, stored, self.settings.memory_threshold)
+
     # -- run-time hooks (this object is registered as a plugin) --------------------------------
 
     @pytest.hookimpl(tryfirst=True)  # before -k/-m deselect: every function of the suite counts
@@ -448,7 +473,7 @@ class PipeperfSession:
                 norm = point.get("normalized")
                 run = Run(now, stats, float(point["throughput"]), rec["versions"], rec["threads"],
                           rec.get("recipe"), RatioStats.from_dict(norm) if norm else None,
-                          point.get("reference") if norm else None)
+                          point.get("reference") if norm else None, _stored_memory(rec))
                 status = (point.get("verdict") or {}).get("status")
                 grouped.setdefault((rec["suite"], rec["case"], point["key"]), []).append(
                     (run, status))
@@ -658,6 +683,17 @@ class PipeperfSession:
             for line in report.github_annotations(
                     self.records, fail_on_regression=self.settings.fail_on is FailOn.REGRESSION):
                 tr.write_line(line)
+
+
+def _stored_memory(rec: Mapping[str, Any]) -> dict[str, float] | None:
+    """The memory figures of a case record worth storing with its baseline runs."""
+    memory = rec.get("memory") or {}
+    out: dict[str, float] = {}
+    if memory.get("sampled") and memory.get("growth_mb") is not None:
+        out["rss_growth"] = float(memory["growth_mb"])
+    if memory.get("device_peak_mb") is not None:
+        out["device_peak"] = float(memory["device_peak_mb"])
+    return out or None
 
 
 def _dump(doc: Any) -> str:

@@ -72,10 +72,12 @@ def _work(delay_s):
 
 
 class FakeRunnable:
-    def __init__(self, delay_s, offset):
+    def __init__(self, delay_s, offset, alloc_mb=0.0):
         self.delay_s = delay_s
         self.offset = offset
         self.info = BuildInfo()
+        # "weights": touched pages, so they count in RSS until close()
+        self.weights = np.ones(int(alloc_mb * 2**20 // 8)) if alloc_mb else None
 
     def __call__(self, batch):
         if self.delay_s:
@@ -85,7 +87,7 @@ class FakeRunnable:
         return {"last_hidden_state": np.stack(rows).astype(np.float32) + np.float32(self.offset)}
 
     def close(self):
-        pass
+        self.weights = None
 
 
 class FakeBackend:
@@ -116,7 +118,8 @@ class FakeBackend:
             time.sleep(build_ms / 1000.0)  # a slow export/engine build (progress reporting)
         delay_ms = float(_setting(model.path, "delay_ms", "FAKE_DELAY_MS"))
         offset = float(_setting(model.path, "offset", "FAKE_OFFSET"))
-        runnable = FakeRunnable(delay_ms / 1000.0, offset)
+        alloc_mb = float(_setting(model.path, "alloc_mb", "FAKE_ALLOC_MB"))
+        runnable = FakeRunnable(delay_ms / 1000.0, offset, alloc_mb)
         runnable.info.notes["model_bytes"] = 2_500_000
         if recipe is not None:
             runnable.info.notes["recipe"] = recipe
@@ -262,7 +265,7 @@ def fake_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> 
     depend on the machine, and no bytecode is cached so rewritten test files are always re-read.
     """
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    for name in ("FAKE_DELAY_MS", "FAKE_OFFSET", "FAKE_HW_CLASS", "FAKE_BUILD_MS"):
+    for name in ("FAKE_DELAY_MS", "FAKE_OFFSET", "FAKE_HW_CLASS", "FAKE_BUILD_MS", "FAKE_ALLOC_MB"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
     pytester.makeconftest(FAKE_BACKEND)

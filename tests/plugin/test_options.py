@@ -85,7 +85,7 @@ def test_bad_ini_value_is_a_usage_error_naming_it(
 
 PIPEPERF_OPTIONS = [
     "--pipeperf-backend=LIST", "--pipeperf-precision=LIST", "--pipeperf-device=LIST",
-    "--pipeperf-threshold=PCT", "--pipeperf-fail-on=WHEN", "--pipeperf-threads=N",
+    "--pipeperf-threshold=PCT", "--pipeperf-memory-threshold=PCT", "--pipeperf-fail-on=WHEN", "--pipeperf-threads=N",
     "--pipeperf-min-time=SECONDS", "--pipeperf-max-time=SECONDS", "--pipeperf-min-rounds=N",
     "--pipeperf-warmup=SECONDS", "--pipeperf-recipe=PRECISION=RECIPE,...",
     "--pipeperf-alpha=RATE", "--pipeperf-alpha-scope=SCOPE", "--pipeperf-runs=K",
