@@ -26,7 +26,6 @@ back to back on the same pipeline, not as absolute capacity.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import sys
@@ -38,10 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 from pytest_pipeperf.backends import load_backend
 from pytest_pipeperf.backends.base import BuildContext, ModelSpec, Task, TextBatch
-from pytest_pipeperf.batcher import Batcher, BatchPolicy
 from pytest_pipeperf.check import InputFactory
 from pytest_pipeperf.devices import Device
-from pytest_pipeperf.loadgen import find_max_qps, run_load
+from pytest_pipeperf.serving import ServingPlan, run_load_curves, search_capacity
 from pytest_pipeperf.precision import Precision
 
 
@@ -62,99 +60,11 @@ def build(backend: str, threads: int, seq_len: int) -> Any:
     return infer
 
 
-def policies(size: int, delay_ms: float, static_timeout_s: float) -> list[BatchPolicy]:
-    """No batching, static batches of ``size`` (a partial one flushed after ``static_timeout_s``,
-    so the tail of a run cannot stall) and dynamic batching."""
-    return [BatchPolicy.none(), BatchPolicy.static(size, static_timeout_s),
-            BatchPolicy.dynamic(size, delay_ms / 1000)]
-
-
-async def measure(infer: Any, texts: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for qps in args.qps:
-        for policy in policies(args.max_batch, args.delay_ms, args.static_timeout):
-            batcher: Batcher[str, Any] = Batcher(infer, policy)
-            counter = iter(range(10**9))
-
-            async def submit(batcher: Batcher[str, Any] = batcher, counter: Any = counter) -> Any:
-                return await batcher.submit(texts[next(counter) % len(texts)])
-
-            await batcher.submit(texts[0])  # warm the pipeline outside the measurement
-            before = batcher.stats()
-            result = await run_load(submit, qps=qps, duration_s=args.duration,
-                                    max_requests=args.max_requests, seed=args.seed,
-                                    drain_timeout_s=args.drain_timeout)
-            after = batcher.stats()
-            await batcher.aclose()
-            batches = after.batches - before.batches
-            mean_batch = (after.items - before.items) / batches if batches else 0.0
-            rows.append({"policy": policy.describe(), "mean_batch": mean_batch,
-                         **result.to_dict()})
-            print(row_text(rows[-1]), flush=True)
-    return rows
-
-
-async def search(infer: Any, texts: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for policy in policies(args.max_batch, args.delay_ms, args.static_timeout):
-        batcher: Batcher[str, Any] = Batcher(infer, policy)
-        counter = iter(range(10**9))
-
-        async def submit(batcher: Batcher[str, Any] = batcher, counter: Any = counter) -> Any:
-            return await batcher.submit(texts[next(counter) % len(texts)])
-
-        await batcher.submit(texts[0])
-        best, trials = await find_max_qps(
-            submit, p99_limit_ms=args.p99_limit_ms, qps_low=args.search_low,
-            qps_high=args.search_high, duration_s=args.search_duration,
-            max_requests=args.max_requests, iterations=args.search_iterations, seed=args.seed,
-            drain_timeout_s=args.drain_timeout)
-        await batcher.aclose()
-        found.append({"policy": policy.describe(), "max_qps": best,
-                      "trials": [t.to_dict() for t in trials]})
-        print(f"{policy.describe():>24}  highest QPS with p99 <= {args.p99_limit_ms:g} ms: "
-              f"{'none' if best is None else f'{best:.1f}'}  ({len(trials)} runs)", flush=True)
-    return found
-
-
-async def over_http(infer: Any, texts: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The dynamic policy in process and behind the HTTP endpoint, at each offered rate."""
-    import httpx
-
-    from pytest_pipeperf.server import Server, create_app, http_submit
-
-    policy = BatchPolicy.dynamic(args.max_batch, args.delay_ms / 1000)
-    holder: dict[str, Batcher[str, Any]] = {}
-
-    async def submit_texts(batch: list[str]) -> list[Any]:
-        if "b" not in holder:  # created in the server's event loop, where it is used
-            holder["b"] = Batcher(infer, policy)
-        return list(await asyncio.gather(*(holder["b"].submit(t) for t in batch)))
-
-    rows: list[dict[str, Any]] = []
-    with Server(create_app(submit_texts, max_batch=args.max_batch)) as server:
-        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(
-                max_connections=200, max_keepalive_connections=200)) as client:
-            counter = iter(range(10**9))
-
-            async def one() -> Any:
-                return await http_submit(client, server.url, [texts[next(counter) % len(texts)]])
-
-            await one()  # warm-up (also creates the batcher)
-            for qps in args.qps:
-                result = await run_load(one, qps=qps, duration_s=args.duration,
-                                        max_requests=args.max_requests, seed=args.seed,
-                                        drain_timeout_s=args.drain_timeout)
-                rows.append({"policy": policy.describe() + " over HTTP", "mean_batch": float("nan"),
-                             **result.to_dict()})
-                print(row_text(rows[-1]), flush=True)
-    return rows
-
-
 def row_text(row: dict[str, Any]) -> str:
-    return (f"{row['policy']:>24}  offered {row['offered_qps']:6.1f}  achieved "
+    mean_batch = row["mean_batch"] if row["mean_batch"] is not None else float("nan")
+    return (f"{row['variant']:>32}  offered {row['offered_qps']:6.1f}  achieved "
             f"{row['achieved_qps']:6.1f}  p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms"
-            f"  mean batch {row['mean_batch']:4.2f}  requests {row['requests']}"
+            f"  mean batch {mean_batch:4.2f}  requests {row['requests']}"
             f"  errors {row['errors']}  dropped {row['dropped']}")
 
 
@@ -186,13 +96,25 @@ def main(argv: list[str] | None = None) -> int:
 
     texts = list(InputFactory().texts(n=64, seq_len=args.seq_len))
     infer = build(args.backend, args.threads, args.seq_len)
+    plan = ServingPlan(qps=tuple(args.qps), duration_s=args.duration,
+                       max_requests=args.max_requests, max_batch=args.max_batch,
+                       max_delay_ms=args.delay_ms, static_timeout_s=args.static_timeout,
+                       http=args.http, drain_timeout_s=args.drain_timeout, seed=args.seed,
+                       find_max_p99_ms=args.p99_limit_ms if args.find_max else None,
+                       search_qps=(args.search_low, args.search_high),
+                       search_duration_s=args.search_duration,
+                       search_iterations=args.search_iterations)
     started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     print(f"bench/serving.py: {args.backend} fp32 MiniLM, seq {args.seq_len}, threads "
           f"{args.threads}, {args.duration:g} s per run, started {started}", flush=True)
-    rows = asyncio.run(measure(infer, texts, args))
-    if args.http:
-        rows += asyncio.run(over_http(infer, texts, args))
-    found = asyncio.run(search(infer, texts, args)) if args.find_max else []
+    rows = run_load_curves(infer, texts, plan)
+    for row in rows:
+        print(row_text(row), flush=True)
+    found = search_capacity(infer, texts, plan)
+    for row in found:
+        best = row["max_qps"]
+        print(f"{row['variant']:>32}  highest QPS with p99 <= {args.p99_limit_ms:g} ms: "
+              f"{'none' if best is None else f'{best:.1f}'}  ({row['runs']} runs)", flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps({"started": started, "args": {
             k: v for k, v in vars(args).items() if k != "json"}, "runs": rows, "max_qps": found},
