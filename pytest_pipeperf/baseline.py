@@ -30,11 +30,12 @@ never written to: the session refuses to merge into it rather than clobber it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -367,6 +368,29 @@ def atomic_write(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``folder`` (created if missing) while merging a file in it.
+
+    Several pytest processes (or xdist controllers) updating one baseline file at once then merge
+    in turn, each re-reading what the previous one wrote, so no process's entries are lost. The
+    lock is on the directory itself: nothing extra appears in the committed baseline folders. On
+    a platform without ``fcntl`` the merge runs unlocked.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: atomic replace still holds, concurrent merges may not
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 @dataclass(frozen=True, slots=True)
 class Update:
     """A queued baseline write for one workload point.
@@ -485,56 +509,61 @@ class BaselineStore:
             pending = by_suite.get(suite, [])
             try:
                 path = self._checked_path(suite)
-                current = load_file(path)
+                if not path.parent.is_dir() and all(u.run is None for u in pending):
+                    continue  # no file and nothing that would create one
+                with folder_lock(path.parent):
+                    self._flush_one(suite, path, pending, prune, result)
             except BaselineError as exc:
                 if pending:
                     result.errors.append(f"{exc} ({len(pending)} update(s) not written)")
-                continue
-            if current is None and all(u.run is None for u in pending):  # calibration needs an entry
-                continue
-            merged = current or BaselineFile(suite, self.hardware, {}, self.pipeperf_version)
-            before = render(merged) if current is not None else None
-            counted: set[tuple[str, str]] = set()
-            for update in pending:
-                points = merged.cases.setdefault(update.case, {})
-                if update.run is not None:
-                    runs = [] if update.reset else points.get(update.point, [])
-                    # Counted per point, not per run (--pipeperf-runs=K adds K runs to one point).
-                    key = (update.case, update.point)
-                    if key not in counted:
-                        counted.add(key)
-                        if points.get(update.point):
-                            result.updated += 1
-                        else:
-                            result.created += 1
-                    points[update.point] = [*runs, update.run][-MAX_RUNS:]
-                if update.calibration is not None and points.get(update.point):
-                    merged.calibration.setdefault(update.case, {})[update.point] = \
-                        update.calibration
-                    result.calibrated += 1
-                if not points:
-                    del merged.cases[update.case]
-            if prune is not None and suite in prune:
-                for case in sorted(merged.cases):
-                    if case.split("[", 1)[0] not in prune[suite]:
-                        result.removed += len(merged.cases.pop(case))
-                        merged.calibration.pop(case, None)
-            merged.hardware = self.hardware
-            merged.pipeperf_version = self.pipeperf_version
-            text = render(merged)
-            if text == before:
-                continue
-            try:
-                atomic_write(path, text)
             except OSError as exc:
                 result.errors.append(
                     f"baseline file {self.display(path)}: cannot be written ({exc.strerror}); "
-                    "nothing was changed. Check free space and permissions of the baseline directory"
-                )
-                continue
-            self._cache.pop(suite, None)
-            result.files.append(self.display(path))
+                    "nothing was changed. Check free space and permissions of the baseline "
+                    "directory")
         return result
+
+    def _flush_one(self, suite: str, path: Path, pending: list[Update],
+                   prune: Mapping[str, set[str]] | None, result: FlushResult) -> None:
+        """Merge one suite's updates into its file (under its folder's lock) and write it."""
+        current = load_file(path)
+        if current is None and all(u.run is None for u in pending):  # calibration needs an entry
+            return
+        merged = current or BaselineFile(suite, self.hardware, {}, self.pipeperf_version)
+        before = render(merged) if current is not None else None
+        counted: set[tuple[str, str]] = set()
+        for update in pending:
+            points = merged.cases.setdefault(update.case, {})
+            if update.run is not None:
+                runs = [] if update.reset else points.get(update.point, [])
+                # Counted per point, not per run (--pipeperf-runs=K adds K runs to one point).
+                key = (update.case, update.point)
+                if key not in counted:
+                    counted.add(key)
+                    if points.get(update.point):
+                        result.updated += 1
+                    else:
+                        result.created += 1
+                points[update.point] = [*runs, update.run][-MAX_RUNS:]
+            if update.calibration is not None and points.get(update.point):
+                merged.calibration.setdefault(update.case, {})[update.point] = \
+                    update.calibration
+                result.calibrated += 1
+            if not points:
+                del merged.cases[update.case]
+        if prune is not None and suite in prune:
+            for case in sorted(merged.cases):
+                if case.split("[", 1)[0] not in prune[suite]:
+                    result.removed += len(merged.cases.pop(case))
+                    merged.calibration.pop(case, None)
+        merged.hardware = self.hardware
+        merged.pipeperf_version = self.pipeperf_version
+        text = render(merged)
+        if text == before:
+            return
+        atomic_write(path, text)  # an OSError leaves the old file: reported by flush()
+        self._cache.pop(suite, None)
+        result.files.append(self.display(path))
 
 
 def calibrate(runs: Sequence[Run], recorded_at: str) -> Calibration | None:
