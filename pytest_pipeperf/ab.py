@@ -76,6 +76,7 @@ import pytest
 from pytest_pipeperf.backends.base import (
     BackendError,
     BackendUnavailableError,
+    Batch,
     BuildInfo,
     ModelSpec,
     TextBatch,
@@ -590,7 +591,7 @@ class LazyRunnable:
         self._inner: Any = None
         self.info = BuildInfo()
 
-    def __call__(self, batch: TextBatch) -> Mapping[str, np.ndarray]:
+    def __call__(self, batch: Batch) -> Mapping[str, np.ndarray]:
         if self._inner is None:
             check = self._check
             backend = check._session.backend(check.backend)

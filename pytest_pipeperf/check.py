@@ -13,13 +13,15 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, overload
 
 import pytest
 
 from pytest_pipeperf.backends.base import (
     BackendError,
     BackendUnavailableError,
+    Batch,
+    ImageBatch,
     ModelSpec,
     Runnable,
     Task,
@@ -41,7 +43,7 @@ from pytest_pipeperf.stats import (
     summarize_ratios,
     throughput,
 )
-from pytest_pipeperf.timing import Measurement, Timer, measure, timed_call, timer_for
+from pytest_pipeperf.timing import Measurement, MeasurePlan, Timer, measure, timed_call, timer_for
 from pytest_pipeperf.verdict import Status
 
 if TYPE_CHECKING:
@@ -84,6 +86,54 @@ class TextInputs(tuple[str, ...]):
         return obj
 
 
+class ImageInputs(Sequence["np.ndarray"]):
+    """Images for an image model: one float32 array ``[n, C, H, W]`` of normalised pixels.
+
+    A sequence of ``n`` images: ``inputs[i]`` is image ``i`` (``[C, H, W]``) and ``inputs[:b]``
+    the first ``b`` (an ``ImageInputs`` viewing the same memory), so ``pipeperf.bench()`` runs
+    batch ``b`` on ``inputs[:b]`` as it does with texts.
+
+    :param pixel_values: a C-contiguous numpy float32 array ``[n >= 1, C, H, W]``, already
+        preprocessed for the model; kept, not copied.
+    :raises ValueError: for anything else.
+    """
+
+    def __init__(self, pixel_values: np.ndarray) -> None:
+        ImageBatch(pixel_values)  # validates
+        self.pixel_values = pixel_values
+
+    def __len__(self) -> int:
+        return int(self.pixel_values.shape[0])
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> ImageInputs: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | ImageInputs:
+        if isinstance(index, slice):
+            import numpy as np
+
+            return ImageInputs(np.ascontiguousarray(self.pixel_values[index]))
+        image: np.ndarray = self.pixel_values[index]
+        return image
+
+    def __repr__(self) -> str:
+        return f"ImageInputs({'x'.join(str(d) for d in self.pixel_values.shape)} float32)"
+
+    def batch(self, size: int) -> ImageBatch:
+        """The first ``size`` images as one :class:`~pytest_pipeperf.backends.base.ImageBatch`."""
+        return ImageBatch(self.pixel_values[:size])
+
+
+def _batch(inputs: tuple[str, ...] | ImageInputs, size: int, max_length: int | None) -> Batch:
+    """``bench()``'s batch of ``size``: the first ``size`` texts or images of ``inputs``."""
+    if isinstance(inputs, ImageInputs):
+        return inputs.batch(size)
+    return TextBatch(inputs[:size], max_length)
+
+
 class InputFactory:
     """Deterministic synthetic inputs (``pipeperf.inputs``)."""
 
@@ -104,17 +154,42 @@ class InputFactory:
         texts = [" ".join(rng.choice(_WORDS) for _ in range(seq_len)) for _ in range(n)]
         return TextInputs(texts, seq_len)
 
+    def images(self, n: int = 64, size: int = 224, seed: int = 0) -> ImageInputs:
+        """``n`` pseudo-random RGB images of ``size`` x ``size`` pixels, already normalised.
+
+        Pixels are uniform in [0, 1) and normalised with mean 0.5 and std 0.5 per channel (the
+        ``ViTImageProcessor`` defaults), so values lie in [-1, 1). Images are drawn in order, so
+        ``images(n=8)[:2]`` equals ``images(n=2)``.
+
+        :param n: how many images (>= 1); must cover the largest batch size.
+        :param size: height and width in pixels (>= 8); must match the model's ``image_size``.
+        :param seed: the generator seed: same seed, same images.
+        :raises ValueError: for ``n < 1`` or ``size < 8``.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"pipeperf.inputs.images(n={n!r}): n must be an integer >= 1")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+            raise ValueError(f"pipeperf.inputs.images(size={size!r}): size must be an integer "
+                             ">= 8")
+        import numpy as np
+
+        pixels = np.random.default_rng(seed).random((n, 3, size, size), dtype=np.float32)
+        return ImageInputs((pixels - np.float32(0.5)) / np.float32(0.5))
+
 
 class Pipeline:
-    """A built pipeline for one case. Call it with a list of texts to run it directly."""
+    """A built pipeline for one case. Call it with a list of texts (a text model) or
+    :class:`ImageInputs` (an image model) to run it directly."""
 
     def __init__(self, runnable: Runnable, model: ModelSpec, build_s: float) -> None:
         self.runnable = runnable
         self.model = model
         self.build_s = build_s
 
-    def __call__(self, texts: Sequence[str]) -> Mapping[str, np.ndarray]:
-        """Run ``texts`` as one batch and return the outputs."""
+    def __call__(self, texts: Sequence[str] | ImageInputs) -> Mapping[str, np.ndarray]:
+        """Run ``texts`` (or images) as one batch and return the outputs."""
+        if isinstance(texts, ImageInputs):
+            return self.runnable(texts.batch(len(texts)))
         return self.runnable(TextBatch(tuple(texts), getattr(texts, "max_length", None)))
 
 
@@ -125,6 +200,26 @@ def _model_max_length(path: Path) -> int | None:
         return None
     value = config.get("max_position_embeddings") if isinstance(config, dict) else None
     return value if isinstance(value, int) and value > 0 else None
+
+
+def _check_image_size(path: Path, images: ImageInputs) -> None:
+    """Fail with a hint when ``images`` do not have the size and channels of the model's config."""
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(config, dict):
+        return
+    _, channels, height, width = images.pixel_values.shape
+    size = config.get("image_size")
+    if isinstance(size, int) and (height, width) != (size, size):
+        misuse(f"pipeperf.bench(): images are {height}x{width} pixels but the model takes "
+               f"{size}x{size} ({path}/config.json image_size); use "
+               f"pipeperf.inputs.images(size={size})")
+    wanted = config.get("num_channels")
+    if isinstance(wanted, int) and channels != wanted:
+        misuse(f"pipeperf.bench(): images have {channels} channels but the model takes {wanted} "
+               f"({path}/config.json num_channels)")
 
 
 class PipeperfCheck:
@@ -180,6 +275,12 @@ class PipeperfCheck:
         """Whether ``--pipeperf-long`` asked for the full-length scenarios (wider sweeps, the
         highest-QPS search, longer load runs) instead of the default run's short ones."""
         return self._session.settings.long
+
+    @property
+    def plan(self) -> MeasurePlan:
+        """This run's measuring plan (``--pipeperf-min-time``, ``-max-time``, ``-min-rounds``,
+        ``-warmup``); scenario suites scale their own run lengths with ``plan.min_time_s``."""
+        return self._session.settings.plan
 
     @property
     def threads(self) -> int | None:
@@ -294,7 +395,7 @@ class PipeperfCheck:
         while self._built:
             self._built.pop().close()
 
-    def bench(self, pipe: Pipeline, inputs: Sequence[str],
+    def bench(self, pipe: Pipeline, inputs: Sequence[str] | ImageInputs,
               batch_sizes: Sequence[int] | None = None) -> CaseResult:
         """Check parity and measure ``pipe`` at every batch size; judge against the baseline.
 
@@ -302,25 +403,31 @@ class PipeperfCheck:
         ``regression`` and baselines are not being updated.
 
         :param pipe: from :meth:`pipeline`.
-        :param inputs: texts, e.g. ``pipeperf.inputs.texts(n=64, seq_len=128)``; batch ``b`` is
+        :param inputs: texts, e.g. ``pipeperf.inputs.texts(n=64, seq_len=128)``, or for an image
+            model images, e.g. ``pipeperf.inputs.images(n=64, size=224)``; batch ``b`` is
             ``inputs[:b]``.
         :param batch_sizes: override :attr:`batch_sizes` (``--pipeperf-batch-sizes`` or the
             marker's).
         :raises pytest.fail.Exception: for empty inputs, too few inputs, a bad batch size, a sequence
-            longer than the model accepts, or a second call in one test.
+            longer than the model accepts, texts for an image model or images for a text model
+            (or images of another size than the model's), or a second call in one test.
         """
         if self._benched:
             misuse("pipeperf.bench() may be called once per test")
         self._benched = True
         settings = self._session.settings
         sizes = tuple(batch_sizes) if batch_sizes is not None else self.batch_sizes
-        texts = tuple(inputs)
+        texts = inputs if isinstance(inputs, ImageInputs) else tuple(inputs)
         max_length = getattr(inputs, "max_length", None)
         self._validate(pipe, texts, sizes, max_length)
-        if ab.serving(self._session.config):  # an A/B worker: serve timed calls, record nothing
-            return ab.serve_bench(self, pipe, texts, sizes, max_length)
-        ab_points = (ab.run_ab(self, pipe, texts, sizes, max_length)
-                     if ab.controlling(self._session.config) else None)
+        ab_points = None
+        if ab.serving(self._session.config) or ab.controlling(self._session.config):
+            if isinstance(texts, ImageInputs):
+                misuse("pipeperf.bench(): the A/B gate (--pipeperf-ab) compares text pipelines "
+                       "only in this version; run image suites without --pipeperf-ab")
+            if ab.serving(self._session.config):  # an A/B worker: serve timed calls only
+                return ab.serve_bench(self, pipe, texts, sizes, max_length)
+            ab_points = ab.run_ab(self, pipe, texts, sizes, max_length)
         item = self._request.node
         suite = suite_of(item, self._session.config.rootpath)
         case = item.name
@@ -329,12 +436,12 @@ class PipeperfCheck:
         recipe = str(info.notes["recipe"]) if "recipe" in info.notes else None
         timer = timer_for(self.device.kind, self.device.index)
         if sizes:
-            self._prepare(pipe, TextBatch(texts[:max(sizes)], max_length))
+            self._prepare(pipe, _batch(texts, max(sizes), max_length))
         points: list[PointResult] = [] if ab_points is None else ab_points
         kernels: dict[str, Any] | None = None
         kernel_set = ""
         for size in sizes if ab_points is None else ():
-            batch = TextBatch(texts[:size], max_length)
+            batch = _batch(texts, size, max_length)
             reference = self._run(lambda b=batch: self._session.reference_outputs(pipe.model, b),
                                   "the eager fp32 reference")
             with self._session.progress.phase(f"{self._where()}: first call, batch {size}"):
@@ -398,7 +505,7 @@ class PipeperfCheck:
         self._fail_if_needed(points, memory_verdict)
         return result
 
-    def _eager_alongside(self, pipe: Pipeline, batch: TextBatch, first_ns: int,
+    def _eager_alongside(self, pipe: Pipeline, batch: Batch, first_ns: int,
                          timer: Timer) -> Any:
         """The eager fp32 reference to time in the same rounds (for the speed-up), or ``None``.
 
@@ -416,7 +523,7 @@ class PipeperfCheck:
         ref_ns = timer.time_call(call)
         return call if ref_ns <= EAGER_COST_LIMIT * max(first_ns, 1) else None
 
-    def _prepare(self, pipe: Pipeline, largest: TextBatch) -> None:
+    def _prepare(self, pipe: Pipeline, largest: Batch) -> None:
         """Let a runnable with a ``prepare(batch)`` method (engines built for a shape range, e.g.
         TensorRT) build for the largest batch now, counted as build time, not as a first call."""
         prepare = getattr(pipe.runnable, "prepare", None)
@@ -425,7 +532,7 @@ class PipeperfCheck:
         start = time.perf_counter()
         try:
             with self._session.progress.phase(
-                    f"{self._where()}: building for batch {len(largest.texts)}"):
+                    f"{self._where()}: building for batch {largest.batch_size}"):
                 prepare(largest)
         except BackendUnavailableError as exc:
             pytest.skip(str(exc))
@@ -447,12 +554,21 @@ class PipeperfCheck:
             pytest.fail(f"pipeperf: {what} failed: {exc}", pytrace=False)
         return out
 
-    def _validate(self, pipe: Pipeline, texts: tuple[str, ...], sizes: Sequence[int],
-                  max_length: int | None) -> None:
+    def _validate(self, pipe: Pipeline, texts: tuple[str, ...] | ImageInputs,
+                  sizes: Sequence[int], max_length: int | None) -> None:
+        task = pipe.model.task
+        images = isinstance(texts, ImageInputs)
+        factory = "images" if task.modality == "image" else "texts"
+        if images and task.modality != "image":
+            misuse(f"pipeperf.bench(): inputs are images but {pipe.model.path.name} is a "
+                   f"{task.value} model, which takes texts; use e.g. pipeperf.inputs.texts(n=8)")
+        if not images and task.modality == "image":
+            misuse(f"pipeperf.bench(): inputs are texts but {pipe.model.path.name} is an "
+                   f"{task.value} model, which takes images; use e.g. "
+                   "pipeperf.inputs.images(n=8, size=224)")
         if not texts:
-            misuse("pipeperf.bench(): inputs is empty; use e.g. "
-                                    "pipeperf.inputs.texts(n=8)")
-        if not all(isinstance(t, str) for t in texts):
+            misuse(f"pipeperf.bench(): inputs is empty; use e.g. pipeperf.inputs.{factory}(n=8)")
+        if not images and not all(isinstance(t, str) for t in texts):
             misuse("pipeperf.bench(): inputs must be strings")
         for size in sizes:
             if isinstance(size, bool) or not isinstance(size, int) or size < 1:
@@ -461,8 +577,10 @@ class PipeperfCheck:
             if size > len(texts):
                 misuse(
                     f"pipeperf.bench(): batch size {size} needs at least {size} inputs, got "
-                    f"{len(texts)}; pass more, e.g. pipeperf.inputs.texts(n={max(sizes)})"
+                    f"{len(texts)}; pass more, e.g. pipeperf.inputs.{factory}(n={max(sizes)})"
                 )
+        if isinstance(texts, ImageInputs):
+            _check_image_size(pipe.model.path, texts)
         limit = _model_max_length(pipe.model.path)
         if max_length is not None and limit is not None and max_length > limit:
             misuse(
@@ -482,7 +600,7 @@ class PipeperfCheck:
         regressed = [p for p in points if p.verdict and p.verdict.status is Status.REGRESSED]
         parts = [f"batch_size={p.batch_size}: {p.verdict.message()}"
                  for p in regressed if p.verdict]
-        if memory is not None and memory.status == "regressed":
+        if memory is not None and memory.status == "regressed" and settings.fail_on_memory:
             parts.append(memory.message())
         if parts:
             pytest.fail(f"pipeperf: regressed: {'; '.join(parts)}", pytrace=False)

@@ -280,6 +280,7 @@ class PipeperfConfig:
     batch_sizes: tuple[int, ...] | None = None
     long: bool = False
     memory_threshold: float = 0.25
+    fail_on_memory: bool = False
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> PipeperfConfig:
@@ -348,6 +349,7 @@ class PipeperfConfig:
             progress_s=_value(config, "pipeperf_progress"),
             long=_flag(config, "pipeperf_long"),
             memory_threshold=_value(config, "pipeperf_memory_threshold"),
+            fail_on_memory=_flag(config, "pipeperf_fail_on_memory"),
             batch_sizes=_value(config, "pipeperf_batch_sizes"),
         )
 

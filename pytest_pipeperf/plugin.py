@@ -71,7 +71,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("--pipeperf-memory-threshold", "pipeperf_memory_threshold", "PCT", parse_threshold,
          None, "allowed growth of a case's memory (CPU: RSS growth during the case; CUDA: the "
          "allocator peak) over its baseline's median, on top of 64 MB (16 MB on a GPU) of "
-         "allocator slack. Default: 25%%"),
+         "allocator slack; beyond it the memory verdict is regressed (reported; fails the test "
+         "with --pipeperf-fail-on-memory). Default: 25%%"),
         ("--pipeperf-fail-on", "pipeperf_fail_on", "WHEN", parse_fail_on, None,
          "regression: a regressed case fails its test; never: report only. Default: regression"),
         ("--pipeperf-threads", "pipeperf_threads", "N", parse_threads, None,
@@ -140,6 +141,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="parity only: no timing, no baselines. Default: %(default)r")
     parser.addini("pipeperf_disable", "parity only: no timing, no baselines", type="bool",
                   default=False)
+    group.addoption("--pipeperf-fail-on-memory", dest="pipeperf_fail_on_memory",
+                    action="store_true", default=False,
+                    help="a memory regression (see --pipeperf-memory-threshold) fails its test, "
+                         "as a latency regression does; without it memory verdicts are reported "
+                         "only. Default: %(default)r")
+    parser.addini("pipeperf_fail_on_memory", "memory regressions fail their test",
+                  type="bool", default=False)
     group.addoption("--pipeperf-long", dest="pipeperf_long", action="store_true", default=False,
                     help="run the scenario suites at full length (batch sweep 1-64, the "
                          "highest-QPS search, longer load runs) instead of the default run's "

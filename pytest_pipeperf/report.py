@@ -883,6 +883,7 @@ def _annotation_level(status: str, fail_on_regression: bool) -> str | None:
 # object of every module here, and mypy would type the function as that object.
 def github_annotations(
     records: Sequence[Record], *, fail_on_regression: bool, limit: int = ANNOTATION_LIMIT,
+    fail_on_memory: bool = False,
 ) -> list[str]:
     """GitHub Actions workflow commands, one per point that needs attention.
 
@@ -893,6 +894,8 @@ def github_annotations(
 
     :param records: case records, in run order.
     :param fail_on_regression: whether regressions fail the run (``--pipeperf-fail-on``).
+    :param fail_on_memory: whether memory regressions fail it too (``--pipeperf-fail-on-memory``);
+        else they are warnings.
     :param limit: the most annotations for points; when more points need attention, one more
         ``::notice`` says how many were left out.
     """
@@ -923,8 +926,9 @@ def github_annotations(
             found.append((_LEVEL_ORDER.index(level), _RANK.get(status, len(ATTENTION)), command))
         mem = memory_verdict(rec)
         if mem and mem["status"] == "regressed":
-            level = "error" if fail_on_regression else "warning"
-            suffix = "" if fail_on_regression else " (report-only)"
+            fails = fail_on_regression and fail_on_memory
+            level = "error" if fails else "warning"
+            suffix = "" if fails else " (report-only)"
             title = f"pipeperf: memory regressed{suffix}: {rec['case']}"
             command = (f"::{level} {','.join([*props, f'title={escape_property(title)}'])}"
                        f"::{escape_data(rec['nodeid'] + chr(10) + memory_text(mem))}")

@@ -27,10 +27,10 @@ from pytest_pipeperf.backends import PLANNED, REGISTRY
 from pytest_pipeperf.backends.base import (
     Availability,
     Backend,
+    Batch,
     BuildContext,
     ModelSpec,
     Runnable,
-    TextBatch,
 )
 from pytest_pipeperf.baseline import (
     BaselineError,
@@ -220,7 +220,7 @@ class PipeperfSession:
             )
         return self._references[ref_key]
 
-    def reference_outputs(self, model: ModelSpec, batch: TextBatch) -> Mapping[str, np.ndarray]:
+    def reference_outputs(self, model: ModelSpec, batch: Batch) -> Mapping[str, np.ndarray]:
         """Outputs of the reference backend (eager fp32 on the CPU) for ``batch``, cached."""
         key = (str(model.path), model.task.value, batch)
         if key not in self._reference_outputs:
@@ -681,7 +681,8 @@ class PipeperfSession:
         if os.environ.get("GITHUB_ACTIONS") == "true" and self.settings.record_child is None:
             # Workflow commands: GitHub turns them into annotations on the PR's files.
             for line in report.github_annotations(
-                    self.records, fail_on_regression=self.settings.fail_on is FailOn.REGRESSION):
+                    self.records, fail_on_regression=self.settings.fail_on is FailOn.REGRESSION,
+                    fail_on_memory=self.settings.fail_on_memory):
                 tr.write_line(line)
 
 

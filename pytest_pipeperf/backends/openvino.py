@@ -29,11 +29,11 @@ from pytest_pipeperf.backends.base import (
     Availability,
     BackendError,
     BackendUnavailableError,
+    Batch,
     BuildContext,
     BuildInfo,
     ModelSpec,
     Task,
-    TextBatch,
     package_availability,
 )
 from pytest_pipeperf.precision import Precision
@@ -82,7 +82,8 @@ def bf16_kernels(flags: frozenset[str] | None) -> str | None:
 
 
 class OpenVinoRunnable:
-    """A compiled OpenVINO model, one infer request, and the model's tokenizer."""
+    """A compiled OpenVINO model, one infer request, and the model's tokenizer (``None`` for an
+    image model, which is fed ``pixel_values``)."""
 
     def __init__(self, compiled: Any, tokenizer: Any, task: Task, info: BuildInfo) -> None:
         self._compiled = compiled
@@ -98,7 +99,7 @@ class OpenVinoRunnable:
         self._names = {port.get_any_name() for port in compiled.inputs}
         self.info = info
 
-    def __call__(self, batch: TextBatch) -> Mapping[str, np.ndarray]:
+    def __call__(self, batch: Batch) -> Mapping[str, np.ndarray]:
         from pytest_pipeperf.backends._hf import encode
 
         feed = encode(self._tokenizer, batch, self._names)

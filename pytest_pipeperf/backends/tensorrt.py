@@ -436,6 +436,11 @@ class TensorRTBackend:
     def build(
         self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
     ) -> TensorRTRunnable:
+        if model.task.modality != "text":
+            raise BackendUnavailableError(
+                f"pipeperf: backend 'tensorrt' task {model.task.value!r} is not supported yet "
+                "(its engine profiles cover text inputs only: batch x sequence length); use "
+                "the onnxruntime or eager backend for images")
         try:
             import tensorrt as trt
             import torch

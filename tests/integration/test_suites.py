@@ -20,9 +20,11 @@ FAST = ["--pipeperf-min-time=0.2", "--pipeperf-min-rounds=5", "--pipeperf-warmup
         "-p", "no:cacheprovider"]
 
 
-def run_suites(*args: str) -> subprocess.CompletedProcess[str]:
+def run_suites(*args: str, paths: bool = True) -> subprocess.CompletedProcess[str]:
+    """``pytest suites/ ARGS`` in the repository (``paths=False``: ARGS name the files)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "pytest", "suites/", *args], cwd=ROOT, env=env,
+    where = ["suites/"] if paths else []
+    return subprocess.run([sys.executable, "-m", "pytest", *where, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
 
 

@@ -17,7 +17,8 @@ def test_a_case_that_holds_much_more_memory_fails_as_a_memory_regression(
     assert runs and all(run["memory"]["rss_growth"] >= 0 for run in runs)
 
     fake_project._model("test_a").joinpath("alloc_mb").write_text("400\n")  # +400 MB of weights
-    result = fake_project.run("--pipeperf-json=out.json", "--pipeperf-report=out.md")
+    result = fake_project.run("--pipeperf-json=out.json", "--pipeperf-report=out.md",
+                              "--pipeperf-fail-on-memory")
 
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
@@ -33,8 +34,9 @@ def test_a_case_that_holds_much_more_memory_fails_as_a_memory_regression(
     assert "**Memory regressed in 1 case(s):**" in text
     assert "Model size and memory of 2 case(s)" in text
 
-    report_only = fake_project.run("--pipeperf-fail-on=never")
+    report_only = fake_project.run()  # without --pipeperf-fail-on-memory: reported only
     report_only.assert_outcomes(passed=2)
+    report_only.stdout.fnmatch_lines(["*memory regressed: RSS growth 4?? MB*"])
 
 
 def test_a_malformed_stored_memory_is_a_clear_error(fake_project: FakeProject) -> None:

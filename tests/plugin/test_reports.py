@@ -122,7 +122,7 @@ def test_json_and_benchmark_json_and_plots_are_written(
     project, result = mixed_run
     out = project.path / "out"
     doc = json.loads((out / "result.json").read_text())
-    assert doc["schema_version"] == 3
+    assert doc["schema_version"] == 4
     assert doc["summary"] == {"improved": 1, "new": 1, "ok": 2, "parity-failed": 1,
                               "regressed": 1}
     bench = json.loads((out / "benchmark.json").read_text())
@@ -143,4 +143,4 @@ def test_outputs_that_cannot_be_written_are_errors_and_the_others_still_are(
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["pipeperf ERROR: cannot write --pipeperf-report=blocked/report.md*"])
-    assert json.loads((fake_project.path / "ok.json").read_text())["schema_version"] == 3
+    assert json.loads((fake_project.path / "ok.json").read_text())["schema_version"] == 4
