@@ -16,6 +16,7 @@ from .conftest import ROOT
 pytest.importorskip("torch", exc_type=ImportError)
 pytest.importorskip("onnxruntime", exc_type=ImportError)
 
+TWO_SUITES = ("suites/test_embeddings.py", "suites/test_classification.py")
 FAST = ["--pipeperf-min-time=0.2", "--pipeperf-min-rounds=5", "--pipeperf-warmup=0.05",
         "-p", "no:cacheprovider"]
 
@@ -34,7 +35,10 @@ def test_suites_parity_only() -> None:
     out = proc.stdout
     # per suite: eager fp32/bf16/int8/int4, onnxruntime fp32/int8/int4 (bf16 skips), compile and
     # openvino fp32/bf16 (int8/int4 skip)
-    assert "22 passed, 10 skipped" in out
+    # + batch sweep (eager, onnxruntime, openvino), serving (eager, onnxruntime), session tuning
+    # (onnxruntime), images (eager, compile, openvino fp32/bf16, onnxruntime fp32; its bf16
+    # skips), generation (eager, onnxruntime)
+    assert "37 passed, 11 skipped" in out
     for case in ("test_embeddings::test_embed", "test_classification::test_classify"):
         for backend in ("eager", "onnxruntime"):
             assert re.search(rf"{case}\s+{backend}\s+fp32\s+cpu\s+8\s", out), (case, backend)
@@ -44,7 +48,7 @@ def test_suites_parity_only() -> None:
                                    ("onnxruntime", "int8/ort-dynamic-per-channel"),
                                    ("onnxruntime", "int4/ort-matmul-4bit")):
             assert re.search(rf"{case}\s+{backend}\s+{precision}\s+cpu\s+8\s", out), (case, precision)
-    assert out.count("parity only") == 44
+    assert out.count("parity only") == 44 + 3 * 4 + 7 * 2
     assert "pipeperf: backend 'onnxruntime' precision 'bf16' is not supported yet" in out
 
 
@@ -53,16 +57,25 @@ def test_suites_backend_selection_and_ids() -> None:
                       "-q", "-p", "no:cacheprovider")
     assert proc.returncode == 0, proc.stdout[-3000:]
     ids = [line for line in proc.stdout.splitlines() if "::" in line]
-    assert ids == [f"suites/{suite}[onnxruntime-{precision}-cpu]"
-                   for suite in ("test_classification.py::test_classify",
-                                 "test_embeddings.py::test_embed")
-                   for precision in ("fp32", "bf16", "int8", "int4")]
+    assert ids == [
+        "suites/test_batch_sweep.py::test_sweep[onnxruntime-fp32-cpu]",
+        *(f"suites/{suite}[onnxruntime-{precision}-cpu]"
+          for suite in ("test_classification.py::test_classify", "test_embeddings.py::test_embed")
+          for precision in ("fp32", "bf16", "int8", "int4")),
+        "suites/test_generation.py::test_generate[onnxruntime-fp32-cpu]",
+        "suites/test_images.py::test_classify_image[onnxruntime-fp32-cpu]",
+        "suites/test_images.py::test_classify_image[onnxruntime-bf16-cpu]",
+        "suites/test_ort_tuning.py::test_session_knobs[onnxruntime-fp32-cpu]",
+        "suites/test_serving.py::test_serve[onnxruntime-fp32-cpu]",
+    ]
 
 
 def test_suites_update_then_compare(tmp_path: Path) -> None:
     baselines = tmp_path / "baselines"
+    # The two suites of timed bench() points on every backend and precision (the scenario
+    # suites run timed in test_scenario_suites.py).
     record = run_suites(*FAST, f"--pipeperf-baseline-dir={baselines}",
-                        "--pipeperf-update-baselines")
+                        "--pipeperf-update-baselines", *TWO_SUITES, paths=False)
     assert record.returncode == 0, record.stdout[-4000:]
     assert "0 baselines updated, 44 created" in record.stdout
     files = sorted(p.relative_to(baselines).as_posix() for p in baselines.rglob("*.json"))
@@ -77,7 +90,8 @@ def test_suites_update_then_compare(tmp_path: Path) -> None:
 
     report = tmp_path / "result.json"
     compare = run_suites(*FAST, f"--pipeperf-baseline-dir={baselines}",
-                         "--pipeperf-fail-on=never", f"--pipeperf-json={report}")
+                         "--pipeperf-fail-on=never", f"--pipeperf-json={report}", *TWO_SUITES,
+                         paths=False)
     assert compare.returncode == 0, compare.stdout[-4000:]
     doc = json.loads(report.read_text())
     assert len(doc["cases"]) == 22
