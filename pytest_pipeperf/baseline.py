@@ -526,6 +526,10 @@ class BaselineStore:
     def _flush_one(self, suite: str, path: Path, pending: list[Update],
                    prune: Mapping[str, set[str]] | None, result: FlushResult) -> None:
         """Merge one suite's updates into its file (under its folder's lock) and write it."""
+        # Under the lock no writer is half-way through this file, so a temporary file of it is
+        # what a killed process (SIGKILL, power loss) left behind: remove it.
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
         current = load_file(path)
         if current is None and all(u.run is None for u in pending):  # calibration needs an entry
             return
