@@ -34,6 +34,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -191,6 +192,51 @@ def _finite(value: float) -> bool:
         return False
 
 
+def _bad_latency(stats: Mapping[str, Any]) -> str | None:
+    """``"p50_ms = -3.5"`` for the first latency field that is a negative or non-finite number.
+
+    A JSON number like ``1e400`` decodes to ``inf`` (``parse_constant`` only sees the literal
+    ``Infinity``), so this is the check that keeps such values out; wrong types and integers too
+    large for a float are left to :meth:`LatencyStats.from_dict`, which names them itself.
+    """
+    for key in LatencyStats.__dataclass_fields__:
+        if key == "n":
+            continue
+        raw = stats.get(key)
+        for value in raw if key == "median_ci_ms" and isinstance(raw, list) else [raw]:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if value < 0 or (isinstance(value, float) and not math.isfinite(value)):
+                return f"{key} = {raw!r}"
+    return None
+
+
+# Nesting allowed inside ``hardware`` (a flat fingerprint in practice). ``render`` writes with
+# ``indent=2``, which uses the recursive pure-Python encoder: a value nested almost as deep as the
+# decoder allows could be read, then fail to be written back from a deeper call stack.
+_MAX_NESTING = 32
+
+
+def _unwritable(value: Any, where: str) -> tuple[str, str] | None:
+    """``(field path, problem)`` for the first part of a decoded JSON value that :func:`render`
+    could not write back (an ``inf``/``nan`` float, nesting deeper than ``_MAX_NESTING``).
+
+    Iterative, so a value nested as deep as the JSON decoder allows cannot overflow the stack.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        item, at, depth = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return at, f"expected a finite number, got {item!r}"
+        if isinstance(item, (dict, list)) and depth >= _MAX_NESTING:
+            return at, f"nested more than {_MAX_NESTING} levels deep"
+        if isinstance(item, dict):
+            stack.extend((v, f"{at}.{k}", depth + 1) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{at}[{i}]", depth + 1) for i, v in enumerate(item))
+    return None
+
+
 def _parse_run(data: Any, path: Path, where: str) -> Run:
     _need(isinstance(data, dict), path, where, "expected an object")
     for key in ("recorded_at", "stats", "throughput", "versions", "threads"):
@@ -213,6 +259,9 @@ def _parse_run(data: Any, path: Path, where: str) -> Run:
     )
     stats = data["stats"]
     _need(isinstance(stats, dict), path, f"{where}.stats", "expected an object")
+    bad = _bad_latency(stats)
+    _need(bad is None, path, f"{where}.stats",
+          f"latency statistics must be finite and >= 0, got {bad}")
     try:
         parsed = LatencyStats.from_dict(stats)
     except KeyError as exc:
@@ -272,10 +321,14 @@ def parse(data: Any, path: Path) -> BaselineFile:
         raise BaselineError(path, f"field schema_version: expected an integer, got {version!r}",
                             _FIX_CORRUPT)
     if version > SCHEMA_VERSION:
+        from pytest_pipeperf import __version__
+
+        writer = data.get("pipeperf_version")
         raise BaselineError(
             path,
             f"written with schema {version} by a newer pytest-pipeperf "
-            f"({data.get('pipeperf_version', '?')}); this one reads schema {SCHEMA_VERSION}",
+            f"({writer if isinstance(writer, str) else '?'}); this pytest-pipeperf "
+            f"({__version__}) reads schema {SCHEMA_VERSION} and older",
             "Upgrade pytest-pipeperf (pip install -U pytest-pipeperf)",
         )
     if version < MIN_SCHEMA_VERSION:
@@ -290,6 +343,9 @@ def parse(data: Any, path: Path) -> BaselineFile:
     _need(isinstance(data.get("hardware"), dict), path, "hardware", "expected an object")
     _need(isinstance(data["hardware"].get("class"), str), path, "hardware.class",
           "expected a string")
+    unwritable = _unwritable(data["hardware"], "hardware")
+    if unwritable is not None:
+        _need(False, path, *unwritable)
     cases_raw = data.get("cases")
     if not isinstance(cases_raw, dict):
         raise BaselineError(path, "field cases: expected an object", _FIX_CORRUPT)
@@ -318,21 +374,64 @@ def parse(data: Any, path: Path) -> BaselineFile:
 def load_file(path: Path) -> BaselineFile | None:
     """Read and validate one baseline file; ``None`` if it does not exist. Never writes.
 
-    :raises BaselineError: for a symlink out of the directory, unreadable, truncated, non-JSON,
-        foreign or wrong-schema file.
+    :raises BaselineError: for a symlink out of the directory, unreadable, not a regular file,
+        larger than :data:`_MAX_FILE_BYTES`, truncated, non-JSON, foreign or wrong-schema file.
     """
     try:
-        raw = path.read_bytes()
+        info = path.stat()
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise BaselineError(path, f"cannot be read ({exc.strerror})",
+        raise BaselineError(path, f"cannot be read ({exc.strerror or exc})",
                             "Check the file's permissions") from None
+    if not stat.S_ISREG(info.st_mode):
+        # A FIFO would block the read forever and a device (a link to /dev/zero) never ends.
+        raise BaselineError(path, f"cannot be read (it is {_file_kind(info.st_mode)}, not a "
+                            "regular file)", "Move it out of the baseline directory")
+    if info.st_size > _MAX_FILE_BYTES:
+        raise _too_large(path, info.st_size)
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(_MAX_FILE_BYTES + 1)  # the file may have grown since stat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BaselineError(path, f"cannot be read ({exc.strerror or exc})",
+                            "Check the file's permissions") from None
+    if len(raw) > _MAX_FILE_BYTES:
+        raise _too_large(path, len(raw))
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
         raise BaselineError(path, f"is not valid JSON ({exc})", _FIX_CORRUPT) from None
     return parse(data, path)
+
+
+# A baseline file is a few hundred KB; anything this large is something else, and reading it
+# whole (then decoding it) would only cost memory before failing.
+_MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+def _too_large(path: Path, size: int) -> BaselineError:
+    return BaselineError(
+        path,
+        f"is {size / 2**20:.1f} MiB ({size} bytes), over the {_MAX_FILE_BYTES // 2**20} MiB limit "
+        "for a baseline file (a baseline file is a few hundred KB)",
+        "Is it a baseline file at all? Move it out of the baseline directory, or delete it and "
+        "regenerate it with --pipeperf-update-baselines",
+    )
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
 
 
 def _reject_constant(name: str) -> Any:

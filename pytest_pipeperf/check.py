@@ -462,7 +462,8 @@ class PipeperfCheck:
             eager = self._eager_alongside(pipe, batch, first_ns, timer)
             if eager is not None:
                 fns["eager"] = eager
-            with blas_threads(settings.threads):
+            with blas_threads(settings.threads), self._session.progress.phase(
+                    f"{self._where()}: measuring batch {size}", kind="measure", report=False):
                 measurement = measure(fns, settings.plan, timer)
             samples = measurement.samples_ns
             stats = summarize(samples["candidate"])

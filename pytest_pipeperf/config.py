@@ -31,6 +31,7 @@ from pytest_pipeperf.precision import (
     Precision,
 )
 from pytest_pipeperf.recipe import parse_marker_recipes, parse_recipe_choices
+from pytest_pipeperf.isolation import ISOLATED_ENV, Isolate, Limits, parse_isolate
 from pytest_pipeperf.timing import MeasurePlan
 
 T = TypeVar("T")
@@ -81,13 +82,20 @@ def parse_devices(text: str) -> tuple[Device, ...]:
     try:
         return parse_device_list(text, count_visible_gpus())
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        message = str(exc)
+        if not any(repr(part.strip()) in message for part in [text, *text.split(",")]):
+            # e.g. int() refusing a device index of thousands of digits
+            message = f"invalid device list {text!r} ({message}); valid: cpu, cuda, cuda:N, all"
+        raise argparse.ArgumentTypeError(message) from None
 
 
 def parse_threshold(text: str | float) -> float:
     """``5%`` or ``0.05`` -> 0.05. A bare number > 1 is refused (ambiguous)."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        value = float(text)
+        try:
+            value = float(text)
+        except OverflowError:  # an integer too large for a float: far above any threshold
+            value = math.inf
         raw = repr(text)
         if value >= 1.0:
             raise argparse.ArgumentTypeError(
@@ -181,6 +189,18 @@ def parse_seconds(text: str) -> float:
         value = -1.0
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"invalid duration {text!r}; give seconds >= 0, e.g. 1.5")
+    return value + 0.0  # "-0" -> 0.0
+
+
+def parse_timeout(text: str) -> float:
+    """A phase time limit in seconds: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid timeout {text!r}; give seconds > 0, e.g. 600") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}; give seconds > 0, e.g. 600")
     return value
 
 
@@ -200,10 +220,16 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
     sizes: list[int] = []
     for raw in text.split(","):
         value = raw.strip()
-        if not value.isdigit() or int(value) < 1:
+        try:
+            # isdecimal(), not isdigit(): int() refuses digits like '²'; it also refuses more
+            # than sys.get_int_max_str_digits() digits.
+            size = int(value) if value.isdecimal() else 0
+        except ValueError:
+            size = 0
+        if size < 1:
             raise argparse.ArgumentTypeError(
                 f"invalid batch size {value!r} in {text!r}; give integers >= 1, e.g. 1,8,32")
-        sizes.append(int(value))
+        sizes.append(size)
     return tuple(dict.fromkeys(sizes))
 
 
@@ -226,6 +252,9 @@ OPTION_PARSERS: dict[str, tuple[Callable[[str], Any], str | None]] = {
     "pipeperf_recipe": (parse_recipe_choices, None),
     "pipeperf_progress": (parse_seconds, "5"),
     "pipeperf_batch_sizes": (parse_batch_sizes, None),
+    "pipeperf_isolate": (parse_isolate, "auto"),
+    "pipeperf_build_timeout": (parse_timeout, None),
+    "pipeperf_measure_timeout": (parse_timeout, None),
 }
 
 
@@ -281,6 +310,9 @@ class PipeperfConfig:
     long: bool = False
     memory_threshold: float = 0.25
     fail_on_memory: bool = False
+    isolate: Isolate = Isolate.AUTO
+    limits: Limits = Limits()
+    isolated_child: Path | None = None
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> PipeperfConfig:
@@ -313,12 +345,18 @@ class PipeperfConfig:
         # A process started by --pipeperf-runs/--pipeperf-calibrate to record one more run: it
         # writes its results to this file and nothing else (no baselines, no failures).
         child = os.environ.get(RECORD_CHILD_ENV)
+        # An isolated case's process: the parent writes every output and baseline.
+        isolated = os.environ.get(ISOLATED_ENV)
         outputs = {name: config.getoption(name, default=None) for name in (
             "pipeperf_report", "pipeperf_benchmark_json", "pipeperf_plots")}
         if child:
             calibrate, update, runs = False, False, 1
             json_opt = child
             outputs = dict.fromkeys(outputs)  # the parent process writes every output
+        if isolated:
+            json_opt = None
+            calibrate, runs = False, 1
+            outputs = dict.fromkeys(outputs)
         plan = MeasurePlan(
             warmup_s=_value(config, "pipeperf_warmup"), min_time_s=min_time,
             max_time_s=max_time, min_rounds=min_rounds, max_rounds=max(1000, min_rounds),
@@ -350,6 +388,10 @@ class PipeperfConfig:
             long=_flag(config, "pipeperf_long"),
             memory_threshold=_value(config, "pipeperf_memory_threshold"),
             fail_on_memory=_flag(config, "pipeperf_fail_on_memory"),
+            isolate=_value(config, "pipeperf_isolate"),
+            limits=Limits(_value(config, "pipeperf_build_timeout"),
+                          _value(config, "pipeperf_measure_timeout")),
+            isolated_child=Path(isolated) if isolated else None,
             batch_sizes=_value(config, "pipeperf_batch_sizes"),
         )
 
@@ -360,7 +402,8 @@ def _path(value: object) -> Path | None:
 
 MARKER_HELP = (
     "pipeperf(task=None, batch_sizes=[1], precisions=None, backends=None, threshold=None, "
-    "atol=None, rtol=None, min_cosine=None, trust_remote_code=False, recipes=None): a pipeperf "
+    "atol=None, rtol=None, min_cosine=None, trust_remote_code=False, recipes=None, "
+    "isolate=None): a pipeperf "
     "case, run for every backend x precision x device; see the pytest-pipeperf README"
 )
 
@@ -379,6 +422,8 @@ class MarkerOptions:
     :param trust_remote_code: allow the model's own code (off by default).
     :param recipes: precision -> named recipe, e.g. ``{"int8": "bnb-int8"}`` (the command line's
         ``--pipeperf-recipe`` wins per precision); see :mod:`pytest_pipeperf.recipe`.
+    :param isolate: run this test's cases in a child process (``None``: ``--pipeperf-isolate``
+        decides); see :mod:`pytest_pipeperf.isolation`.
     """
 
     task: Task | None = None
@@ -391,6 +436,7 @@ class MarkerOptions:
     min_cosine: float | None = None
     trust_remote_code: bool = False
     recipes: Mapping[Precision, str] = field(default_factory=dict)
+    isolate: bool | None = None
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any], where: str) -> MarkerOptions:
@@ -400,7 +446,7 @@ class MarkerOptions:
         :raises ValueError: naming the argument and the fix.
         """
         known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(kwargs) - known)
+        unknown = sorted(set(kwargs) - known, key=str)  # keys of any type must not break sort
         if unknown:
             raise ValueError(f"{where}: unknown @pytest.mark.pipeperf argument(s) {unknown}; "
                              f"valid: {sorted(known)}")
@@ -434,13 +480,26 @@ class MarkerOptions:
         for key in ("atol", "rtol", "min_cosine"):
             value = kwargs.get(key)
             if value is not None:
-                if (isinstance(value, bool) or not isinstance(value, (int, float))
-                        or not 0 <= value < math.inf or (key == "min_cosine" and value > 1)):
+                try:  # an integer too large for a float is out of range too
+                    number = (math.nan if isinstance(value, bool)
+                              or not isinstance(value, (int, float)) else float(value))
+                except OverflowError:
+                    number = math.inf
+                if not 0 <= number < math.inf or (key == "min_cosine" and number > 1):
                     limit = "in [0, 1]" if key == "min_cosine" else "finite and >= 0"
                     raise ValueError(f"{where}: {key} must be a number {limit}, got {value!r}")
-                out[key] = float(value)
+                out[key] = number
         if "trust_remote_code" in kwargs:
-            out["trust_remote_code"] = bool(kwargs["trust_remote_code"])
+            # Strictly a bool: bool("False") is True, and this switch runs the model's own code.
+            if not isinstance(kwargs["trust_remote_code"], bool):
+                raise ValueError(f"{where}: trust_remote_code must be True or False, got "
+                                 f"{kwargs['trust_remote_code']!r}")
+            out["trust_remote_code"] = kwargs["trust_remote_code"]
+        if kwargs.get("isolate") is not None:
+            if not isinstance(kwargs["isolate"], bool):
+                raise ValueError(f"{where}: isolate must be True or False, got "
+                                 f"{kwargs['isolate']!r}")
+            out["isolate"] = kwargs["isolate"]
         if kwargs.get("recipes") is not None:
             try:
                 out["recipes"] = parse_marker_recipes(kwargs["recipes"])

@@ -36,7 +36,9 @@ from pytest_pipeperf.config import (
     parse_seconds,
     parse_threads,
     parse_threshold,
+    parse_timeout,
 )
+from pytest_pipeperf.isolation import parse_isolate
 from pytest_pipeperf.recipe import parse_recipe_choices
 from pytest_pipeperf.fixtures import (
     pipeperf,
@@ -103,6 +105,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
          "measure every case at these batch sizes instead of its marker's, e.g. "
          "1,2,4,8,16,32,64 for a throughput sweep (the best batch size is named). "
          "Default: the marker's batch_sizes"),
+        ("--pipeperf-isolate", "pipeperf_isolate", "WHEN", parse_isolate, None,
+         "run each case's build and measurement in a child process, so a segfault, abort or "
+         "out-of-memory kill fails that case only: always, never, or auto (tensorrt and "
+         "onnxruntime_trt cases, and any case with a timeout). The marker's isolate=True/False "
+         "wins. Default: auto"),
+        ("--pipeperf-build-timeout", "pipeperf_build_timeout", "SECONDS", parse_timeout, None,
+         "fail a case whose export / compile / engine build / first call runs longer, killing "
+         "its process group (the case runs isolated). Default: none"),
+        ("--pipeperf-measure-timeout", "pipeperf_measure_timeout", "SECONDS", parse_timeout,
+         None, "fail a case whose timed rounds at one batch size run longer, killing its "
+         "process group (the case runs isolated). Default: none"),
         ("--pipeperf-progress", "pipeperf_progress", "SECONDS", parse_seconds, None,
          "report a build, export, compile or first call still running after this long (then "
          "every 30 s) on the terminal, despite output capture; 0: never. Default: 5"),

@@ -69,6 +69,10 @@ class Progress:
         self._owned = write
         self.after_s = after_s
         self.every_s = every_s
+        # Called with (kind, what) when a phase starts and ("idle", what) when it ends: the
+        # isolated child's phase file (pytest_pipeperf.isolation), which the parent's timeouts
+        # read.
+        self.listeners: list[Callable[[str, str], None]] = []
 
     def close(self) -> None:
         """Release the writer's descriptor, if it has one."""
@@ -77,10 +81,26 @@ class Progress:
             close()
 
     @contextlib.contextmanager
-    def phase(self, what: str) -> Iterator[None]:
-        """Report ``what`` (``"test_x[onnxruntime-int8-cpu]: building"``) if it runs long."""
+    def phase(self, what: str, kind: str = "build", report: bool = True) -> Iterator[None]:
+        """Report ``what`` (``"test_x[onnxruntime-int8-cpu]: building"``) if it runs long.
+
+        :param kind: ``build`` (export, compile, engine build, first call) or ``measure``: the
+            phase a timeout applies to.
+        :param report: print progress lines (``False``: only tell the listeners).
+        """
+        for listener in self.listeners:
+            listener(kind, what)
+        try:
+            with self._report(what if report else None):
+                yield
+        finally:
+            for listener in self.listeners:
+                listener("idle", what)
+
+    @contextlib.contextmanager
+    def _report(self, what: str | None) -> Iterator[None]:
         write = self.write
-        if write is None:
+        if write is None or what is None:
             yield
             return
         done = threading.Event()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_pipeperf import __version__, parallel, report
+from pytest_pipeperf import __version__, isolation, parallel, report
 from pytest_pipeperf.backends import PLANNED, REGISTRY
 from pytest_pipeperf.backends.base import (
     Availability,
@@ -125,6 +125,10 @@ class PipeperfSession:
         quiet = parallel.is_worker(config) or settings.progress_s <= 0
         self.progress = Progress(None if quiet else terminal_writer(sys.stdout),
                                  settings.progress_s)
+        if settings.isolated_child is not None:  # report phases and results to the parent
+            child = isolation.ChildReporter(settings.isolated_child)
+            self.progress.listeners.append(child.phase)
+            config.pluginmanager.register(child, "pipeperf-isolated-child")
 
     # -- backends ------------------------------------------------------------------------------
 
@@ -314,6 +318,37 @@ class PipeperfSession:
                 "--pipeperf-update-baselines"))
         return verdict
 
+    # -- crash isolation (pytest_pipeperf.isolation) ---------------------------------------------
+
+    def _isolated(self, item: pytest.Item) -> bool:
+        """Whether ``item`` runs in a child process (never inside an isolated child itself)."""
+        if self.settings.isolated_child is not None or "pipeperf" not in getattr(
+                item, "fixturenames", ()):
+            return False
+        callspec = getattr(item, "callspec", None)
+        backend = str(callspec.params.get("pipeperf_backend", "")) if callspec else ""
+        marker = item.get_closest_marker("pipeperf")
+        try:
+            options = MarkerOptions.from_kwargs(dict(marker.kwargs) if marker else {},
+                                                item.nodeid)
+        except ValueError:
+            return False  # the pipeperf fixture reports the bad marker in process
+        return isolation.wants_isolation(self.settings.isolate, backend, options.isolate,
+                                         self.settings.limits)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
+        """Run an isolated case's test function in a child process instead of here."""
+        if not self._isolated(pyfuncitem):
+            return None
+        outcome = isolation.run_child(
+            parallel.strip_group(pyfuncitem.nodeid),
+            isolation.child_args(self.config.invocation_params.args),
+            Path(self.config.rootpath), self.settings.limits, self.timed_points)
+        isolation.apply(pyfuncitem, outcome, self.settings.limits, USER_PROPERTY,
+                        SCENARIO_PROPERTY)
+        return True
+
     def judge_memory(self, suite: str, case: str, points: Sequence[str], memory: CaseMemory,
                      device: Device, recipe: str | None = None) -> MemoryVerdict | None:
         """Judge a case's memory against the memory stored with its baseline runs.
@@ -368,7 +403,8 @@ class PipeperfSession:
                 count += max(len(self.settings.batch_sizes or options.batch_sizes), 1)
             except ValueError:
                 count += 1
-        self.timed_points = count
+        family = os.environ.get(isolation.FAMILY_ENV) if self.settings.isolated_child else None
+        self.timed_points = int(family) if family and family.isdigit() else count
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Any:
@@ -500,6 +536,8 @@ class PipeperfSession:
                 workeroutput[parallel.WORKER_OUTPUT_KEY] = parallel.worker_output(
                     self.timed_points, self.functions, self.partial)
             return
+        if self.settings.isolated_child is not None:
+            return  # an isolated case's process: its parent flushes and writes the outputs
         # Describe the baselines the points were judged against before the flush rewrites them.
         baseline_info = self._baseline_info() if self.settings.report_path is not None else {}
         if (self.settings.update_baselines or self.settings.calibrate) and \

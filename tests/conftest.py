@@ -71,15 +71,39 @@ def _work(delay_s):
         _WORK @ _WORK
 
 
+def _fault(kind, model_dir):
+    """Crash or hang for real: the isolation tests' faults."""
+    if kind == "segv":
+        import ctypes
+        ctypes.string_at(0)  # a null-pointer read: SIGSEGV
+    elif kind == "abort":
+        os.abort()
+    elif kind == "kill":  # what the out-of-memory killer does
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif kind == "hang":
+        import subprocess
+        import sys
+        # a grandchild too, so the test can check the whole process group was killed
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        Path(model_dir, "grandchild.pid").write_text(str(child.pid))
+        time.sleep(300)
+
+
 class FakeRunnable:
-    def __init__(self, delay_s, offset, alloc_mb=0.0):
+    def __init__(self, delay_s, offset, alloc_mb=0.0, fault="", fault_call=0, model_dir="."):
         self.delay_s = delay_s
         self.offset = offset
         self.info = BuildInfo()
         # "weights": touched pages, so they count in RSS until close()
         self.weights = np.ones(int(alloc_mb * 2**20 // 8)) if alloc_mb else None
+        self.fault, self.fault_call, self.model_dir = fault, fault_call, model_dir
+        self.calls = 0
 
     def __call__(self, batch):
+        self.calls += 1
+        if self.fault and self.calls == self.fault_call:
+            _fault(self.fault, self.model_dir)
         if self.delay_s:
             _work(self.delay_s)
         rows = [np.random.default_rng(zlib.crc32(t.encode())).standard_normal((4, 8))
@@ -119,7 +143,14 @@ class FakeBackend:
         delay_ms = float(_setting(model.path, "delay_ms", "FAKE_DELAY_MS"))
         offset = float(_setting(model.path, "offset", "FAKE_OFFSET"))
         alloc_mb = float(_setting(model.path, "alloc_mb", "FAKE_ALLOC_MB"))
-        runnable = FakeRunnable(delay_ms / 1000.0, offset, alloc_mb)
+        # "segv" / "abort" / "hang", at the build ("fault_call" 0) or at the Nth call
+        fault = _setting(model.path, "fault", "FAKE_FAULT")
+        fault = "" if fault == "0" else fault
+        fault_call = int(_setting(model.path, "fault_call", "FAKE_FAULT_CALL"))
+        if fault and fault_call == 0:
+            _fault(fault, model.path)
+        runnable = FakeRunnable(delay_ms / 1000.0, offset, alloc_mb, fault, fault_call,
+                                model.path)
         runnable.info.notes["model_bytes"] = 2_500_000
         if recipe is not None:
             runnable.info.notes["recipe"] = recipe
@@ -265,7 +296,8 @@ def fake_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> 
     depend on the machine, and no bytecode is cached so rewritten test files are always re-read.
     """
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    for name in ("FAKE_DELAY_MS", "FAKE_OFFSET", "FAKE_HW_CLASS", "FAKE_BUILD_MS", "FAKE_ALLOC_MB"):
+    for name in ("FAKE_DELAY_MS", "FAKE_OFFSET", "FAKE_HW_CLASS", "FAKE_BUILD_MS", "FAKE_ALLOC_MB",
+                 "FAKE_FAULT", "FAKE_FAULT_CALL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
     pytester.makeconftest(FAKE_BACKEND)
