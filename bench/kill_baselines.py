@@ -18,6 +18,9 @@ Two harnesses, both with real processes and real ``SIGKILL``:
    checks on the files it may have written, and a final uninterrupted run must succeed and
    record every case.
 
+3. **concurrent updaters**: ``--writers`` pytest processes started at once, each recording its
+   own test function of one suite file; the file must end with all of them.
+
 Prints one line per harness: kills, corrupt files, lost entries, left-over temporary files.
 """
 
@@ -195,21 +198,53 @@ def pytest_harness(kills: int, seed: int) -> dict[str, Any]:
             "run_s": round(full_s, 2)}
 
 
+CONCURRENT_SUITE = "".join(f"""
+@pytest.mark.pipeperf(task="feature-extraction")
+def test_p{i}(pipeperf, fake_model):
+    pipe = pipeperf.pipeline(fake_model)
+    pipeperf.bench(pipe, pipeperf.inputs.texts(n=2, seq_len=4))
+""" for i in range(8))
+
+
+def concurrent_pytest(writers: int) -> dict[str, Any]:
+    """``writers`` pytest processes at once, each ``--pipeperf-update-baselines`` of its own test
+    function of one suite file: the file must end with every function's entry (the union)."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONDONTWRITEBYTECODE": "1"}
+    with tempfile.TemporaryDirectory(prefix="pipeperf-concurrent-") as tmp:
+        project = _project(Path(tmp) / "project")
+        (project / "test_many.py").write_text("import pytest\n" + CONCURRENT_SUITE)
+        procs = [subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p",
+                                   "no:cacheprovider", f"test_many.py::test_p{i}",
+                                   "--pipeperf-update-baselines"], cwd=project, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for i in range(writers)]
+        codes = [proc.wait() for proc in procs]
+        found, corrupt = _entries(project / "baselines")
+        cases = {case.split("[", 1)[0] for path, names in found.items()
+                 if "test_many" in path for case in names}
+    return {"harness": "concurrent pytest updaters", "writers": writers,
+            "exit_codes_ok": codes == [0] * writers, "corrupt": corrupt,
+            "entries": len(cases), "lost": writers - len(cases & {f"test_p{i}"
+                                                                 for i in range(writers)})}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flush-kills", type=int, default=50)
     parser.add_argument("--pytest-kills", type=int, default=50)
+    parser.add_argument("--writers", type=int, default=8,
+                        help="concurrent pytest updaters of one baseline file (at most 8)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     results = [flush_harness(args.flush_kills, args.seed),
-               pytest_harness(args.pytest_kills, args.seed)]
+               pytest_harness(args.pytest_kills, args.seed), concurrent_pytest(args.writers)]
     for res in results:
         print(json.dumps(res), flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    bad = any(r["corrupt"] or r["lost"] or not r.get("later_flush_ok", r.get("final_run_ok"))
-              for r in results)
+    bad = any(r["corrupt"] or r["lost"] or not r.get(
+        "later_flush_ok", r.get("final_run_ok", r.get("exit_codes_ok"))) for r in results)
     return 1 if bad else 0
 
 
