@@ -321,9 +321,14 @@ class PipeperfSession:
     # -- crash isolation (pytest_pipeperf.isolation) ---------------------------------------------
 
     def _isolated(self, item: pytest.Item) -> bool:
-        """Whether ``item`` runs in a child process (never inside an isolated child itself)."""
+        """Whether ``item`` runs in a child process (never inside an isolated child itself, and
+        never under ``--pipeperf-ab``, whose cases already run in worker processes)."""
         if self.settings.isolated_child is not None or "pipeperf" not in getattr(
                 item, "fixturenames", ()):
+            return False
+        from pytest_pipeperf import ab  # ab imports this module
+
+        if ab.controlling(self.config) or ab.serving(self.config):
             return False
         callspec = getattr(item, "callspec", None)
         backend = str(callspec.params.get("pipeperf_backend", "")) if callspec else ""
