@@ -12,7 +12,7 @@ and a trailing newline so that a refresh reads as a small diff in review::
           }
         }
       },
-      "hardware": {"class": "amd-epyc-2c", ...},
+      "hardware": {"class": "amd-epyc-avx2-2c", ...},
       "pipeperf_version": "0.1.0",
       "schema_version": 2,
       "suite": "suites/test_embeddings"

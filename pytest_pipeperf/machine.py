@@ -38,6 +38,8 @@ class MachineInfo:
     :param machine: the architecture (``x86_64``).
     :param gpus: GPU names as the driver reports them (``NVIDIA H100 80GB HBM3``).
     :param driver: the NVIDIA driver version, if any.
+    :param isa: the widest vector instruction set the CPU offers (:func:`isa_tier`: ``amx``,
+        ``avx512``, ``avx2``, ...), ``None`` when unknown.
     :param extra: fields added by ``pytest_pipeperf_machine_info`` implementations.
     """
 
@@ -46,15 +48,20 @@ class MachineInfo:
     machine: str
     gpus: tuple[str, ...] = ()
     driver: str | None = None
+    isa: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def hardware_class(self) -> str:
-        """The baseline file key: a slug of CPU model, core count and GPUs.
+        """The baseline file key: a slug of CPU model, vector ISA, core count and GPUs.
 
-        ``amd-epyc-2c``, ``intel-xeon-platinum-8480c-16c-nvidia-h100-80gb-hbm3x8``.
+        ``amd-epyc-avx2-2c``, ``intel-xeon-platinum-8480c-amx-16c-nvidia-h100-80gb-hbm3x8``.
+        The ISA is part of the key because a virtual machine's CPU model is often generic
+        (``AMD EPYC`` for every generation) while its kernels differ by ISA: an AVX-512 and an
+        AVX2 EPYC must not share baselines.
         """
-        key = f"{_slug(self.cpu)}-{self.logical_cores}c"
+        isa = f"-{self.isa}" if self.isa else ""
+        key = f"{_slug(self.cpu)}{isa}-{self.logical_cores}c"
         if self.gpus:
             names = sorted(set(self.gpus))
             key += "-" + "-".join(f"{_slug(n)}x{self.gpus.count(n)}" for n in names)
@@ -69,6 +76,7 @@ class MachineInfo:
             "machine": self.machine,
             "gpus": list(self.gpus),
             "driver": self.driver,
+            "isa": self.isa,
             "extra": dict(sorted(self.extra.items())),
         }
 
@@ -86,6 +94,54 @@ def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown-cpu"
+
+
+def _feature_line(prefix: str, cpuinfo: Path) -> frozenset[str] | None:
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return frozenset(line.partition(":")[2].split())
+    return None
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
+    """The x86 feature flags of the first CPU in ``cpuinfo``; ``None`` when unknown."""
+    return _feature_line("flags", cpuinfo)
+
+
+def arm_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
+    """The ARM ``Features`` of the first CPU in ``cpuinfo``; ``None`` when unknown."""
+    return _feature_line("Features", cpuinfo)
+
+
+# Widest first: the first tier whose flags are all present names the machine's ISA.
+_X86_TIERS = (
+    ("amx", frozenset({"amx_tile"})),
+    ("avx512", frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})),
+    ("avx2", frozenset({"avx2", "fma"})),
+    ("avx", frozenset({"avx"})),
+    ("sse4", frozenset({"sse4_2"})),
+)
+_ARM_TIERS = (("sve2", frozenset({"sve2"})), ("sve", frozenset({"sve"})),
+              ("neon", frozenset({"asimd"})))
+
+
+def isa_tier(flags: frozenset[str] | None, arm_features: frozenset[str] | None = None) -> str | None:
+    """The widest vector ISA in ``flags`` (x86) or ``arm_features`` (aarch64), ``None`` if neither
+    names one.
+
+    Tiers: ``amx`` (AMX tiles, with AVX-512), ``avx512`` (F/BW/VL/DQ), ``avx2`` (with FMA),
+    ``avx``, ``sse4``; ``sve2``, ``sve``, ``neon`` on ARM.
+    """
+    for tiers, present in ((_X86_TIERS, flags), (_ARM_TIERS, arm_features)):
+        if present:
+            for name, needed in tiers:
+                if needed <= present:
+                    return name
+    return None
 
 
 def _nvidia_gpus() -> tuple[tuple[str, ...], str | None]:
@@ -119,6 +175,7 @@ def collect() -> MachineInfo:
         machine=platform.machine(),
         gpus=gpus,
         driver=driver,
+        isa=isa_tier(cpu_flags(), arm_features()),
     )
 
 

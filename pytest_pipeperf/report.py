@@ -324,7 +324,7 @@ _ADVICE = {
 class BaselineInfo(TypedDict, total=False):
     """What the Markdown report says about one suite's baseline file (see :func:`describe_baseline`).
 
-    :param file: the file as shown to users (``baselines/suites/test_embeddings/amd-epyc-2c.json``).
+    :param file: the file as shown to users (``baselines/suites/test_embeddings/amd-epyc-avx2-2c.json``).
     :param recorded: ``[first, last]`` ``recorded_at`` (ISO-8601) of its runs, or one string.
     :param runs: how many runs it holds (over the cases counted).
     :param points: over how many workload points.

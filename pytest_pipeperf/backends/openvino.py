@@ -21,7 +21,6 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_pipeperf.backends.base import (
@@ -36,6 +35,7 @@ from pytest_pipeperf.backends.base import (
     Task,
     package_availability,
 )
+from pytest_pipeperf.machine import cpu_flags
 from pytest_pipeperf.precision import Precision
 
 if TYPE_CHECKING:
@@ -49,18 +49,6 @@ HINTS: dict[Precision, str] = {Precision.FP32: "f32", Precision.BF16: "bf16"}
 BF16_REASON = ("pipeperf: backend 'openvino' precision 'bf16' needs a CPU with AVX-512 or "
                "AVX2-VNNI-2 (OpenVINO would silently run f32 on this one)")
 _AVX512_CORE = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
-    """The x86 feature flags of the first CPU in ``cpuinfo``; ``None`` when unknown."""
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.partition(":")[2].split())
-    return None
 
 
 def bf16_kernels(flags: frozenset[str] | None) -> str | None:

@@ -9,7 +9,8 @@ import pytest
 
 from pytest_pipeperf.backends import openvino
 from pytest_pipeperf.backends.compile import CompileBackend
-from pytest_pipeperf.backends.openvino import OpenVinoBackend, bf16_kernels, cpu_flags
+from pytest_pipeperf.backends.openvino import OpenVinoBackend, bf16_kernels
+from pytest_pipeperf.machine import cpu_flags
 from pytest_pipeperf.devices import Device
 from pytest_pipeperf.precision import Precision
 

@@ -6,6 +6,7 @@ the packages and hardware), not what this machine happens to have installed.
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -43,9 +44,11 @@ def readme_matrix() -> dict[str, dict[str, set[str]]]:
 @pytest.fixture
 def capability(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pretend every optional package, the C++ compiler and native bf16 are present."""
-    from pytest_pipeperf.backends import compile as compile_backend
-    from pytest_pipeperf.backends import onnxruntime, openvino
-
+    # import_module, as load_backend does: after an in-process pytester run has dropped these
+    # modules from sys.modules, the package attributes still name the old module objects
+    compile_backend = importlib.import_module("pytest_pipeperf.backends.compile")
+    onnxruntime = importlib.import_module("pytest_pipeperf.backends.onnxruntime")
+    openvino = importlib.import_module("pytest_pipeperf.backends.openvino")
     monkeypatch.setattr(compile_backend, "missing_packages", lambda modules: [])
     monkeypatch.setattr(compile_backend, "cxx_compiler", lambda: "g++")
     monkeypatch.setattr(onnxruntime, "gpu_package_reason", lambda backend: None)
