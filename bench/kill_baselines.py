@@ -10,7 +10,9 @@ Two harnesses, both with real processes and real ``SIGKILL``:
 1. **flush loop**: a child process merges and writes baseline files without pause
    (``BaselineStore.flush`` of three suites, one new entry per flush), so a kill at a random
    moment lands inside a read, a merge, the temporary file's write/fsync or the rename most of
-   the time. After each kill every file must load (``load_file``: complete, valid JSON, valid
+   the time. The child says when its first flush is done and the random delay (0-0.25 s)
+   starts then, so a slow start-up on a loaded machine cannot make every kill land before the
+   loop. After each kill every file must load (``load_file``: complete, valid JSON, valid
    schema) and hold every entry it held before the kill. A kill between the temporary file's
    creation and the rename leaves that file behind; the next flush of the folder removes it.
 2. **pytest**: ``pytest --pipeperf-update-baselines`` on a project with the fake backend (its
@@ -30,6 +32,7 @@ import argparse
 import json
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -65,7 +68,20 @@ def flush_forever(root: str, start: int) -> None:
         result = store.flush([Update(suite, f"test_x[{i}]", "batch_size=1", _run(i))])
         if result.errors:
             raise SystemExit(f"flush failed: {result.errors}")
+        if i == start:  # in the loop now: the parent's random delay starts here
+            print("ready", flush=True)
         i += 1
+
+
+def _wait_ready(proc: subprocess.Popen[str], timeout_s: float = 120.0) -> None:
+    """Wait for the child's ``ready`` line, however slow its start-up (a loaded CI machine)."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
+    line = proc.stdout.readline() if ready else ""
+    if line.strip() != "ready":
+        proc.kill()
+        _, err = proc.communicate()
+        raise SystemExit(f"the flush loop did not start within {timeout_s:g} s: {err[-2000:]}")
 
 
 def _entries(root: Path) -> tuple[dict[str, set[str]], int]:
@@ -99,10 +115,12 @@ def flush_harness(kills: int, seed: int, max_delay_s: float = 0.25) -> dict[str,
                     "from bench.kill_baselines import flush_forever; "
                     "flush_forever(sys.argv[2], int(sys.argv[3]))")
             proc = subprocess.Popen([sys.executable, "-c", code, str(ROOT), str(root),
-                                     str(next_index)])
-            time.sleep(0.15 + rng.random() * max_delay_s)  # past start-up, into the loop
+                                     str(next_index)], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            _wait_ready(proc)  # its first flush is done: the kill lands inside the loop
+            time.sleep(rng.random() * max_delay_s)
             proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            proc.communicate()
             after, bad = _entries(root)
             corrupt += bad
             for path, cases in before.items():

@@ -15,7 +15,8 @@ from bench.kill_baselines import concurrent_pytest, flush_harness, pytest_harnes
 def test_killing_a_flush_loop_never_corrupts_or_loses_entries() -> None:
     result = flush_harness(kills=12, seed=1)
     assert (result["corrupt"], result["lost"]) == (0, 0), result
-    assert result["entries_written"] > 12  # the kills landed while the loop was writing
+    # each child had finished its first flush before its kill: the kills landed in the loop
+    assert result["entries_written"] >= 12, result
     assert result["later_flush_ok"] and result["temporary_files_after_next_flush"] == 0
 
 
