@@ -129,14 +129,14 @@ _ARM_TIERS = (("sve2", frozenset({"sve2"})), ("sve", frozenset({"sve"})),
               ("neon", frozenset({"asimd"})))
 
 
-def isa_tier(flags: frozenset[str] | None, arm_features: frozenset[str] | None = None) -> str | None:
-    """The widest vector ISA in ``flags`` (x86) or ``arm_features`` (aarch64), ``None`` if neither
-    names one.
+def isa_tier(flags: frozenset[str] | None, features: frozenset[str] | None = None) -> str | None:
+    """The widest vector ISA in ``flags`` (x86, :func:`cpu_flags`) or ``features`` (aarch64,
+    :func:`arm_features`), ``None`` if neither names one.
 
     Tiers: ``amx`` (AMX tiles, with AVX-512), ``avx512`` (F/BW/VL/DQ), ``avx2`` (with FMA),
     ``avx``, ``sse4``; ``sve2``, ``sve``, ``neon`` on ARM.
     """
-    for tiers, present in ((_X86_TIERS, flags), (_ARM_TIERS, arm_features)):
+    for tiers, present in ((_X86_TIERS, flags), (_ARM_TIERS, features)):
         if present:
             for name, needed in tiers:
                 if needed <= present:
