@@ -117,10 +117,14 @@ def arm_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None
     return _feature_line("Features", cpuinfo)
 
 
+AVX512_CORE = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
+"""The AVX-512 subsets that make a CPU "AVX-512" for kernels (oneDNN's and OpenVINO's
+``avx512_core``); foundation alone is not enough."""
+
 # Widest first: the first tier whose flags are all present names the machine's ISA.
 _X86_TIERS = (
     ("amx", frozenset({"amx_tile"})),
-    ("avx512", frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})),
+    ("avx512", AVX512_CORE),
     ("avx2", frozenset({"avx2", "fma"})),
     ("avx", frozenset({"avx"})),
     ("sse4", frozenset({"sse4_2"})),

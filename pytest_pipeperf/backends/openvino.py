@@ -35,7 +35,7 @@ from pytest_pipeperf.backends.base import (
     Task,
     package_availability,
 )
-from pytest_pipeperf.machine import cpu_flags
+from pytest_pipeperf.machine import AVX512_CORE, cpu_flags
 from pytest_pipeperf.precision import Precision
 
 if TYPE_CHECKING:
@@ -48,7 +48,6 @@ HINTS: dict[Precision, str] = {Precision.FP32: "f32", Precision.BF16: "bf16"}
 
 BF16_REASON = ("pipeperf: backend 'openvino' precision 'bf16' needs a CPU with AVX-512 or "
                "AVX2-VNNI-2 (OpenVINO would silently run f32 on this one)")
-_AVX512_CORE = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
 
 
 def bf16_kernels(flags: frozenset[str] | None) -> str | None:
@@ -60,9 +59,9 @@ def bf16_kernels(flags: frozenset[str] | None) -> str | None:
         return "unknown"
     if "amx_bf16" in flags:
         return "native (amx_bf16)"
-    if "avx512_bf16" in flags and _AVX512_CORE <= flags:
+    if "avx512_bf16" in flags and AVX512_CORE <= flags:
         return "native (avx512_bf16)"
-    if _AVX512_CORE <= flags:
+    if AVX512_CORE <= flags:
         return "emulated on AVX-512 (no avx512_bf16 / amx_bf16)"
     if "avx_ne_convert" in flags:
         return "avx2-vnni-2 (avx_ne_convert)"

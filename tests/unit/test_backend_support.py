@@ -10,7 +10,6 @@ import pytest
 from pytest_pipeperf.backends import openvino
 from pytest_pipeperf.backends.compile import CompileBackend
 from pytest_pipeperf.backends.openvino import OpenVinoBackend, bf16_kernels
-from pytest_pipeperf.machine import cpu_flags
 from pytest_pipeperf.devices import Device
 from pytest_pipeperf.precision import Precision
 
@@ -34,16 +33,6 @@ AVX512 = {"avx2", "avx512f", "avx512bw", "avx512vl", "avx512dq"}
 def test_bf16_kernels_follow_openvinos_cpu_checks(flags: set[str] | None,
                                                   expected: str | None) -> None:
     assert bf16_kernels(frozenset(flags) if flags is not None else None) == expected
-
-
-def test_cpu_flags_reads_the_first_flags_line(tmp_path: Path) -> None:
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx2 avx512f\n\n"
-                    "processor\t: 1\nflags\t\t: other\n")
-    assert cpu_flags(info) == frozenset({"fpu", "avx2", "avx512f"})
-    assert cpu_flags(tmp_path / "missing") is None
-    (tmp_path / "arm").write_text("processor\t: 0\nFeatures\t: fp asimd\n")
-    assert cpu_flags(tmp_path / "arm") is None
 
 
 def test_openvino_bf16_skips_on_a_cpu_whose_hint_openvino_would_ignore(

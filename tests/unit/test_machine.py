@@ -56,7 +56,7 @@ def test_feature_lines_are_read_from_the_first_cpu(tmp_path: Path) -> None:
     arm = tmp_path / "arm"
     arm.write_text("processor\t: 0\nFeatures\t: fp asimd sve\n")
     assert arm_features(arm) == frozenset({"fp", "asimd", "sve"}) and cpu_flags(arm) is None
-    assert arm_features(tmp_path / "missing") is None
+    assert arm_features(tmp_path / "missing") is None and cpu_flags(tmp_path / "missing") is None
 
 
 def test_this_machine_has_its_isa_in_the_class() -> None:
