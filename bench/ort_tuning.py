@@ -7,7 +7,7 @@ Usage (from the repository root, offline)::
 
 The graph is the product's cached optimum export of the embedded all-MiniLM-L6-v2
 (``pytest_pipeperf.backends.onnxruntime.export_onnx``); inputs are one tokenised batch of
-``pytest_pipeperf.check.InputFactory().texts``. The variants are ``pytest_pipeperf.ort_tuning``'s
+``pytest_pipeperf.inputs.InputFactory().texts``. The variants are ``pytest_pipeperf.ort_tuning``'s
 (what ``suites/test_ort_tuning.py`` runs): a separate ``InferenceSession`` on the CPU EP per knob
 (intra-op threads, the parallel execution mode, each graph optimisation level, memory-pattern and
 CPU-arena switches, an onnxslim-simplified graph), here with a longer measuring time. All sessions are timed by
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from pytest_pipeperf.backends.base import ModelSpec, Task
 from pytest_pipeperf.backends.onnxruntime import export_onnx
-from pytest_pipeperf.check import InputFactory
+from pytest_pipeperf.inputs import InputFactory
 from pytest_pipeperf.ort_tuning import build_sessions, compare, speedups
 from pytest_pipeperf.timing import MeasurePlan, measure
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from pytest_pipeperf.backends import load_backend
 from pytest_pipeperf.backends.base import BuildContext, ModelSpec, Task, TextBatch
-from pytest_pipeperf.check import InputFactory
+from pytest_pipeperf.inputs import InputFactory
 from pytest_pipeperf.devices import Device
 from pytest_pipeperf.serving import ServingPlan, run_load_curves, search_capacity
 from pytest_pipeperf.precision import Precision

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import functools
 import json
-import random
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, overload
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -21,7 +20,6 @@ from pytest_pipeperf.backends.base import (
     BackendError,
     BackendUnavailableError,
     Batch,
-    ImageBatch,
     ModelSpec,
     Runnable,
     Task,
@@ -35,6 +33,7 @@ from pytest_pipeperf.recipe import merge
 from pytest_pipeperf.results import USER_PROPERTY, CaseResult, PointResult, point_key
 from pytest_pipeperf.scenario import SCENARIO_PROPERTY, Scenario
 from pytest_pipeperf.session import suite_of
+from pytest_pipeperf.inputs import ImageInputs, InputFactory, TextInputs, batch_of as _batch
 from pytest_pipeperf.kernels import blas_threads, reference_kernels
 from pytest_pipeperf.stats import (
     RatioStats,
@@ -54,9 +53,6 @@ if TYPE_CHECKING:
     from pytest_pipeperf.precision import Precision
     from pytest_pipeperf.session import PipeperfSession
 
-_WORDS = ["model", "latency", "batch", "token", "fast", "slow", "graph", "kernel", "tensor", "export", "runtime", "cache", "memory", "engine", "quantise", "parity", "baseline", "regression", "throughput", "pipeline", "embed", "sentence", "review", "commit", "build", "the", "a", "of", "and", "to", "in", "is", "for", "on", "with", "as", "by", "at", "from", "this", "that", "it", "be", "are", "was", "were", "has", "have", "will", "can", "may", "should", "data", "result", "value", "shape", "layer", "head", "attention", "vector", "score", "label", "text", "input"]
-
-
 # The eager reference is timed alongside the candidate (for the speed-up) while one call of it
 # costs at most this many candidate calls; beyond that it would dominate the measuring time.
 EAGER_COST_LIMIT = 4.0
@@ -73,108 +69,6 @@ def _ratios(numerator: Sequence[int], denominator: Sequence[float]) -> RatioStat
 def misuse(message: str) -> NoReturn:
     """Fail the test with ``message`` alone: a bad call of the pipeperf API, not a crash."""
     raise pytest.fail.Exception(f"pipeperf: {message}", pytrace=False)
-
-
-class TextInputs(tuple[str, ...]):
-    """Texts plus the sequence length every batch is padded/truncated to."""
-
-    max_length: int | None
-
-    def __new__(cls, texts: Sequence[str], max_length: int | None = None) -> TextInputs:
-        obj = super().__new__(cls, texts)
-        obj.max_length = max_length
-        return obj
-
-
-class ImageInputs(Sequence["np.ndarray"]):
-    """Images for an image model: one float32 array ``[n, C, H, W]`` of normalised pixels.
-
-    A sequence of ``n`` images: ``inputs[i]`` is image ``i`` (``[C, H, W]``) and ``inputs[:b]``
-    the first ``b`` (an ``ImageInputs`` viewing the same memory), so ``pipeperf.bench()`` runs
-    batch ``b`` on ``inputs[:b]`` as it does with texts.
-
-    :param pixel_values: a C-contiguous numpy float32 array ``[n >= 1, C, H, W]``, already
-        preprocessed for the model; kept, not copied.
-    :raises ValueError: for anything else.
-    """
-
-    def __init__(self, pixel_values: np.ndarray) -> None:
-        ImageBatch(pixel_values)  # validates
-        self.pixel_values = pixel_values
-
-    def __len__(self) -> int:
-        return int(self.pixel_values.shape[0])
-
-    @overload
-    def __getitem__(self, index: int) -> np.ndarray: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> ImageInputs: ...
-
-    def __getitem__(self, index: int | slice) -> np.ndarray | ImageInputs:
-        if isinstance(index, slice):
-            import numpy as np
-
-            return ImageInputs(np.ascontiguousarray(self.pixel_values[index]))
-        image: np.ndarray = self.pixel_values[index]
-        return image
-
-    def __repr__(self) -> str:
-        return f"ImageInputs({'x'.join(str(d) for d in self.pixel_values.shape)} float32)"
-
-    def batch(self, size: int) -> ImageBatch:
-        """The first ``size`` images as one :class:`~pytest_pipeperf.backends.base.ImageBatch`."""
-        return ImageBatch(self.pixel_values[:size])
-
-
-def _batch(inputs: tuple[str, ...] | ImageInputs, size: int, max_length: int | None) -> Batch:
-    """``bench()``'s batch of ``size``: the first ``size`` texts or images of ``inputs``."""
-    if isinstance(inputs, ImageInputs):
-        return inputs.batch(size)
-    return TextBatch(inputs[:size], max_length)
-
-
-class InputFactory:
-    """Deterministic synthetic inputs (``pipeperf.inputs``)."""
-
-    def texts(self, n: int = 64, seq_len: int = 128, seed: int = 0) -> TextInputs:
-        """``n`` pseudo-random English-ish texts, padded/truncated to ``seq_len`` tokens.
-
-        :param n: how many texts (>= 1); must cover the largest batch size.
-        :param seq_len: tokens per sequence after tokenisation (>= 2, special tokens included).
-        :param seed: the generator seed: same seed, same texts.
-        :raises ValueError: for ``n < 1`` or ``seq_len < 2``.
-        """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"pipeperf.inputs.texts(n={n!r}): n must be an integer >= 1")
-        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 2:
-            raise ValueError(f"pipeperf.inputs.texts(seq_len={seq_len!r}): seq_len must be an "
-                             "integer >= 2")
-        rng = random.Random(seed)
-        texts = [" ".join(rng.choice(_WORDS) for _ in range(seq_len)) for _ in range(n)]
-        return TextInputs(texts, seq_len)
-
-    def images(self, n: int = 64, size: int = 224, seed: int = 0) -> ImageInputs:
-        """``n`` pseudo-random RGB images of ``size`` x ``size`` pixels, already normalised.
-
-        Pixels are uniform in [0, 1) and normalised with mean 0.5 and std 0.5 per channel (the
-        ``ViTImageProcessor`` defaults), so values lie in [-1, 1). Images are drawn in order, so
-        ``images(n=8)[:2]`` equals ``images(n=2)``.
-
-        :param n: how many images (>= 1); must cover the largest batch size.
-        :param size: height and width in pixels (>= 8); must match the model's ``image_size``.
-        :param seed: the generator seed: same seed, same images.
-        :raises ValueError: for ``n < 1`` or ``size < 8``.
-        """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"pipeperf.inputs.images(n={n!r}): n must be an integer >= 1")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-            raise ValueError(f"pipeperf.inputs.images(size={size!r}): size must be an integer "
-                             ">= 8")
-        import numpy as np
-
-        pixels = np.random.default_rng(seed).random((n, 3, size, size), dtype=np.float32)
-        return ImageInputs((pixels - np.float32(0.5)) / np.float32(0.5))
 
 
 class Pipeline:

@@ -62,7 +62,7 @@ _CORPUS_WORDS = 24
 # -- a local model ------------------------------------------------------------------------------
 
 def _corpus(seed: int) -> list[str]:
-    from pytest_pipeperf.check import _WORDS
+    from pytest_pipeperf.inputs import WORDS as _WORDS
 
     rng = random.Random(seed)
     return [" ".join(rng.choice(_WORDS) for _ in range(_CORPUS_WORDS))

@@ -94,7 +94,7 @@ def embedder(pipe: Pipeline, seq_len: int | None = None) -> Infer:
     output = pipe.model.task.output_name
 
     def infer(texts: list[str]) -> list[Any]:
-        from pytest_pipeperf.check import TextInputs
+        from pytest_pipeperf.inputs import TextInputs
 
         out = np.asarray(pipe(TextInputs(texts, seq_len))[output], dtype=np.float32)
         rows = out.mean(axis=1) if out.ndim == 3 else out

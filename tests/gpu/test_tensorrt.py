@@ -15,7 +15,7 @@ if not torch.cuda.is_available():
 
 from pytest_pipeperf.backends.base import BuildContext, ModelSpec, Task, TextBatch  # noqa: E402
 from pytest_pipeperf.backends.tensorrt import ENGINE_MANIFEST, TensorRTBackend  # noqa: E402
-from pytest_pipeperf.check import InputFactory  # noqa: E402
+from pytest_pipeperf.inputs import InputFactory  # noqa: E402
 from pytest_pipeperf.devices import Device  # noqa: E402
 from pytest_pipeperf.parity import compare_outputs  # noqa: E402
 from pytest_pipeperf.precision import DEFAULT_TOLERANCES, Precision  # noqa: E402

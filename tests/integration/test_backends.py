@@ -21,7 +21,7 @@ from pytest_pipeperf.backends.base import (  # noqa: E402
 )
 from pytest_pipeperf.backends.onnxruntime import cached_export_valid, export_key, export_onnx  # noqa: E402
 from pytest_pipeperf.backends._hf import model_digest  # noqa: E402
-from pytest_pipeperf.check import InputFactory  # noqa: E402
+from pytest_pipeperf.inputs import InputFactory  # noqa: E402
 from pytest_pipeperf.devices import Device  # noqa: E402
 from pytest_pipeperf.parity import compare_outputs  # noqa: E402
 from pytest_pipeperf.precision import DEFAULT_TOLERANCES, Precision  # noqa: E402

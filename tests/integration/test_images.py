@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pytest_pipeperf.backends.base import BackendError, ImageBatch, Task, TextBatch
-from pytest_pipeperf.check import ImageInputs, InputFactory
+from pytest_pipeperf.inputs import ImageInputs, InputFactory
 
 from .conftest import ROOT
 
