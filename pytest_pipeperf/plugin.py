@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_pipeperf import hookspecs, parallel
+from pytest_pipeperf import hookspecs, parallel, roles
 from pytest_pipeperf.ab import (
     SERVER_NAME,
     AbServer,
@@ -47,6 +47,7 @@ from pytest_pipeperf.fixtures import (
     pipeperf_precision,
 )
 from pytest_pipeperf.matrix import ARGNAMES, backends_for, cells, precisions_for
+from pytest_pipeperf.roles import role_key
 from pytest_pipeperf.session import PipeperfSession, session_key
 
 __all__ = ["pipeperf", "pipeperf_backend", "pipeperf_device", "pipeperf_precision"]
@@ -216,6 +217,10 @@ def pytest_configure(config: pytest.Config) -> None:
     """Validate options, create the session state and register it."""
     config.addinivalue_line("markers", MARKER_HELP)
     settings = PipeperfConfig.from_pytest_config(config)
+    ab_settings = AbSettings.from_pytest_config(config)
+    config.stash[role_key] = roles.resolve(
+        config, isolated_child=settings.isolated_child, record_child=settings.record_child,
+        ab_controller=ab_settings.controlling, ab_worker=ab_settings.serving)
     session = PipeperfSession(config, settings)
     known = session.known_backends()
     if settings.backends and "all" in settings.backends:
@@ -231,14 +236,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if unknown:
         raise pytest.UsageError(f"--pipeperf-recipe (or ini pipeperf_recipe): {unknown}")
     # The paired A/B gate: this process is its controller, one of its workers, or neither.
-    ab_settings = AbSettings.from_pytest_config(config)
     if ab_settings.controlling:
         workers = config.getoption("numprocesses", default=None)
         for conflict, why in (
             (settings.update_baselines and "--pipeperf-update-baselines",
              "the A/B gate compares two checkouts and records no baseline; update baselines in a "
              "separate run"),
-            (getattr(settings, "calibrate", False) and "--pipeperf-calibrate",
+            (settings.calibrate and "--pipeperf-calibrate",
              "calibrate in a separate run"),
             (settings.disabled and "--pipeperf-disable", "the A/B gate times every case"),
             (workers and f"-n {workers}",

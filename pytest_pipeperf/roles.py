@@ -1,0 +1,100 @@
+"""Which kind of pipeperf process this is, decided once in ``pytest_configure``.
+
+A pytest run with pipeperf is one of these processes, each started by its own protocol:
+
+``controller``
+    the process the user started (also an xdist controller): writes baselines and outputs.
+``xdist worker``
+    started by pytest-xdist (``config.workerinput``); its results travel to the controller in
+    ``report.user_properties``.
+``isolated child``
+    one case re-run by :func:`pytest_pipeperf.isolation.run_child` (``--pipeperf-isolate``);
+    told by the environment variable ``PIPEPERF_ISOLATED_CHILD`` (a directory it reports phases
+    and results to) and ``PIPEPERF_FAMILY_POINTS`` (the parent's timed-point count).
+``record child``
+    one of the K-1 extra runs of ``--pipeperf-runs`` / ``--pipeperf-calibrate``; told by
+    ``PIPEPERF_RECORD_CHILD`` (the file it writes its records to); it fails nothing and writes
+    no baseline.
+``A/B controller`` / ``A/B worker``
+    ``--pipeperf-ab=REF`` makes this process the controller of two worker processes, which run
+    with the hidden ``--pipeperf-ab-serve=IN,OUT`` (a pair of pipe descriptors) and answer
+    timed calls (:mod:`pytest_pipeperf.ab`).
+
+Code asks :func:`role_of` (the :class:`Role` in ``config.stash``) instead of probing
+environment variables or ``workerinput`` itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """This process's place in a pipeperf run.
+
+    :param xdist_worker: started by pytest-xdist.
+    :param isolated_child: the directory an isolated child reports to, else ``None``.
+    :param record_child: the file a ``--pipeperf-runs`` child writes its records to, else ``None``.
+    :param ab_controller: runs the paired A/B gate's workers (``--pipeperf-ab``).
+    :param ab_worker: serves timed calls to an A/B controller (``--pipeperf-ab-serve``).
+    """
+
+    xdist_worker: bool = False
+    isolated_child: Path | None = None
+    record_child: Path | None = None
+    ab_controller: bool = False
+    ab_worker: bool = False
+
+    @property
+    def controller(self) -> bool:
+        """Whether this process aggregates results and writes baselines and outputs."""
+        return not self.xdist_worker
+
+    @property
+    def child(self) -> bool:
+        """Whether a pipeperf parent process started this one (isolated, record or A/B)."""
+        return (self.isolated_child is not None or self.record_child is not None
+                or self.ab_worker)
+
+    @property
+    def may_isolate(self) -> bool:
+        """Whether this process may run a case in an isolated child: not inside one already,
+        and not under the A/B gate, whose cases already run in worker processes."""
+        return self.isolated_child is None and not self.ab_controller and not self.ab_worker
+
+    @property
+    def name(self) -> str:
+        """One word for logs and errors."""
+        if self.ab_worker:
+            return "ab-worker"
+        if self.isolated_child is not None:
+            return "isolated-child"
+        if self.record_child is not None:
+            return "record-child"
+        if self.xdist_worker:
+            return "xdist-worker"
+        return "ab-controller" if self.ab_controller else "controller"
+
+
+role_key = pytest.StashKey[Role]()
+
+
+def resolve(config: pytest.Config, *, isolated_child: Path | None, record_child: Path | None,
+            ab_controller: bool, ab_worker: bool) -> Role:
+    """Decide this process's role from what its parent told it (see the module docstring)."""
+    return Role(
+        xdist_worker=hasattr(config, "workerinput"),
+        isolated_child=isolated_child,
+        record_child=record_child,
+        ab_controller=ab_controller,
+        ab_worker=ab_worker,
+    )
+
+
+def role_of(config: pytest.Config) -> Role:
+    """The role ``pytest_configure`` stored; a plain controller before that."""
+    return config.stash.get(role_key, Role(xdist_worker=hasattr(config, "workerinput")))
