@@ -22,7 +22,7 @@ Gates compared on the same machine and the same runs:
   judged run is compared, point by point, with a baseline of ``--k`` A/A runs drawn from *other*
   processes (``--draws`` random draws per judged run, fixed seed; one draw is one baseline file,
   the same k processes for every point), through
-  ``pytest_pipeperf.verdict.judge_normalized(stats, normalized, runs, Policy(threshold,
+  ``pytest_pipeperf.verdicts.judge_normalized(stats, normalized, runs, Policy(threshold,
   confidence=1 - 2 alpha_point, drift_prior, spread_prior))`` with the product's defaults: the
   threshold, ``alpha_point`` (``--pipeperf-alpha`` 1% family-wise, split by Bonferroni over the
   run's timed points) from the runs' JSON, and the CPU priors of ``pytest_pipeperf.session``. The
@@ -83,7 +83,7 @@ if str(ROOT) not in sys.path:
 
 from pytest_pipeperf.machine import collect, library_versions
 from pytest_pipeperf.stats import LatencyStats, RatioStats
-from pytest_pipeperf.verdict import Policy, judge_normalized
+from pytest_pipeperf.verdicts import Policy, judge_normalized
 
 SUITE = "suites/test_embeddings.py"
 KEYWORD = "eager-fp32 or onnxruntime-fp32"
@@ -673,7 +673,7 @@ def analyse(out: Path, args: argparse.Namespace) -> str:
     """The Markdown report of the runs kept in ``out``."""
     manifest, runs = load(out)
     utils = load_pytest_benchmark()
-    from pytest_pipeperf.session import DRIFT_PRIOR, SPREAD_PRIOR
+    from pytest_pipeperf.verdicts.gate import DRIFT_PRIOR, SPREAD_PRIOR
 
     docs = [r.doc for r in runs if r.doc]
     if not docs:

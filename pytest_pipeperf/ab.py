@@ -86,7 +86,7 @@ from pytest_pipeperf.results import CaseResult, PointResult
 from pytest_pipeperf.session import suite_of
 from pytest_pipeperf.stats import summarize, throughput, z_for
 from pytest_pipeperf.timing import Timer, timed_call, timer_for
-from pytest_pipeperf.verdict import POWER_Z, Status, Verdict, decide, exp_clamped
+from pytest_pipeperf.verdicts import POWER_Z, Status, Verdict, decide, exp_clamped
 
 if TYPE_CHECKING:
     import numpy as np

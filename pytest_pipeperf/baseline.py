@@ -81,7 +81,7 @@ class Run:
         ``None`` in runs recorded before schema 2.
     :param reference: the signature of the reference kernels ``normalized`` divides by.
     :param memory: the case's memory in MB, ``{"rss_growth": ..., "device_peak": ...}`` (the
-        figures :func:`pytest_pipeperf.memory.judge_memory` compares; either may be absent);
+        figures :func:`pytest_pipeperf.verdicts.memory.judge_memory` compares; either may be absent);
         stored only when set.
     """
 

@@ -27,7 +27,7 @@ from pytest_pipeperf.backends.base import (
 )
 from pytest_pipeperf import ab, parallel
 from pytest_pipeperf.baseline import BaselineError
-from pytest_pipeperf.memory import MemoryVerdict, MemoryWatch, process_peak_rss_mb
+from pytest_pipeperf.memory import MemoryWatch, process_peak_rss_mb
 from pytest_pipeperf.parity import compare_outputs
 from pytest_pipeperf.recipe import merge
 from pytest_pipeperf.results import USER_PROPERTY, CaseResult, PointResult, point_key
@@ -43,7 +43,7 @@ from pytest_pipeperf.stats import (
     throughput,
 )
 from pytest_pipeperf.timing import Measurement, MeasurePlan, Timer, measure, timed_call, timer_for
-from pytest_pipeperf.verdict import Status
+from pytest_pipeperf.verdicts import MemoryVerdict, Status
 
 if TYPE_CHECKING:
     import numpy as np

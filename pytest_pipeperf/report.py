@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from pytest_pipeperf.parity import advice
 from pytest_pipeperf.results import RESULT_SCHEMA_VERSION
-from pytest_pipeperf.verdict import Status, Verdict
+from pytest_pipeperf.verdicts import MemoryVerdict, Status, Verdict
 
 if TYPE_CHECKING:
     from pytest_pipeperf.baseline import BaselineFile
@@ -139,8 +139,6 @@ def memory_verdict(rec: Record) -> Mapping[str, Any] | None:
 
 def memory_text(verdict: Mapping[str, Any]) -> str:
     """``memory ok: RSS growth 120 MB vs baseline 118 MB (limit 211 MB ...)``."""
-    from pytest_pipeperf.memory import MemoryVerdict
-
     return MemoryVerdict(**verdict).message()
 
 

@@ -27,10 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_pipeperf.memory import CaseMemory, MemoryVerdict
+from pytest_pipeperf.memory import CaseMemory
 from pytest_pipeperf.parity import ParityResult
 from pytest_pipeperf.stats import LatencyStats, RatioStats
-from pytest_pipeperf.verdict import Verdict
+from pytest_pipeperf.verdicts import MemoryVerdict, Verdict
 
 RESULT_SCHEMA_VERSION = 4
 USER_PROPERTY = "pipeperf"

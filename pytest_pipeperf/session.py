@@ -45,7 +45,7 @@ from pytest_pipeperf.baseline import (
 )
 from pytest_pipeperf.devices import Device, count_visible_gpus
 from pytest_pipeperf.machine import collect, library_versions
-from pytest_pipeperf.memory import CaseMemory, MemoryVerdict, judge_memory, memory_value
+from pytest_pipeperf.memory import CaseMemory
 from pytest_pipeperf.precision import Precision
 from pytest_pipeperf.progress import Progress, terminal_writer
 from pytest_pipeperf.recipe import (
@@ -59,7 +59,7 @@ from pytest_pipeperf.results import USER_PROPERTY
 from pytest_pipeperf.scenario import SCENARIO_PROPERTY
 from pytest_pipeperf.scenario import table_lines as scenario_table_lines
 from pytest_pipeperf.stats import LatencyStats, RatioStats
-from pytest_pipeperf.verdict import Policy, Status, Verdict, judge, judge_normalized
+from pytest_pipeperf.verdicts import MemoryVerdict, Status, Verdict, gate
 
 from pytest_pipeperf.config import RECORD_CHILD_ENV, AlphaScope, FailOn, MarkerOptions
 
@@ -68,13 +68,6 @@ if TYPE_CHECKING:
 
     from pytest_pipeperf.config import PipeperfConfig
 
-# Prior cross-process drift (sd of ln median) by device kind, pooled with what a baseline's stored
-# runs show: raw medians drift 10-14% between processes on shared 2-core CPUs (environment.md,
-# "Noise"); dedicated GPU runners drift a few percent (design.md section 6).
-DRIFT_PRIOR = {"cpu": 0.12, "cuda": 0.03}
-# Prior cross-process spread of the *normalised* latency (sd of ln): 1.8-4.5% measured on the
-# shared CPUs (environment.md); a dedicated GPU runner is assumed ~1% until its runs say otherwise.
-SPREAD_PRIOR = {"cpu": 0.035, "cuda": 0.01}
 session_key = pytest.StashKey["PipeperfSession"]()
 
 
@@ -234,89 +227,25 @@ class PipeperfSession:
     # -- verdicts ------------------------------------------------------------------------------
 
     def point_alpha(self) -> float:
-        """The one-sided false-alarm rate each timed point is judged at.
-
-        With ``--pipeperf-alpha-scope=session`` (the default) the session's rate is split
-        evenly over its timed points (Bonferroni), so the chance that *any* unchanged point of the
-        session is called ``regressed`` stays at most ``--pipeperf-alpha``, whatever the
-        correlation between points. Verdicts are decided as each test runs, which rules out
-        step-down or false-discovery procedures that need every p-value first.
-        """
-        if self.settings.alpha_scope is AlphaScope.POINT:
-            return self.settings.alpha
-        return self.settings.alpha / max(self.timed_points, 1)
+        """The one-sided false-alarm rate each timed point is judged at (see :mod:`gate`)."""
+        return gate.point_alpha(self.settings, self.timed_points)
 
     def control_line(self) -> str:
         """How the suite-level false-alarm rate is controlled, for the report."""
-        alpha = self.settings.alpha
-        if self.settings.alpha_scope is AlphaScope.POINT:
-            expected = 1.0 - (1.0 - alpha) ** max(self.timed_points, 1)
-            return (f"false alarms: {alpha * 100:g}% per point, not corrected for the session's "
-                    f"{self.timed_points} timed point(s) (up to {expected * 100:.1f}% chance of "
-                    "one in an unchanged session if independent)")
-        return (f"false alarms: family-wise <= {alpha * 100:g}% over {self.timed_points} timed "
-                f"point(s) (Bonferroni: {self.point_alpha() * 100:.3g}% each, one-sided)")
+        return gate.control_line(self.settings, self.timed_points)
 
-    def judge_point(
-        self, suite: str, case: str, point: str, stats: LatencyStats, device: Device,
-        threshold: float, recipe: str | None = None, normalized: RatioStats | None = None,
-        reference: str | None = None,
-    ) -> Verdict:
-        """Judge a point against its stored baseline runs.
+    def judge_point(self, suite: str, case: str, point: str, stats: LatencyStats, device: Device,
+                    threshold: float, recipe: str | None = None,
+                    normalized: RatioStats | None = None, reference: str | None = None) -> Verdict:
+        """:func:`pytest_pipeperf.verdicts.gate.judge_point` with this session's state."""
+        return gate.judge_point(self.store, self.settings, self.timed_points, suite, case, point,
+                                stats, device, threshold, recipe, normalized, reference)
 
-        :param recipe: the named recipe the case ran; runs stored for another recipe are not
-            compared (``incomparable``).
-        :param normalized: this run's normalised latency; with stored normalised runs (measured
-            against the same ``reference`` kernels) the ``normalized-pi/v2`` rule decides, else
-            the absolute ``median-ratio/v1`` rule.
-        :param reference: the signature of the kernel set ``normalized`` divides by.
-        :raises BaselineError: if the suite's baseline file is unusable.
-        """
-        policy = Policy(threshold=threshold, confidence=1.0 - 2.0 * self.point_alpha(),
-                        drift_prior=DRIFT_PRIOR.get(device.kind, 0.10),
-                        spread_prior=SPREAD_PRIOR.get(device.kind, 0.035))
-        path = self.store.display(self.store.path_for(suite))
-        baseline = self.store.load(suite)
-        if baseline is None:
-            others = self.store.other_classes(suite)
-            if others:
-                reason = (f"baselines exist only for other hardware ({', '.join(others)}); this "
-                          f"machine is {self.store.hardware_class}: record one with "
-                          "--pipeperf-update-baselines")
-                return judge(stats, [], policy, baseline_file=path, incomparable=reason)
-            return judge(stats, [], policy, baseline_file=path)
-        if baseline.hardware.get("class") != self.store.hardware_class:
-            reason = (f"{path} was recorded on {baseline.hardware.get('class')!r}, this machine is "
-                      f"{self.store.hardware_class!r}")
-            return judge(stats, [], policy, baseline_file=path, incomparable=reason)
-        runs = baseline.runs(case, point)
-        threads = {run.threads for run in runs}
-        if runs and threads != {self.settings.threads}:
-            reason = (f"baseline recorded with threads={sorted(threads, key=str)}, this run uses "
-                      f"threads={self.settings.threads}")
-            return judge(stats, [], policy, baseline_file=path, incomparable=reason)
-        stored = {run.recipe or "(none)" for run in runs}
-        if runs and stored != {recipe or "(none)"}:
-            reason = (f"baseline recorded with recipe {', '.join(sorted(stored))}, this run uses "
-                      f"{recipe or '(none)'}")
-            return judge(stats, [], policy, baseline_file=path, incomparable=reason)
-        paired = [(r.stats, r.normalized) for r in runs
-                  if r.normalized is not None and r.reference == reference]
-        if normalized is not None and paired:
-            cal = baseline.calibration_of(case, point)
-            return judge_normalized(
-                stats, normalized, paired, policy, baseline_file=path,
-                calibration=(cal.sd_log_normalized, cal.processes) if cal else None)
-        verdict = judge(stats, [r.stats for r in runs], policy, baseline_file=path)
-        if runs and normalized is not None:
-            kernel_sets = sorted({str(r.reference) for r in runs if r.normalized is not None})
-            why = (f"its normalised runs used other reference kernels ({', '.join(kernel_sets)}; "
-                   f"this run: {reference})" if kernel_sets else
-                   "it has no normalised runs (recorded before schema 2)")
-            verdict = dataclasses.replace(verdict, reason=(
-                f"the baseline was judged on absolute latency: {why}; refresh it with "
-                "--pipeperf-update-baselines"))
-        return verdict
+    def judge_memory(self, suite: str, case: str, points: Sequence[str], memory: CaseMemory,
+                     device: Device, recipe: str | None = None) -> MemoryVerdict | None:
+        """:func:`pytest_pipeperf.verdicts.gate.judge_case_memory` with this session's state."""
+        return gate.judge_case_memory(self.store, self.settings, suite, case, points, memory,
+                                      device, recipe)
 
     # -- crash isolation (pytest_pipeperf.isolation) ---------------------------------------------
 
@@ -353,30 +282,6 @@ class PipeperfSession:
         isolation.apply(pyfuncitem, outcome, self.settings.limits, USER_PROPERTY,
                         SCENARIO_PROPERTY)
         return True
-
-    def judge_memory(self, suite: str, case: str, points: Sequence[str], memory: CaseMemory,
-                     device: Device, recipe: str | None = None) -> MemoryVerdict | None:
-        """Judge a case's memory against the memory stored with its baseline runs.
-
-        ``None`` when there is nothing to judge: RSS could not be sampled, or the baseline is
-        from other hardware (the latency verdicts say so).
-        """
-        metric, value = memory_value(memory, device.kind)
-        if value is None:
-            return None
-        try:
-            baseline = self.store.load(suite)
-        except BaselineError:
-            return None
-        if baseline is not None and baseline.hardware.get("class") != self.store.hardware_class:
-            return None
-        stored: list[float] = []
-        for point in points:  # every point's run carries the same case memory: take one point's
-            runs = [r for r in (baseline.runs(case, point) if baseline else [])
-                    if r.memory and metric in r.memory and r.recipe == recipe]
-            if len(runs) > len(stored):
-                stored = [r.memory[metric] for r in runs if r.memory]
-        return judge_memory(metric, value, stored, self.settings.memory_threshold)
 
     # -- run-time hooks (this object is registered as a plugin) --------------------------------
 

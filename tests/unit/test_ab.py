@@ -29,7 +29,7 @@ from pytest_pipeperf.ab import (
     resolve_base,
     shared_cpus,
 )
-from pytest_pipeperf.verdict import Status
+from pytest_pipeperf.verdicts import Status
 
 ALPHA = 0.005
 timings = st.lists(st.integers(min_value=1, max_value=10**9), min_size=2, max_size=40)

@@ -41,7 +41,7 @@ from pytest_pipeperf.parity import ParityResult
 from pytest_pipeperf.report import to_json
 from pytest_pipeperf.results import CaseResult, PointResult
 from pytest_pipeperf.stats import RatioStats, summarize, throughput
-from pytest_pipeperf.verdict import Status, Verdict
+from pytest_pipeperf.verdicts import Status, Verdict
 
 # pytest-benchmark has no annotations: reach its pieces through ``Any`` (mypy --strict).
 benchmark_cli: Any = importlib.import_module("pytest_benchmark.cli")

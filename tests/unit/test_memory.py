@@ -36,9 +36,8 @@ import pytest  # noqa: E402
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from pytest_pipeperf.memory import (  # noqa: E402
+from pytest_pipeperf.verdicts.memory import (  # noqa: E402
     RSS_SLACK_MB,
-    CaseMemory,
     judge_memory,
     memory_value,
 )

@@ -34,7 +34,7 @@ from pytest_pipeperf.report import (
 )
 from pytest_pipeperf.results import RESULT_SCHEMA_VERSION, CaseResult, PointResult
 from pytest_pipeperf.stats import LatencyStats
-from pytest_pipeperf.verdict import Status, Verdict
+from pytest_pipeperf.verdicts import Status, Verdict
 
 SUITE = "suites/test_embeddings"
 PARITY_OK = {"passed": True, "metric": "allclose", "value": 2.3e-6, "tolerance": "atol=1e-04 rtol=1e-03",

@@ -24,7 +24,7 @@ from pytest_pipeperf.report import to_json
 from pytest_pipeperf.scenario import Scenario
 from pytest_pipeperf.results import RESULT_SCHEMA_VERSION, CaseResult, PointResult
 from pytest_pipeperf.stats import RatioStats, summarize, throughput
-from pytest_pipeperf.verdict import Policy, judge, judge_normalized
+from pytest_pipeperf.verdicts import Policy, judge, judge_normalized
 from tests.conftest import FakeProject
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -1,4 +1,4 @@
-"""Unit and property tests for :mod:`pytest_pipeperf.verdict`."""
+"""Unit and property tests for :mod:`pytest_pipeperf.verdicts.stored`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_pipeperf.stats import LatencyStats, z_for
-from pytest_pipeperf.verdict import (
+from pytest_pipeperf.verdicts import (
     RULE,
     SEVERITY,
     Policy,
@@ -382,7 +382,7 @@ from pytest_pipeperf.stats import (
     summarize,
     summarize_ratios,
 )
-from pytest_pipeperf.verdict import (
+from pytest_pipeperf.verdicts import (
     NORMALIZED_RULE,
     POWER_Z,
     exp_clamped,

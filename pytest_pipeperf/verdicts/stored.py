@@ -35,8 +35,8 @@ next to a spread of several %, and right for short runs, whose sampling error do
 * ``ok``           r within the threshold.
 
 ``alpha`` is the per-point false-alarm rate after the suite-level correction (Bonferroni, see
-``PipeperfSession.point_alpha``); the reported interval is the two-sided ``1 - 2 alpha`` one, so
-"the interval lies above 1" is the same test. ``detectable`` is the slowdown flagged with 90%
+:func:`pytest_pipeperf.verdicts.gate.point_alpha`); the reported interval is the two-sided
+``1 - 2 alpha`` one, so "the interval lies above 1" is the same test. ``detectable`` is the slowdown flagged with 90%
 power. The absolute p50 is judged by ``median-ratio/v1`` alongside and reported, flagged only
 when it moved beyond its own (much larger) spread; it does not decide the verdict.
 """
