@@ -1,4 +1,5 @@
-"""The README's user-suite example, executed for real on a locally saved model."""
+"""The README's user-suite example, executed for real on a locally saved model; and every relative
+link in the README and docs/ points at a file (and heading) that exists."""
 
 from __future__ import annotations
 
@@ -10,9 +11,6 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT
-
-pytest.importorskip("torch", exc_type=ImportError)
-pytest.importorskip("onnxruntime", exc_type=ImportError)
 
 MARK = "<!-- readme-example: test_my_model.py"
 
@@ -26,7 +24,14 @@ def readme_example() -> str:
     return match.group(1)
 
 
-def test_readme_example_records_then_compares(tiny_classifier: Path,
+@pytest.fixture(scope="session")
+def real_backends() -> None:
+    """Skip the example without torch / onnxruntime (session scope: set up before the model)."""
+    pytest.importorskip("torch", exc_type=ImportError)
+    pytest.importorskip("onnxruntime", exc_type=ImportError)
+
+
+def test_readme_example_records_then_compares(real_backends: None, tiny_classifier: Path,
                                               pytester: pytest.Pytester) -> None:
     # The model is built by a session fixture, outside pytester's sys.modules snapshot: torch
     # modules first imported inside it would be dropped afterwards, and re-importing them fails
@@ -61,3 +66,46 @@ def test_readme_example_records_then_compares(tiny_classifier: Path,
     statuses = {p["verdict"]["status"] for c in result["cases"] for p in c["points"]}
     assert statuses <= {"ok", "inconclusive", "improved", "regressed"}
     assert all(p["verdict"]["baseline_runs"] == 1 for c in result["cases"] for p in c["points"])
+
+
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def markdown_files() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings (code blocks excluded)."""
+    anchors = set()
+    for line in FENCE.sub("", path.read_text()).splitlines():
+        heading = re.match(r"^#{1,6} (.*)", line)
+        if heading:
+            anchors.add(re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-"))
+    return anchors
+
+
+def relative_links(path: Path) -> list[str]:
+    """Every link target in ``path`` outside code blocks that is not a URL (``http:``, ``mailto:``)."""
+    return [t for t in LINK.findall(FENCE.sub("", path.read_text()))
+            if not re.match(r"^[a-z][a-z0-9+.-]*:", t)]
+
+
+def test_the_readme_and_docs_have_relative_links() -> None:
+    # the link check below must have something to check: the README links into docs/
+    assert any(t.startswith("docs/") for t in relative_links(ROOT / "README.md"))
+    assert len(markdown_files()) > 2
+
+
+@pytest.mark.parametrize("doc", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_resolves(doc: Path) -> None:
+    broken = []
+    for target in relative_links(doc):
+        path, _, anchor = target.partition("#")
+        resolved = (doc.parent / path).resolve() if path else doc
+        if not resolved.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and resolved.suffix == ".md" and anchor not in heading_anchors(resolved):
+            broken.append(f"{target}: no heading with that anchor")
+    assert not broken, f"{doc.relative_to(ROOT)}: " + "; ".join(broken)
