@@ -51,7 +51,6 @@ POSIX only (pipes, ``select``, process groups).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -73,25 +72,28 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
+from pytest_pipeperf import options
 from pytest_pipeperf.backends.base import (
-    BackendError,
-    BackendUnavailableError,
     Batch,
     BuildInfo,
     ModelSpec,
     TextBatch,
 )
-from pytest_pipeperf.parity import ParityResult, compare_outputs
-from pytest_pipeperf.results import CaseResult, PointResult
-from pytest_pipeperf.session import suite_of
+from pytest_pipeperf.case import guarded, run_point
+from pytest_pipeperf.kernels import blas_threads
+from pytest_pipeperf.measurer import Measurer, text_only
+from pytest_pipeperf.parity import ParityResult
+from pytest_pipeperf.results import PointResult
 from pytest_pipeperf.stats import summarize, throughput, z_for
-from pytest_pipeperf.timing import Timer, timed_call, timer_for
+from pytest_pipeperf.timing import Timer, timer_for
 from pytest_pipeperf.verdicts import POWER_Z, Status, Verdict, decide, exp_clamped
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from pytest_pipeperf.backends.base import Runnable
     from pytest_pipeperf.check import Pipeline, PipeperfCheck
+    from pytest_pipeperf.inputs import ImageInputs
 
 RULE = "paired-ab/v1"
 METRIC = "paired p50 ratio"
@@ -177,14 +179,15 @@ class AbSettings:
     :param base: the resolved base (controller only, after :meth:`resolved`).
     """
 
-    ref: str | None = None
-    threshold: float = 0.03
-    time_s: float = 5.0
-    min_rounds: int = 30
+    # The defaults are the option table's (pytest_pipeperf.options.OPTIONS).
+    ref: str | None = options.default("pipeperf_ab")
+    threshold: float = options.default("pipeperf_ab_threshold")
+    time_s: float = options.default("pipeperf_ab_time")
+    min_rounds: int = options.default("pipeperf_ab_min_rounds")
     max_rounds: int = MAX_ROUNDS
-    timeout_s: float = 600.0
-    base_env: tuple[tuple[str, str], ...] = ()
-    serve: tuple[int, int] | None = None
+    timeout_s: float = options.default("pipeperf_ab_timeout")
+    base_env: tuple[tuple[str, str], ...] = options.default("pipeperf_ab_base_env")
+    serve: tuple[int, int] | None = options.default("pipeperf_ab_serve")
     base: Base | None = None
 
     def __post_init__(self) -> None:
@@ -209,18 +212,18 @@ class AbSettings:
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> AbSettings:
         """Read the ``--pipeperf-ab*`` options (no I/O; :meth:`resolved` finds the base)."""
-        min_rounds = int(config.getoption("pipeperf_ab_min_rounds", default=None) or 30)
-        timeout = config.getoption("pipeperf_ab_timeout", default=None)
-        time_s = config.getoption("pipeperf_ab_time", default=None)
+        get = functools.partial(options.value, config)  # the command line, else the default
+        min_rounds = int(get("pipeperf_ab_min_rounds"))
         return cls(
-            ref=config.getoption("pipeperf_ab", default=None),
-            threshold=float(config.getoption("pipeperf_ab_threshold", default=None) or 0.03),
-            time_s=5.0 if time_s is None else float(time_s),
+            ref=get("pipeperf_ab"),
+            threshold=float(get("pipeperf_ab_threshold")),
+            time_s=float(get("pipeperf_ab_time")),
             min_rounds=min_rounds,
             max_rounds=max(MAX_ROUNDS, min_rounds),
-            timeout_s=600.0 if not timeout else float(timeout),
-            base_env=tuple(config.getoption("pipeperf_ab_base_env", default=None) or ()),
-            serve=config.getoption("pipeperf_ab_serve", default=None),
+            # --pipeperf-ab-timeout=0: the default
+            timeout_s=float(get("pipeperf_ab_timeout") or options.default("pipeperf_ab_timeout")),
+            base_env=tuple(get("pipeperf_ab_base_env")),
+            serve=get("pipeperf_ab_serve"),
         )
 
     def resolved(self, rootdir: Path) -> AbSettings:
@@ -593,19 +596,7 @@ class LazyRunnable:
 
     def __call__(self, batch: Batch) -> Mapping[str, np.ndarray]:
         if self._inner is None:
-            check = self._check
-            backend = check._session.backend(check.backend)
-            if backend is None:
-                pytest.skip(f"pipeperf: backend {check.backend!r} unavailable")
-            try:
-                self._inner = backend.build(self._spec, check.precision, check.device,
-                                            check._session.build_context(check.recipes))
-            except BackendUnavailableError as exc:
-                pytest.skip(str(exc))
-            except BackendError as exc:
-                raise pytest.fail.Exception(
-                    f"pipeperf: backend {check.backend!r} failed to build {self._spec.path.name} "
-                    f"({check.precision}, {check.device}): {exc}", pytrace=False) from None
+            self._inner = self._check.build(self._spec)
         out: Mapping[str, np.ndarray] = self._inner(batch)
         return out
 
@@ -617,7 +608,7 @@ class LazyRunnable:
 
 def _worker_argv(check: PipeperfCheck, python: str, shim: Path, root: Path,
                  nodeid: str) -> list[str]:
-    settings = check._session.settings
+    settings = check.session.settings
     threads = "default" if settings.threads is None else str(settings.threads)
     argv = [
         python, "-c", _BOOT, str(shim), nodeid, f"--rootdir={root}",
@@ -631,7 +622,7 @@ def _worker_argv(check: PipeperfCheck, python: str, shim: Path, root: Path,
         argv.append(f"--pipeperf-recipe={check.precision.value}={recipe}")
     if settings.batch_sizes:  # both workers must prepare the batch sizes the controller asks for
         argv.append("--pipeperf-batch-sizes=" + ",".join(map(str, settings.batch_sizes)))
-    if python == sys.executable and check._session.config.pluginmanager.has_plugin("xdist"):
+    if python == sys.executable and check.session.config.pluginmanager.has_plugin("xdist"):
         argv += ["-n", "0"]  # an ini ``addopts = -n ...`` must not fan a worker out
     return argv
 
@@ -698,13 +689,13 @@ def run_ab(check: PipeperfCheck, pipe: Pipeline, texts: Sequence[str], sizes: Se
     :raises pytest.skip.Exception: when the current side skips the case.
     :raises pytest.fail.Exception: when a worker fails, crashes or hangs (with its log tail).
     """
-    session = check._session
+    session = check.session
     config = session.config
     ab = config.stash[ab_key]
     base = ab.base
     assert base is not None, "run_ab() needs resolved AbSettings"
-    nodeid = check._request.node.nodeid
-    alpha = float(getattr(session, "point_alpha", lambda: 0.005)())
+    nodeid = check.node.nodeid
+    alpha = session.point_alpha()
     rootdir = Path(config.rootpath)
     try:
         ensure_worktree(base)
@@ -790,8 +781,8 @@ def _measure(check: PipeperfCheck, workers: Mapping[str, Worker], current: Mappi
     A point whose current parity fails is not timed (the test fails on parity); one the base
     cannot serve is ``new``.
     """
-    ab = check._session.config.stash[ab_key]
-    plan = check._session.settings.plan
+    ab = check.session.config.stash[ab_key]
+    plan = check.session.settings.plan
     cur_points = {int(p["batch_size"]): p for p in current["points"]}
     base_points = {} if isinstance(base_ready, str) else \
         {int(p["batch_size"]): p for p in base_ready["points"]}
@@ -1054,8 +1045,7 @@ def _serve(check: PipeperfCheck, server: AbServer, pipe: Pipeline,
         if batch is None or op not in ("warmup", "call"):
             server.send({"error": f"cannot serve {request!r} (batch sizes: {sorted(batches)})"})
             continue
-        call = functools.partial(check._run, functools.partial(pipe.runnable, batch),
-                                 f"backend {check.backend!r}")
+        call = guarded(pipe.runnable, batch, f"backend {check.backend!r}")
         if op == "warmup":
             for _ in range(int(request.get("calls", 1))):
                 call()
@@ -1066,49 +1056,80 @@ def _serve(check: PipeperfCheck, server: AbServer, pipe: Pipeline,
 
 
 def serve_bench(check: PipeperfCheck, pipe: Pipeline, texts: Sequence[str], sizes: Sequence[int],
-                max_length: int | None = None) -> CaseResult:
+                max_length: int | None = None) -> list[PointResult]:
     """``pipeperf.bench()`` in a worker: check parity, report ``ready``, then serve timed calls.
 
-    Records nothing and judges nothing; returns once the controller says ``done``.
+    Records nothing and judges nothing; returns the parity-checked points once the controller
+    says ``done``.
 
     :raises pytest.fail.Exception: for a request it cannot serve, or when the controller vanished.
     """
-    session = check._session
+    session = check.session
     server = session.config.pluginmanager.get_plugin(SERVER_NAME)
     assert isinstance(server, AbServer), "serve_bench() needs the AbServer plugin"
     timer = timer_for(check.device.kind, check.device.index)
     preset = check.marker.parity_preset(check.precision)
     if sizes:
-        check._prepare(pipe, TextBatch(tuple(texts[:max(sizes)]), max_length))
+        check.prepare(pipe, TextBatch(tuple(texts[:max(sizes)]), max_length))
     batches: dict[int, TextBatch] = {}
     points: list[PointResult] = []
     ready: list[dict[str, Any]] = []
     for size in sizes:
         batch = batches[size] = TextBatch(tuple(texts[:size]), max_length)
-        reference = check._run(lambda b=batch: session.reference_outputs(pipe.model, b),
-                               "the eager fp32 reference")
-        outputs, first_ns = timed_call(
-            functools.partial(check._run, functools.partial(pipe.runnable, batch),
-                              f"backend {check.backend!r}"), timer)
-        parity = compare_outputs(reference, outputs, preset)
-        points.append(PointResult(size, parity, first_ns / 1e6))
-        ready.append({"batch_size": size, "first_call_ms": first_ns / 1e6,
-                      "parity": parity.to_dict(), "checksum": checksum(outputs)})
+        run = run_point(pipe.runnable, batch,
+                        functools.partial(session.reference_outputs, pipe.model), preset, timer,
+                        name=f"backend {check.backend!r}")
+        points.append(PointResult(size, run.parity, run.first_ms))
+        ready.append({"batch_size": size, "first_call_ms": run.first_ms,
+                      "parity": run.parity.to_dict(), "checksum": checksum(run.outputs)})
     info = pipe.runnable.info
     server.send({"type": "ready", "pid": os.getpid(), "points": ready, "build": {
         "build_s": pipe.build_s, "load_s": info.load_s, "export_s": info.export_s,
         "export_cache": info.export_cache, "notes": dict(info.notes)}})
-    try:
-        from pytest_pipeperf.kernels import blas_threads
-        limit: Any = blas_threads(session.settings.threads)
-    except ImportError:  # pragma: no cover - an older layout without kernels.py
-        limit = contextlib.nullcontext()
-    with limit:  # the same BLAS thread limit as a normal measurement
+    with blas_threads(session.settings.threads):  # the thread limit of a normal measurement
         _serve(check, server, pipe, batches, timer)
-    item = check._request.node
-    return CaseResult(
-        nodeid=item.nodeid, suite=suite_of(item, session.config.rootpath), case=item.name,
-        backend=check.backend, precision=check.precision.value, device=str(check.device),
-        task=pipe.model.task.value, model=str(pipe.model.path), threads=session.settings.threads,
-        points=tuple(points), recipe=str(info.notes["recipe"]) if "recipe" in info.notes else None,
-    )
+    return points
+
+
+# -- the measurers pipeperf.bench() gets (pytest_pipeperf.measurer) -----------------------------
+
+class PairedMeasurer:
+    """The A/B controller's measurer: each case runs in a base and a current worker, which build
+    its pipeline and are timed lock-stepped (:func:`run_ab`); the controller builds nothing
+    unless the test calls its pipeline itself."""
+
+    records = True
+    judges_memory = False  # the case's memory is the workers', not this process's
+
+    def stand_in(self, check: PipeperfCheck, spec: ModelSpec) -> Runnable | None:
+        return LazyRunnable(check, spec)
+
+    def measure_points(self, check: PipeperfCheck, pipe: Pipeline,
+                       inputs: tuple[str, ...] | ImageInputs, sizes: Sequence[int],
+                       max_length: int | None) -> list[PointResult]:
+        return run_ab(check, pipe, text_only(inputs), sizes, max_length)
+
+
+class ServingMeasurer:
+    """An A/B worker's measurer: builds here, checks parity, then serves the controller's timed
+    calls (:func:`serve_bench`); it records and fails nothing itself."""
+
+    records = False
+    judges_memory = False
+
+    def stand_in(self, check: PipeperfCheck, spec: ModelSpec) -> Runnable | None:
+        return None
+
+    def measure_points(self, check: PipeperfCheck, pipe: Pipeline,
+                       inputs: tuple[str, ...] | ImageInputs, sizes: Sequence[int],
+                       max_length: int | None) -> list[PointResult]:
+        return serve_bench(check, pipe, text_only(inputs), sizes, max_length)
+
+
+def measurer_for(settings: AbSettings) -> Measurer | None:
+    """The A/B gate's measurer for this process's role, or ``None`` outside the A/B gate."""
+    if settings.serving:
+        return ServingMeasurer()
+    if settings.controlling:
+        return PairedMeasurer()
+    return None

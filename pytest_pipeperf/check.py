@@ -12,37 +12,29 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_pipeperf.backends.base import (
-    BackendError,
-    BackendUnavailableError,
     Batch,
     ModelSpec,
     Runnable,
     Task,
     TextBatch,
 )
-from pytest_pipeperf import ab, parallel
+from pytest_pipeperf import parallel
+from pytest_pipeperf.case import backend_errors, misuse
 from pytest_pipeperf.baseline import BaselineError
 from pytest_pipeperf.memory import MemoryWatch, process_peak_rss_mb
-from pytest_pipeperf.parity import compare_outputs
 from pytest_pipeperf.recipe import merge
 from pytest_pipeperf.results import USER_PROPERTY, CaseResult, PointResult, point_key
 from pytest_pipeperf.scenario import SCENARIO_PROPERTY, Scenario
 from pytest_pipeperf.session import suite_of
-from pytest_pipeperf.inputs import ImageInputs, InputFactory, TextInputs, batch_of as _batch
-from pytest_pipeperf.kernels import blas_threads, reference_kernels
-from pytest_pipeperf.stats import (
-    RatioStats,
-    geometric_mean_rounds,
-    summarize,
-    summarize_ratios,
-    throughput,
-)
-from pytest_pipeperf.timing import Measurement, MeasurePlan, Timer, measure, timed_call, timer_for
+from pytest_pipeperf.inputs import ImageInputs, InputFactory
+from pytest_pipeperf.kernels import blas_threads
+from pytest_pipeperf.measurer import measurer_of
+from pytest_pipeperf.timing import Measurement, MeasurePlan, Timer, measure, timer_for
 from pytest_pipeperf.verdicts import MemoryVerdict, Status
 
 if TYPE_CHECKING:
@@ -52,23 +44,12 @@ if TYPE_CHECKING:
     from pytest_pipeperf.devices import Device
     from pytest_pipeperf.precision import Precision
     from pytest_pipeperf.session import PipeperfSession
+    from pytest_pipeperf.stats import LatencyStats, RatioStats
+    from pytest_pipeperf.verdict import Verdict
 
 # The eager reference is timed alongside the candidate (for the speed-up) while one call of it
 # costs at most this many candidate calls; beyond that it would dominate the measuring time.
 EAGER_COST_LIMIT = 4.0
-
-
-def _ratios(numerator: Sequence[int], denominator: Sequence[float]) -> RatioStats | None:
-    """Median per-round ratio, or ``None`` when a timing of 0 ns makes a ratio meaningless."""
-    try:
-        return summarize_ratios(numerator, denominator)
-    except ValueError:
-        return None
-
-
-def misuse(message: str) -> NoReturn:
-    """Fail the test with ``message`` alone: a bad call of the pipeperf API, not a crash."""
-    raise pytest.fail.Exception(f"pipeperf: {message}", pytrace=False)
 
 
 class Pipeline:
@@ -129,8 +110,8 @@ class PipeperfCheck:
         self, request: pytest.FixtureRequest, session: PipeperfSession, backend: str,
         precision: Precision, device: Device, marker: MarkerOptions,
     ) -> None:
-        self._request = request
-        self._session = session
+        self.request = request
+        self.session = session
         self.backend = backend
         self.precision = precision
         self.device = device
@@ -144,48 +125,48 @@ class PipeperfCheck:
     @property
     def recipes(self) -> dict[Precision, str]:
         """The named recipes chosen for this test (marker, command line on top)."""
-        return merge(self.marker.recipes, self._session.settings.recipes)
+        return merge(self.marker.recipes, self.session.settings.recipes)
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
         """The batch sizes :meth:`bench` measures: ``--pipeperf-batch-sizes``, else the marker's
         (size the inputs with it: ``pipeperf.inputs.texts(n=max(pipeperf.batch_sizes))``)."""
-        return self._session.settings.batch_sizes or self.marker.batch_sizes
+        return self.session.settings.batch_sizes or self.marker.batch_sizes
 
     @property
     def threshold(self) -> float:
         """The allowed slowdown for this test (marker, else command line / ini)."""
         return self.marker.threshold if self.marker.threshold is not None else \
-            self._session.settings.threshold
+            self.session.settings.threshold
 
     @property
     def timing(self) -> bool:
         """Whether this run measures (``False`` under ``--pipeperf-disable``: parity only).
         A scenario suite checks correctness either way and times only when this is true."""
-        return not self._session.settings.disabled
+        return not self.session.settings.disabled
 
     @property
     def long(self) -> bool:
         """Whether ``--pipeperf-long`` asked for the full-length scenarios (wider sweeps, the
         highest-QPS search, longer load runs) instead of the default run's short ones."""
-        return self._session.settings.long
+        return self.session.settings.long
 
     @property
     def plan(self) -> MeasurePlan:
         """This run's measuring plan (``--pipeperf-min-time``, ``-max-time``, ``-min-rounds``,
         ``-warmup``); scenario suites scale their own run lengths with ``plan.min_time_s``."""
-        return self._session.settings.plan
+        return self.session.settings.plan
 
     @property
     def threads(self) -> int | None:
         """The intra-op thread count of this run (``--pipeperf-threads``; ``None``: library
         default)."""
-        return self._session.settings.threads
+        return self.session.settings.threads
 
     @property
     def cache_dir(self) -> Path:
         """The directory for exports and engines that survive between runs."""
-        return self._session.build_context().cache_dir
+        return self.session.build_context().cache_dir
 
     def measure(self, fns: Mapping[str, Any]) -> Measurement:
         """Time zero-argument callables in interleaved, shuffled rounds with this run's plan
@@ -194,7 +175,7 @@ class PipeperfCheck:
 
         :param fns: name -> zero-argument callable.
         """
-        settings = self._session.settings
+        settings = self.session.settings
         with blas_threads(settings.threads):
             return measure(fns, settings.plan, timer_for(self.device.kind, self.device.index))
 
@@ -211,13 +192,13 @@ class PipeperfCheck:
         :param bars: a metric to plot as one bar per row, e.g. ``"speedup"``.
         :raises pytest.fail.Exception: for a bad name or arguments, or a name used twice.
         """
-        item = self._request.node
+        item = self.node
         if any(key == SCENARIO_PROPERTY and value.get("name") == name
                for key, value in item.user_properties if isinstance(value, dict)):
             misuse(f"pipeperf.scenario({name!r}) was already started in this test; use one "
                    "scenario per name and add rows to it")
         base = {"nodeid": parallel.strip_group(item.nodeid),
-                "suite": suite_of(item, self._session.config.rootpath), "case": item.name,
+                "suite": suite_of(item, self.session.config.rootpath), "case": item.name,
                 "backend": self.backend, "precision": self.precision.value,
                 "device": str(self.device)}
         slot = len(item.user_properties)
@@ -263,25 +244,27 @@ class PipeperfCheck:
             misuse(f"pipeperf.pipeline(): {exc}")
         trust = self.marker.trust_remote_code if trust_remote_code is None else trust_remote_code
         spec = ModelSpec(path.resolve(), parsed, trust)
-        if ab.controlling(self._session.config):  # the A/B workers build; this only if called
-            lazy = ab.LazyRunnable(self, spec)
-            self._built.append(lazy)
-            return Pipeline(lazy, spec, 0.0)
-        backend = self._session.backend(self.backend)
-        if backend is None:
-            pytest.skip(f"pipeperf: backend {self.backend!r} unavailable")
+        stand_in = measurer_of(self.session.config).stand_in(self, spec)
+        if stand_in is not None:  # built elsewhere (the A/B workers); this only if called
+            self._built.append(stand_in)
+            return Pipeline(stand_in, spec, 0.0)
         start = time.perf_counter()
-        try:
-            with self._session.progress.phase(f"{self._where()}: building {path.name}"):
-                runnable = backend.build(spec, self.precision, self.device,
-                                         self._session.build_context(self.recipes))
-        except BackendUnavailableError as exc:
-            pytest.skip(str(exc))
-        except BackendError as exc:
-            pytest.fail(f"pipeperf: backend {self.backend!r} failed to build {path.name} "
-                        f"({self.precision}, {self.device}): {exc}", pytrace=False)
+        with self.session.progress.phase(f"{self.where()}: building {path.name}"):
+            runnable = self.build(spec)
         self._built.append(runnable)
         return Pipeline(runnable, spec, time.perf_counter() - start)
+
+    def build(self, spec: ModelSpec) -> Runnable:
+        """Build ``spec`` for this case's backend, precision and device; a missing backend or
+        package skips the test, a failed build fails it."""
+        backend = self.session.backend(self.backend)
+        if backend is None:
+            pytest.skip(f"pipeperf: backend {self.backend!r} unavailable")
+        with backend_errors(f"backend {self.backend!r} failed to build {spec.path.name} "
+                            f"({self.precision}, {self.device})"):
+            runnable = backend.build(spec, self.precision, self.device,
+                                     self.session.build_context(self.recipes))
+        return runnable
 
     def close(self) -> None:
         """Release every pipeline this case built (called at fixture teardown)."""
@@ -309,77 +292,22 @@ class PipeperfCheck:
         if self._benched:
             misuse("pipeperf.bench() may be called once per test")
         self._benched = True
-        settings = self._session.settings
+        settings = self.session.settings
         sizes = tuple(batch_sizes) if batch_sizes is not None else self.batch_sizes
         texts = inputs if isinstance(inputs, ImageInputs) else tuple(inputs)
         max_length = getattr(inputs, "max_length", None)
         self._validate(pipe, texts, sizes, max_length)
-        ab_points = None
-        if ab.serving(self._session.config) or ab.controlling(self._session.config):
-            if isinstance(texts, ImageInputs):
-                misuse("pipeperf.bench(): the A/B gate (--pipeperf-ab) compares text pipelines "
-                       "only in this version; run image suites without --pipeperf-ab")
-            if ab.serving(self._session.config):  # an A/B worker: serve timed calls only
-                return ab.serve_bench(self, pipe, texts, sizes, max_length)
-            ab_points = ab.run_ab(self, pipe, texts, sizes, max_length)
-        item = self._request.node
-        suite = suite_of(item, self._session.config.rootpath)
-        case = item.name
-        preset = self.marker.parity_preset(self.precision)
+        measurer = measurer_of(self.session.config)
+        points = measurer.measure_points(self, pipe, texts, sizes, max_length)
+        item = self.node
+        suite, case = self.suite, item.name
         info = pipe.runnable.info
         recipe = str(info.notes["recipe"]) if "recipe" in info.notes else None
-        timer = timer_for(self.device.kind, self.device.index)
-        if sizes:
-            self._prepare(pipe, _batch(texts, max(sizes), max_length))
-        points: list[PointResult] = [] if ab_points is None else ab_points
-        kernels: dict[str, Any] | None = None
-        kernel_set = ""
-        for size in sizes if ab_points is None else ():
-            batch = _batch(texts, size, max_length)
-            reference = self._run(lambda b=batch: self._session.reference_outputs(pipe.model, b),
-                                  "the eager fp32 reference")
-            with self._session.progress.phase(f"{self._where()}: first call, batch {size}"):
-                outputs, first_ns = timed_call(
-                    functools.partial(self._run, functools.partial(pipe.runnable, batch),
-                                      f"backend {self.backend!r}"),
-                    timer)
-            first_ms = first_ns / 1e6
-            parity = compare_outputs(reference, outputs, preset)
-            if not parity or settings.disabled:
-                points.append(PointResult(size, parity, first_ms))
-                continue
-            if kernels is None:
-                kernel_set, kernels = reference_kernels(self.device.kind, self.device.index,
-                                                       settings.threads)
-            fns: dict[str, Any] = {"candidate": functools.partial(pipe.runnable, batch)}
-            fns.update(kernels)
-            eager = self._eager_alongside(pipe, batch, first_ns, timer)
-            if eager is not None:
-                fns["eager"] = eager
-            with blas_threads(settings.threads), self._session.progress.phase(
-                    f"{self._where()}: measuring batch {size}", kind="measure", report=False):
-                measurement = measure(fns, settings.plan, timer)
-            samples = measurement.samples_ns
-            stats = summarize(samples["candidate"])
-            normalized = _ratios(samples["candidate"],
-                                 geometric_mean_rounds([samples[k] for k in kernels]))
-            speedup = _ratios(samples["eager"], samples["candidate"]) if eager else None
-            try:
-                verdict = self._session.judge_point(suite, case, point_key(size), stats,
-                                                    self.device, self.threshold, recipe,
-                                                    normalized=normalized, reference=kernel_set)
-            except BaselineError as exc:
-                # ``from None``: the message already is the whole story; don't print it twice.
-                raise pytest.fail.Exception(f"pipeperf: {exc}", pytrace=False) from None
-            points.append(PointResult(size, parity, first_ms, stats, throughput(size, stats),
-                                      verdict, normalized, speedup, measurement.rounds,
-                                      kernel_set,
-                                      tuple(round(ns / 1e6, 6) for ns in samples["candidate"])))
         parity_ok = all(p.parity for p in points)
         memory = self._memory.snapshot()
         memory_verdict = None
-        if parity_ok and any(p.stats is not None for p in points) and ab_points is None:
-            memory_verdict = self._session.judge_memory(
+        if parity_ok and any(p.stats is not None for p in points) and measurer.judges_memory:
+            memory_verdict = self.session.judge_memory(
                 suite, case, [point_key(p.batch_size) for p in points], memory, self.device,
                 recipe)
         result = CaseResult(
@@ -391,16 +319,39 @@ class PipeperfCheck:
                    **{k: v for k, v in info.notes.items() if k != "recipe"}},
             recipe=recipe,
             peak_rss_mb=process_peak_rss_mb(), memory=memory, memory_verdict=memory_verdict,
-            versions=self._session.versions,
+            versions=self.session.versions,
             update=(settings.update_baselines or settings.calibrate
                     or settings.record_child is not None) and parity_ok and not settings.disabled,
             disabled=settings.disabled,
         )
-        item.user_properties.append((USER_PROPERTY, result.to_dict()))
-        self._fail_if_needed(points, memory_verdict)
+        if measurer.records:
+            item.user_properties.append((USER_PROPERTY, result.to_dict()))
+            self._fail_if_needed(points, memory_verdict)
         return result
 
-    def _eager_alongside(self, pipe: Pipeline, batch: Batch, first_ns: int,
+    @property
+    def node(self) -> pytest.Item:
+        """The test item of this case."""
+        node: pytest.Item = self.request.node
+        return node
+
+    @property
+    def suite(self) -> str:
+        """The suite (test file) this case belongs to, as baselines name it."""
+        return suite_of(self.node, self.session.config.rootpath)
+
+    def judge(self, point: str, stats: LatencyStats, recipe: str | None, *,
+              normalized: RatioStats | None, reference: str) -> Verdict:
+        """The stored-baseline gate's verdict on one timed point of this case."""
+        try:
+            return self.session.judge_point(self.suite, self.node.name, point, stats,
+                                            self.device, self.threshold, recipe,
+                                            normalized=normalized, reference=reference)
+        except BaselineError as exc:
+            # ``from None``: the message already is the whole story; don't print it twice.
+            raise pytest.fail.Exception(f"pipeperf: {exc}", pytrace=False) from None
+
+    def eager_alongside(self, pipe: Pipeline, batch: Batch, first_ns: int,
                          timer: Timer) -> Any:
         """The eager fp32 reference to time in the same rounds (for the speed-up), or ``None``.
 
@@ -408,46 +359,32 @@ class PipeperfCheck:
         while it is cheap: one warm call of it may cost at most ``EAGER_COST_LIMIT`` times the
         candidate's first call.
         """
-        settings = self._session.settings
+        settings = self.session.settings
         if self.device.kind != "cpu" or (
             self.backend == settings.reference_backend and self.precision.value == "fp32"
         ):
             return None
-        reference = self._session.reference_runnable(pipe.model)
+        reference = self.session.reference_runnable(pipe.model)
         call = functools.partial(reference, batch)
         ref_ns = timer.time_call(call)
         return call if ref_ns <= EAGER_COST_LIMIT * max(first_ns, 1) else None
 
-    def _prepare(self, pipe: Pipeline, largest: Batch) -> None:
+    def prepare(self, pipe: Pipeline, largest: Batch) -> None:
         """Let a runnable with a ``prepare(batch)`` method (engines built for a shape range, e.g.
         TensorRT) build for the largest batch now, counted as build time, not as a first call."""
         prepare = getattr(pipe.runnable, "prepare", None)
         if prepare is None:
             return
         start = time.perf_counter()
-        try:
-            with self._session.progress.phase(
-                    f"{self._where()}: building for batch {largest.batch_size}"):
-                prepare(largest)
-        except BackendUnavailableError as exc:
-            pytest.skip(str(exc))
-        except BackendError as exc:
-            pytest.fail(f"pipeperf: backend {self.backend!r} failed to build {pipe.model.path.name} "
-                        f"({self.precision}, {self.device}): {exc}", pytrace=False)
+        with backend_errors(f"backend {self.backend!r} failed to build {pipe.model.path.name} "
+                            f"({self.precision}, {self.device})"), self.session.progress.phase(
+                f"{self.where()}: building for batch {largest.batch_size}"):
+            prepare(largest)
         pipe.build_s += time.perf_counter() - start
 
-    def _where(self) -> str:
+    def where(self) -> str:
         """The case's node id, for progress lines."""
-        return parallel.strip_group(self._request.node.nodeid)
-
-    def _run(self, fn: Any, what: str) -> Mapping[str, np.ndarray]:
-        try:
-            out: Mapping[str, np.ndarray] = fn()
-        except BackendUnavailableError as exc:
-            pytest.skip(str(exc))
-        except BackendError as exc:
-            pytest.fail(f"pipeperf: {what} failed: {exc}", pytrace=False)
-        return out
+        return parallel.strip_group(self.node.nodeid)
 
     def _validate(self, pipe: Pipeline, texts: tuple[str, ...] | ImageInputs,
                   sizes: Sequence[int], max_length: int | None) -> None:
@@ -486,7 +423,7 @@ class PipeperfCheck:
 
     def _fail_if_needed(self, points: Sequence[PointResult],
                         memory: MemoryVerdict | None = None) -> None:
-        settings = self._session.settings
+        settings = self.session.settings
         messages = [f"batch_size={p.batch_size}: {p.parity.message()}" for p in points if not p.parity]
         if messages:
             pytest.fail("pipeperf: " + "; ".join(messages), pytrace=False)

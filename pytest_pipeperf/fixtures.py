@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_pipeperf.check import PipeperfCheck, misuse
+from pytest_pipeperf.case import misuse
+from pytest_pipeperf.check import PipeperfCheck
 from pytest_pipeperf.config import MarkerOptions
 from pytest_pipeperf.devices import Device
 from pytest_pipeperf.precision import Precision

@@ -16,6 +16,7 @@ from pytest_pipeperf.ab import (
     AbServer,
     AbSettings,
     ab_key,
+    measurer_for,
     parse_env_assignment,
     parse_serve_fds,
 )
@@ -47,6 +48,7 @@ from pytest_pipeperf.fixtures import (
     pipeperf_precision,
 )
 from pytest_pipeperf.matrix import ARGNAMES, backends_for, cells, precisions_for
+from pytest_pipeperf.measurer import InterleavedMeasurer, measurer_key
 from pytest_pipeperf.roles import role_key
 from pytest_pipeperf.session import PipeperfSession, session_key
 
@@ -253,6 +255,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                         f"{conflict}: {why}")
         ab_settings = ab_settings.resolved(config.rootpath)
     config.stash[ab_key] = ab_settings
+    config.stash[measurer_key] = measurer_for(ab_settings) or InterleavedMeasurer()
     if ab_settings.serve is not None:
         config.pluginmanager.register(AbServer(*ab_settings.serve), SERVER_NAME)
     _check_xdist(config, settings)

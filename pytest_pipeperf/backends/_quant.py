@@ -33,7 +33,7 @@ from pytest_pipeperf.precision import Precision
 from pytest_pipeperf.recipe import select
 
 if TYPE_CHECKING:
-    from pytest_pipeperf.backends.eager import EagerRunnable
+    from pytest_pipeperf.backends._torch import EagerRunnable
     from pytest_pipeperf.devices import Device
 
 EAGER_RECIPES: dict[Precision, tuple[str, ...]] = {
@@ -186,11 +186,11 @@ def build_quantised(model: ModelSpec, precision: Precision, device: Device,
             f"pipeperf: backend 'eager' cannot import torch/transformers ({exc})"
         ) from exc
     from pytest_pipeperf.backends._hf import load_tokenizer, set_torch_threads
-    from pytest_pipeperf.backends.eager import _AUTO_CLASS, EagerRunnable
+    from pytest_pipeperf.backends._torch import AUTO_CLASS, EagerRunnable
 
     set_torch_threads(context.threads)
     start = time.perf_counter()
-    net = load_quantised(getattr(transformers, _AUTO_CLASS[model.task]), model, recipe)
+    net = load_quantised(getattr(transformers, AUTO_CLASS[model.task]), model, recipe)
     tokenizer = load_tokenizer(model)
     info = BuildInfo(load_s=time.perf_counter() - start)
     info.notes["recipe"] = recipe

@@ -52,7 +52,7 @@ from pytest_pipeperf.precision import Precision
 if TYPE_CHECKING:
     import numpy as np
 
-    from pytest_pipeperf.backends.eager import EagerRunnable
+    from pytest_pipeperf.backends._torch import EagerRunnable
     from pytest_pipeperf.devices import Device
 
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
@@ -122,7 +122,7 @@ def _compile_snapshot() -> tuple[int, float, int, int]:
 
 
 class CompileRunnable:
-    """An :class:`~pytest_pipeperf.backends.eager.EagerRunnable` whose module is compiled.
+    """An :class:`~pytest_pipeperf.backends._torch.EagerRunnable` whose module is compiled.
 
     Records, in ``info.notes``, how long each new input shape took to compile and whether the
     inductor cache served it.

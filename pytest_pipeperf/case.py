@@ -1,0 +1,104 @@
+"""The steps every case runs, whichever measurer times it.
+
+A case is: validate -> :func:`run_point` per workload point (reference outputs, the candidate's
+first call, parity) -> the configured measurer (:mod:`pytest_pipeperf.measurer`) -> the gate's
+verdict -> one :class:`~pytest_pipeperf.results.CaseResult` recorded in ``user_properties``.
+:func:`run_point` is used by the in-process measurer and by the A/B worker alike; its subject is
+any callable that maps a batch to outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pytest
+
+from pytest_pipeperf.backends.base import BackendError, BackendUnavailableError
+from pytest_pipeperf.parity import ParityResult, compare_outputs
+from pytest_pipeperf.timing import Timer, timed_call
+
+if TYPE_CHECKING:
+    import numpy as np  # noqa: F401 (the Outputs alias names it)
+
+    from pytest_pipeperf.backends.base import Batch
+    from pytest_pipeperf.precision import ParityPreset
+
+Outputs = Mapping[str, "np.ndarray"]
+
+
+def misuse(message: str) -> NoReturn:
+    """Fail the test with ``message`` alone: a bad call of the pipeperf API, not a crash."""
+    raise pytest.fail.Exception(f"pipeperf: {message}", pytrace=False)
+
+
+@contextlib.contextmanager
+def backend_errors(what: str) -> Iterator[None]:
+    """Turn a backend's errors into the case's outcome.
+
+    :class:`~pytest_pipeperf.backends.base.BackendUnavailableError` (a package, device or recipe
+    missing at run time) skips the test with its message;
+    :class:`~pytest_pipeperf.backends.base.BackendError` fails it with
+    ``pipeperf: <what>: <error>`` and no traceback. Any other exception is a crash and
+    propagates.
+
+    :param what: what was being done, e.g. ``backend 'onnxruntime' failed to build m``.
+    """
+    try:
+        yield
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    except BackendError as exc:
+        raise pytest.fail.Exception(f"pipeperf: {what}: {exc}", pytrace=False) from None
+
+
+@dataclass(frozen=True, slots=True)
+class PointRun:
+    """One workload point's un-timed part: the candidate's outputs, first call and parity.
+
+    :param outputs: the candidate's outputs on the point's batch.
+    :param first_ns: the first (cold) call's duration in nanoseconds.
+    :param parity: the outputs compared with the reference's.
+    """
+
+    outputs: Outputs
+    first_ns: int
+    parity: ParityResult
+
+    @property
+    def first_ms(self) -> float:
+        """The first call in milliseconds."""
+        return self.first_ns / 1e6
+
+
+def run_point(subject: Callable[[Batch], Outputs], batch: Batch,
+              reference: Callable[[Batch], Outputs], preset: ParityPreset, timer: Timer, *,
+              name: str, first_call: contextlib.AbstractContextManager[Any] | None = None,
+              ) -> PointRun:
+    """Run the reference and the candidate's first call on ``batch`` and compare them.
+
+    :param subject: the candidate: any callable mapping a batch to named outputs.
+    :param batch: the point's inputs.
+    :param reference: computes the reference outputs of ``batch`` (PyTorch eager fp32).
+    :param preset: the tolerances of this precision.
+    :param timer: times the first call (CUDA events on a GPU).
+    :param name: the candidate's name in error messages (``backend 'onnxruntime'``).
+    :param first_call: a context entered around the first call (e.g. a progress phase).
+    """
+    with backend_errors("the eager fp32 reference failed"):
+        expected = reference(batch)
+
+    with first_call if first_call is not None else contextlib.nullcontext():
+        outputs, first_ns = timed_call(guarded(subject, batch, name), timer)
+    return PointRun(outputs, first_ns, compare_outputs(expected, outputs, preset))
+
+
+def guarded(subject: Callable[[Batch], Outputs], batch: Batch,
+            name: str) -> Callable[[], Outputs]:
+    """A zero-argument timed call of ``subject(batch)`` whose backend errors skip or fail."""
+    def call() -> Outputs:
+        with backend_errors(f"{name} failed"):
+            return subject(batch)
+    return call
