@@ -4,6 +4,8 @@ with.
 * :mod:`~pytest_pipeperf.verdicts.stored`: the stored-baseline rules, ``median-ratio/v1``
   (absolute latency) and ``normalized-pi/v2`` (latency normalised by reference kernels);
 * :mod:`~pytest_pipeperf.verdicts.memory`: the memory rule, ``memory-median/v1``;
+* :mod:`~pytest_pipeperf.verdicts.paired`: the paired A/B gate's rule, ``paired-ab/v1`` (imported
+  by :mod:`pytest_pipeperf.ab`; it needs numpy and scipy at call time);
 * :mod:`~pytest_pipeperf.verdicts.gate`: the stored-baseline gate's policy (which rule, the
   per-point false-alarm rate, incomparable baselines). It reads the baseline store, so it is not
   imported here: ``from pytest_pipeperf.verdicts import gate``.
