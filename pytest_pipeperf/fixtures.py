@@ -8,7 +8,7 @@ import pytest
 
 from pytest_pipeperf.case import misuse
 from pytest_pipeperf.check import PipeperfCheck
-from pytest_pipeperf.config import MarkerOptions
+from pytest_pipeperf.config import marker_options
 from pytest_pipeperf.devices import Device
 from pytest_pipeperf.precision import Precision
 from pytest_pipeperf.session import session_key
@@ -68,8 +68,7 @@ def pipeperf(
     :param pipeperf_precision: this case's precision.
     :param pipeperf_device: this case's device.
     """
-    marker = request.node.get_closest_marker("pipeperf")
-    options = MarkerOptions.from_kwargs(dict(marker.kwargs) if marker else {}, request.node.nodeid)
+    options = marker_options(request.node)
     session = request.config.stash[session_key]
     check = PipeperfCheck(request, session, pipeperf_backend, pipeperf_precision, pipeperf_device,
                           options)

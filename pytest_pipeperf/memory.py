@@ -63,6 +63,13 @@ class CaseMemory:
         """JSON-able form (with ``growth_mb``)."""
         return {**asdict(self), "growth_mb": self.growth_mb}
 
+    @classmethod
+    def from_dict(cls, data: Any) -> CaseMemory:
+        """Inverse of :meth:`to_dict` (``growth_mb`` is derived and ignored)."""
+        device = data["device_peak_mb"]
+        return cls(float(data["rss_start_mb"]), float(data["peak_rss_mb"]),
+                   None if device is None else float(device), bool(data["sampled"]))
+
 
 class MemoryWatch:
     """Samples RSS from :meth:`start` until :meth:`stop`.

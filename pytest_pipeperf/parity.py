@@ -71,6 +71,16 @@ class ParityResult:
             "detail": self.detail,
         }
 
+    @classmethod
+    def from_dict(cls, data: Any) -> ParityResult:
+        """Inverse of :meth:`to_dict`; ``ValueError`` / ``TypeError`` / ``KeyError`` otherwise."""
+        if not isinstance(data, dict) or not isinstance(data["passed"], bool):
+            raise TypeError(f"a parity result is an object with a bool 'passed', got {data!r}")
+        value, required = data["value"], data["required"]
+        return cls(data["passed"], str(data["metric"]),
+                   None if value is None else float(value), str(data["tolerance"]),
+                   None if required is None else float(required), str(data["detail"]))
+
 
 def advice(metric: str, required: float) -> str:
     """``would pass with atol>=1.24e-03`` / ``would pass with min_cosine<=0.998765``.

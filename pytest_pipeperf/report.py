@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from pytest_pipeperf.parity import advice
 from pytest_pipeperf.results import RESULT_SCHEMA_VERSION
-from pytest_pipeperf.verdicts import MemoryVerdict, Status, Verdict
+from pytest_pipeperf.verdicts import MemoryVerdict, Verdict
 
 if TYPE_CHECKING:
     from pytest_pipeperf.baseline import BaselineFile
@@ -847,22 +847,10 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def _verdict_of(data: Mapping[str, Any]) -> Verdict | None:
-    """Rebuild a :class:`Verdict` from its JSON form, for its message; ``None`` if it is not one."""
+def _verdict_of(data: Any) -> Verdict | None:
+    """The :class:`Verdict` a result's JSON holds, for its message; ``None`` if it is not one."""
     try:
-        absolute = data.get("absolute")
-        ci = data.get("ci")
-        return Verdict(
-            Status(data["status"]), metric=str(data.get("metric", "p50")),
-            ratio=data.get("ratio"), ci=(float(ci[0]), float(ci[1])) if ci else None,
-            confidence=float(data.get("confidence", 0.99)),
-            threshold=float(data.get("threshold", 0.05)), detectable=data.get("detectable"),
-            drift=data.get("drift"), drift_source=str(data.get("drift_source") or ""),
-            baseline_runs=int(data.get("baseline_runs") or 0),
-            baseline_file=data.get("baseline_file"), rule=str(data.get("rule") or "median-ratio/v1"),
-            reason=str(data.get("reason") or ""),
-            absolute=_verdict_of(absolute) if isinstance(absolute, Mapping) else None,
-        )
+        return Verdict.from_dict(data)
     except (KeyError, TypeError, ValueError, IndexError):
         return None
 

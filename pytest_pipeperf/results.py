@@ -74,6 +74,24 @@ class PointResult:
             "samples_ms": list(self.samples_ms) if self.samples_ms is not None else None,
         }
 
+    @classmethod
+    def from_dict(cls, data: Any) -> PointResult:
+        """Inverse of :meth:`to_dict`; ``ValueError`` / ``TypeError`` / ``KeyError`` otherwise."""
+        stats, verdict, samples = data["stats"], data["verdict"], data["samples_ms"]
+        normalized, speedup, rounds = data["normalized"], data["speedup"], data["rounds"]
+        throughput = data["throughput"]
+        return cls(
+            batch_size=int(data["batch_size"]), parity=ParityResult.from_dict(data["parity"]),
+            first_call_ms=float(data["first_call_ms"]),
+            stats=LatencyStats.from_dict(stats) if stats is not None else None,
+            throughput=None if throughput is None else float(throughput),
+            verdict=Verdict.from_dict(verdict) if verdict is not None else None,
+            normalized=RatioStats.from_dict(normalized) if normalized is not None else None,
+            speedup=RatioStats.from_dict(speedup) if speedup is not None else None,
+            rounds=None if rounds is None else int(rounds), reference=data["reference"],
+            samples_ms=tuple(float(v) for v in samples) if samples is not None else None,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class CaseResult:
@@ -120,3 +138,29 @@ class CaseResult:
             "disabled": self.disabled,
             "points": [p.to_dict() for p in self.points],
         }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CaseResult:
+        """Inverse of :meth:`to_dict`: a record as it crossed xdist or was read from JSON.
+
+        :raises ValueError: (or ``TypeError`` / ``KeyError``) for anything :meth:`to_dict` does
+            not write.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"a case result is an object, got {data!r}")
+        memory = data["memory"]
+        verdict = memory.get("verdict") if isinstance(memory, dict) else None
+        threads = data["threads"]
+        return cls(
+            nodeid=str(data["nodeid"]), suite=str(data["suite"]), case=str(data["case"]),
+            backend=str(data["backend"]), precision=str(data["precision"]),
+            device=str(data["device"]), task=str(data["task"]), model=str(data["model"]),
+            threads=None if threads is None else int(threads),
+            points=tuple(PointResult.from_dict(p) for p in data["points"]),
+            costs=dict(data["costs"]), peak_rss_mb=float(data["peak_rss_mb"]),
+            versions={str(k): str(v) for k, v in data["versions"].items()},
+            update=bool(data["update"]), disabled=bool(data["disabled"]),
+            recipe=None if data["recipe"] is None else str(data["recipe"]),
+            memory=CaseMemory.from_dict(memory) if memory is not None else None,
+            memory_verdict=MemoryVerdict.from_dict(verdict) if verdict is not None else None,
+        )

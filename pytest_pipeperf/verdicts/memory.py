@@ -56,6 +56,15 @@ class MemoryVerdict:
         """JSON-able form."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Any) -> MemoryVerdict:
+        """Inverse of :meth:`to_dict`; ``ValueError`` / ``TypeError`` / ``KeyError`` otherwise."""
+        baseline, limit = data["baseline_mb"], data["limit_mb"]
+        return cls(str(data["status"]), str(data["metric"]), float(data["current_mb"]),
+                   None if baseline is None else float(baseline),
+                   None if limit is None else float(limit), float(data["threshold"]),
+                   float(data["slack_mb"]), int(data["runs"]), str(data["rule"]))
+
 
 def memory_value(memory: CaseMemory, device_kind: str) -> tuple[str, float | None]:
     """The figure a case's memory is judged on: the device peak on CUDA, else the RSS growth

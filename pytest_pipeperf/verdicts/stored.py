@@ -182,6 +182,37 @@ class Verdict:
             "absolute": self.absolute.to_dict() if self.absolute is not None else None,
         }
 
+    @classmethod
+    def from_dict(cls, data: Any) -> Verdict:
+        """Inverse of :meth:`to_dict`.
+
+        :raises ValueError: (or ``TypeError`` / ``KeyError``) for anything :meth:`to_dict` does
+            not write.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"a verdict is an object, got {data!r}")
+        ci = data["ci"]
+        absolute = data["absolute"]
+        return cls(
+            Status(data["status"]), metric=str(data["metric"]), ratio=_optional(data["ratio"]),
+            ci=(float(ci[0]), float(ci[1])) if ci is not None else None,
+            confidence=float(data["confidence"]), threshold=float(data["threshold"]),
+            detectable=_optional(data["detectable"]), drift=_optional(data["drift"]),
+            drift_source=str(data["drift_source"]), baseline_runs=int(data["baseline_runs"]),
+            baseline_file=None if data["baseline_file"] is None else str(data["baseline_file"]),
+            rule=str(data["rule"]), reason=str(data["reason"]),
+            absolute=cls.from_dict(absolute) if absolute is not None else None,
+        )
+
+
+def _optional(value: Any) -> float | None:
+    """A JSON number or null as a float or ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number or null, got {value!r}")
+    return float(value)
+
 
 def exp_clamped(x: float) -> float:
     """``exp`` clamped to the float range (a tiny prior weight can make the t quantile huge)."""

@@ -15,7 +15,7 @@ import pytest
 @pytest.mark.pipeperf(task="feature-extraction")
 def test_load(pipeperf, fake_model):
     pipe = pipeperf.pipeline(fake_model)
-    assert pipeperf.timing is not pipeperf._session.settings.disabled
+    assert pipeperf.timing is not pipeperf.session.settings.disabled
     load = pipeperf.scenario("serving", title="fake load", curve=("offered_qps", "p99_ms"))
     for qps in (10, 20):
         load.add("none", offered_qps=qps, p99_ms=qps * 1.5, long=str(pipeperf.long))
