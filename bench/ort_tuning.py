@@ -7,14 +7,14 @@ Usage (from the repository root, offline)::
 
 The graph is the product's cached optimum export of the embedded all-MiniLM-L6-v2
 (``pytest_pipeperf.backends.onnxruntime.export_onnx``); inputs are one tokenised batch of
-``pytest_pipeperf.inputs.InputFactory().texts``. The variants are ``pytest_pipeperf.ort_tuning``'s
-(what ``suites/test_ort_tuning.py`` runs): a separate ``InferenceSession`` on the CPU EP per knob
-(intra-op threads, the parallel execution mode, each graph optimisation level, memory-pattern and
-CPU-arena switches, an onnxslim-simplified graph), here with a longer measuring time. All sessions are timed by
-``pytest_pipeperf.timing.measure`` in interleaved, shuffled rounds, so they see the same machine
-state; the speed-up of a variant is the median of its per-round ratio to the default session
-(what the pipeperf gates use), with a 99% order-statistic interval. Outputs are checked against
-the default session's (max abs difference).
+``pytest_pipeperf.inputs.InputFactory().texts``. The variants are
+``pytest_pipeperf.scenarios.ort_tuning``'s (what ``suites/test_ort_tuning.py`` runs): a separate
+``InferenceSession`` on the CPU EP per knob (intra-op threads, the parallel execution mode, each
+graph optimisation level, memory-pattern and CPU-arena switches, an onnxslim-simplified graph),
+here with a longer measuring time. All sessions are timed by ``pytest_pipeperf.timing.measure`` in
+interleaved, shuffled rounds, so they see the same machine state; the speed-up of a variant is the
+median of its per-round ratio to the default session (what the pipeperf gates use), with a 99%
+order-statistic interval. Outputs are checked against the default session's (max abs difference).
 
 IO binding pays only where inputs or outputs cross a device boundary (CUDA EP); on this CPU-only
 machine it is not measured.
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from pytest_pipeperf.backends.base import ModelSpec, Task
 from pytest_pipeperf.backends.onnxruntime import export_onnx
 from pytest_pipeperf.inputs import InputFactory
-from pytest_pipeperf.ort_tuning import build_sessions, compare, speedups
+from pytest_pipeperf.scenarios.ort_tuning import build_sessions, compare, speedups
 from pytest_pipeperf.timing import MeasurePlan, measure
 
 

@@ -11,13 +11,14 @@ The pipeline is the embedded all-MiniLM-L6-v2 (feature extraction, texts padded 
 (``--backend``, fp32, ``--threads`` intra-op threads). Each request is one text. For every
 batching policy -- ``none``, ``static(N)`` (a partial batch flushed after ``--static-timeout``),
 ``dynamic(N, D ms)`` -- and every offered rate,
-``pytest_pipeperf.loadgen.run_load`` sends open-loop Poisson arrivals to
-``pytest_pipeperf.batcher.Batcher.submit`` for ``--duration`` seconds (at most
+``pytest_pipeperf.scenarios.loadgen.run_load`` sends open-loop Poisson arrivals to
+``pytest_pipeperf.scenarios.batcher.Batcher.submit`` for ``--duration`` seconds (at most
 ``--max-requests``) and reports achieved QPS, p50/p99 latency (from each request's scheduled
 arrival) and the mean batch size. ``--find-max`` then searches, per policy, the highest QPS
 whose p99 stays under ``--p99-limit-ms``. ``--http`` adds the dynamic policy behind the real HTTP
-endpoint (``pytest_pipeperf.server``: FastAPI + uvicorn on 127.0.0.1, one text per request, an
-httpx client) at each rate: the difference to the in-process row is the serving overhead.
+endpoint (``pytest_pipeperf.scenarios.server``: FastAPI + uvicorn on 127.0.0.1, one text per
+request, an httpx client) at each rate: the difference to the in-process row is the serving
+overhead.
 
 Timings come from a shared 2-core machine: read the table as a comparison of policies measured
 back to back on the same pipeline, not as absolute capacity.
@@ -39,8 +40,8 @@ from pytest_pipeperf.backends import load_backend
 from pytest_pipeperf.backends.base import BuildContext, ModelSpec, Task, TextBatch
 from pytest_pipeperf.inputs import InputFactory
 from pytest_pipeperf.devices import Device
-from pytest_pipeperf.serving import ServingPlan, run_load_curves, search_capacity
 from pytest_pipeperf.precision import Precision
+from pytest_pipeperf.scenarios.serving import ServingPlan, run_load_curves, search_capacity
 
 
 def build(backend: str, threads: int, seq_len: int) -> Any:

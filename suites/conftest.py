@@ -109,10 +109,10 @@ def vit_classifier(request: pytest.FixtureRequest) -> Path:
 def gpt2_model(request: pytest.FixtureRequest) -> Path:
     """A small random-weight GPT-2 causal LM (2 layers, hidden 128, 2 heads, 256 positions) with
     a byte-level BPE tokenizer trained in process, built once (see
-    :func:`pytest_pipeperf.generation.build_tiny_gpt2`)."""
+    :func:`pytest_pipeperf.scenarios.generation.build_tiny_gpt2`)."""
     pytest.importorskip("torch", exc_type=ImportError)
     pytest.importorskip("tokenizers", exc_type=ImportError)
-    from pytest_pipeperf.generation import build_tiny_gpt2
+    from pytest_pipeperf.scenarios.generation import build_tiny_gpt2
 
     root = Path(request.config.rootpath) / ".pipeperf" / "models"
     target = root / "gpt2-2l-h128-bpe512-seed0"

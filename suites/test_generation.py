@@ -11,7 +11,7 @@ must match eager fp32. Then, when timing, each backend generates exactly ``NEW_T
 import pytest
 
 from pytest_pipeperf.backends.base import BackendError, BackendUnavailableError
-from pytest_pipeperf.generation import load_generator, logits_parity, measure_generation
+from pytest_pipeperf.scenarios.generation import load_generator, logits_parity, measure_generation
 
 PROMPT_TOKENS, NEW_TOKENS, REPEATS = 32, 32, 20
 

@@ -9,7 +9,7 @@ rounds. The table and the bar chart give each knob's speed-up over the default s
 import pytest
 
 from pytest_pipeperf.backends.base import ModelSpec, Task
-from pytest_pipeperf.ort_tuning import DEFAULT, build_sessions, speedups
+from pytest_pipeperf.scenarios.ort_tuning import DEFAULT, build_sessions, speedups
 
 BATCH, SEQ_LEN = 8, 64
 

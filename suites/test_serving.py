@@ -11,8 +11,8 @@ searches the highest QPS that keeps p99 under 500 ms.
 
 import pytest
 
-from pytest_pipeperf.serving import ServingPlan, check_batching, embedder, run_load_curves, \
-    search_capacity
+from pytest_pipeperf.scenarios.serving import ServingPlan, check_batching, embedder, \
+    run_load_curves, search_capacity
 
 SEQ_LEN = 64
 

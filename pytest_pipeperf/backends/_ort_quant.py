@@ -10,9 +10,9 @@ Recipes (measured against eager fp32 in the README's parity table):
 
 Both quantise the *unfused* optimum export (quantising after ORT's BERT fusion fails in shape
 inference); the session's own graph optimisations still run on the quantised graph. Each result
-is cached next to its export in ``<cache>/onnx/<export key>-<recipe>-<hash>/`` with the same
-manifest + SHA-256 check as the export (``cached_export_valid``), keyed by the export's key and
-graph hash, the recipe and its settings, and the onnxruntime version.
+is cached next to its export in ``<cache>/onnx/<export key>-<recipe>-<hash>/``, built and sealed
+like the export (``_cache.build_entry``, checked by ``cached_export_valid``), keyed by the
+export's key and graph hash, the recipe and its settings, and the onnxruntime version.
 """
 
 from __future__ import annotations
@@ -22,15 +22,16 @@ import hashlib
 import importlib.util
 import json
 import logging
-import shutil
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from pytest_pipeperf.backends._cache import seal
+from pytest_pipeperf.backends._cache import (
+    EXPORT_MANIFEST,
+    build_entry,
+    cached_export_valid,
+    dist_version,
+)
 from pytest_pipeperf.backends.base import BackendError, BackendUnavailableError
-from pytest_pipeperf.backends.onnxruntime import EXPORT_MANIFEST, _version, cached_export_valid
 from pytest_pipeperf.precision import Precision
 
 ORT_RECIPES: dict[Precision, tuple[str, ...]] = {
@@ -66,7 +67,7 @@ def quant_key(export_entry: Path, recipe: str) -> str:
         "export_sha256": export.get("sha256"),
         "recipe": recipe,
         "settings": _SETTINGS[recipe],
-        "versions": {d: _version(d) for d in ("onnxruntime", "onnx", "onnx-ir")},
+        "versions": {d: dist_version(d) for d in ("onnxruntime", "onnx", "onnx-ir")},
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -144,19 +145,9 @@ def quantize_onnx(onnx_path: Path, recipe: str) -> tuple[Path, float, str]:
     if importlib.util.find_spec("onnxruntime.quantization") is None:
         raise BackendUnavailableError("pipeperf: backend 'onnxruntime' recipe "
                                       f"{recipe!r} needs onnxruntime.quantization (not installed)")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
-    start = time.perf_counter()
-    try:
-        target = tmp / "model.onnx"
-        _quantize(onnx_path, target, recipe)
-        seconds = time.perf_counter() - start
-        seal(tmp, entry, key, "model.onnx", EXPORT_MANIFEST,
-             {"source": str(onnx_path), "recipe": recipe, "settings": _SETTINGS[recipe]})
-    except (BackendError, BackendUnavailableError):
-        raise
-    except Exception as exc:
-        raise BackendError(f"onnxruntime recipe {recipe!r} failed on {onnx_path}: "
-                           f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    seconds = build_entry(entry, key, "model.onnx", EXPORT_MANIFEST,
+                          lambda tmp: _quantize(onnx_path, tmp / "model.onnx", recipe),
+                          {"source": str(onnx_path), "recipe": recipe,
+                           "settings": _SETTINGS[recipe]},
+                          failure=f"onnxruntime recipe {recipe!r} failed on {onnx_path}")
     return entry / "model.onnx", seconds, "miss"

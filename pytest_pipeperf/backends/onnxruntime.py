@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -24,7 +23,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_pipeperf.backends._cache import entry_valid, seal
+# The export entry's manifest and check live in _cache (so _ort_quant does not import this module
+# back) and stay importable from here.
+from pytest_pipeperf.backends._cache import EXPORT_MANIFEST as EXPORT_MANIFEST
+from pytest_pipeperf.backends._cache import build_entry
+from pytest_pipeperf.backends._cache import cached_export_valid as cached_export_valid
+from pytest_pipeperf.backends._cache import dist_version as _version
 from pytest_pipeperf.backends.base import (
     AVAILABLE,
     Availability,
@@ -52,37 +56,36 @@ EXPORT_FORMAT = 1
 _KEY_DISTRIBUTIONS = ("optimum", "optimum-onnx", "torch", "transformers", "onnx")
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "-"
-
-
 def export_key(model: ModelSpec, digest: str, dtype: str = "fp32") -> str:
     """The cache key of an export: model content, task, float dtype and exporter versions.
 
     ``dtype`` joins the key only when it is not ``fp32``, so fp32 keys (and caches) are unchanged.
     """
+    return task_export_key(digest, model.task.value, dtype)
+
+
+def task_export_key(digest: str, task: str, dtype: str = "fp32",
+                    opset: str | None = "default") -> str:
+    """The cache key of an export of ``task`` (an optimum task name): model content, task, float
+    dtype and exporter versions.
+
+    :param digest: :func:`pytest_pipeperf.backends._hf.model_digest` of the model directory.
+    :param dtype: joins the key only when it is not ``fp32``, so fp32 keys are unchanged.
+    :param opset: the key's opset field; ``None`` leaves it out, as the generation scenario's
+        ``text-generation-with-past`` key always has (so its cached exports stay valid).
+    """
     parts: dict[str, object] = {
         "format": EXPORT_FORMAT,
         "model": digest,
-        "task": model.task.value,
+        "task": task,
         "library": "transformers",
-        "opset": "default",
         "versions": {d: _version(d) for d in _KEY_DISTRIBUTIONS},
     }
+    if opset is not None:
+        parts["opset"] = opset
     if dtype != "fp32":
         parts["dtype"] = dtype
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
-
-
-EXPORT_MANIFEST = "pipeperf-export.json"
-
-
-def cached_export_valid(entry: Path, key: str) -> bool:
-    """Is ``entry`` a complete, untampered export (or quantised graph) for ``key``?"""
-    return entry_valid(entry, key, "model.onnx", EXPORT_MANIFEST)
 
 
 def export_onnx(model: ModelSpec, cache_dir: Path, dtype: str = "fp32",
@@ -98,39 +101,53 @@ def export_onnx(model: ModelSpec, cache_dir: Path, dtype: str = "fp32",
     from pytest_pipeperf.backends._hf import model_digest
 
     key = export_key(model, model_digest(model.path), dtype)
-    root = cache_dir / "onnx"
-    entry = root / key
+    return export_task_onnx(model.path, model.task.value, key, cache_dir, dtype=dtype,
+                            device=device, trust_remote_code=model.trust_remote_code)
+
+
+def export_task_onnx(source: Path, task: str, key: str, cache_dir: Path, *, dtype: str = "fp32",
+                     device: str = "cpu",
+                     trust_remote_code: bool = False) -> tuple[Path, float, str]:
+    """optimum's ONNX export of ``source`` for ``task``, cached in ``cache_dir/onnx/<key>``.
+
+    The entry is built and sealed with the graph's SHA-256 by
+    :func:`~pytest_pipeperf.backends._cache.build_entry`, so a stale or tampered entry is
+    rebuilt, never used.
+
+    :param source: a local model directory (``save_pretrained`` layout); nothing downloads.
+    :param task: optimum's task name (``feature-extraction``, ``text-generation-with-past``).
+    :param key: the entry's key, from :func:`task_export_key` (or :func:`export_key`).
+    :param dtype: optimum's ``main_export(dtype=...)``.
+    :param device: where optimum loads and traces the model.
+    :param trust_remote_code: passed to optimum.
+    :returns: ``(model.onnx path, export seconds, "hit" | "miss")``.
+    :raises BackendUnavailableError: optimum's ONNX exporter cannot be imported.
+    :raises BackendError: the export failed, with optimum's reason.
+    """
+    entry = cache_dir / "onnx" / key
     if cached_export_valid(entry, key):
         return entry / "model.onnx", 0.0, "hit"
     try:
         from optimum.exporters.onnx import main_export
     except (ImportError, OSError) as exc:
         raise BackendUnavailableError(
-            f"pipeperf: backend 'onnxruntime' cannot import optimum's ONNX exporter ({exc})"
+            f"pipeperf: backend 'onnxruntime' cannot import optimum's ONNX exporter ({exc}); "
+            "install optimum-onnx"
         ) from exc
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
-    start = time.perf_counter()
-    try:
+
+    def write(tmp: Path) -> None:
         main_export(
-            str(model.path), output=tmp, task=model.task.value, library_name="transformers",
-            device=device, dtype=dtype, do_validation=False, local_files_only=True,
-            trust_remote_code=model.trust_remote_code,
+            str(source), output=tmp, task=task, library_name="transformers", device=device,
+            dtype=dtype, do_validation=False, local_files_only=True,
+            trust_remote_code=trust_remote_code,
         )
-        onnx_path = tmp / "model.onnx"
-        if not onnx_path.is_file():
-            raise BackendError(f"optimum export of {model.path} produced no model.onnx "
+        if not (tmp / "model.onnx").is_file():
+            raise BackendError(f"optimum's {task} export of {source} produced no model.onnx "
                                f"(got {sorted(p.name for p in tmp.iterdir())})")
-        seconds = time.perf_counter() - start
-        seal(tmp, entry, key, "model.onnx", EXPORT_MANIFEST,
-             {"source": str(model.path), "task": model.task.value})
-    except BackendError:
-        raise
-    except Exception as exc:
-        raise BackendError(f"optimum ONNX export of {model.path} ({model.task.value}) failed: "
-                           f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    seconds = build_entry(entry, key, "model.onnx", EXPORT_MANIFEST, write,
+                          {"source": str(source), "task": task},
+                          failure=f"optimum ONNX export of {source} ({task}) failed")
     return entry / "model.onnx", seconds, "miss"
 
 

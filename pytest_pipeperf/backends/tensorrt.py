@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -46,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_pipeperf.backends._cache import entry_valid, file_sha256, seal
+from pytest_pipeperf.backends._cache import build_entry, entry_valid, file_sha256
 from pytest_pipeperf.backends.base import (
     AVAILABLE,
     Availability,
@@ -198,21 +196,18 @@ def store_engine(root: Path, key: str, write: Callable[[Path], None],
     """Write an engine entry atomically and return the engine's path.
 
     The entry is assembled in a temporary directory next to it (engine, then manifest with its
-    SHA-256) and renamed into place, so readers never see half an entry.
+    SHA-256) and renamed into place, so readers never see half an entry: the same sealed entry
+    as the ONNX exports (:func:`pytest_pipeperf.backends._cache.build_entry`). What ``write``
+    raises propagates unchanged.
 
     :param root: the engine cache directory.
     :param key: from :func:`engine_key`.
     :param write: writes the serialized engine to the path it is given.
     :param facts: extra manifest fields (versions, GPU, profile) for humans.
     """
-    root.mkdir(parents=True, exist_ok=True)
     entry = root / key
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
-    try:
-        write(tmp / ENGINE_FILE)
-        seal(tmp, entry, key, ENGINE_FILE, ENGINE_MANIFEST, facts)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    build_entry(entry, key, ENGINE_FILE, ENGINE_MANIFEST, lambda tmp: write(tmp / ENGINE_FILE),
+                facts)
     return entry / ENGINE_FILE
 
 

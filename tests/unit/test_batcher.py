@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_pipeperf.batcher import Batcher, BatcherClosedError, BatchPolicy
+from pytest_pipeperf.scenarios.batcher import Batcher, BatcherClosedError, BatchPolicy
 
 
 class Model:

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from pytest_pipeperf.generation import (
+from pytest_pipeperf.precision import DEFAULT_TOLERANCES, Precision
+from pytest_pipeperf.scenarios.generation import (
     EagerGenerator,
     GenerationTiming,
     Generator,
@@ -23,7 +24,6 @@ from pytest_pipeperf.generation import (
     logits_parity,
     measure_generation,
 )
-from pytest_pipeperf.precision import DEFAULT_TOLERANCES, Precision
 
 torch = pytest.importorskip("torch", exc_type=ImportError)
 transformers = pytest.importorskip("transformers", exc_type=ImportError)
@@ -232,7 +232,7 @@ def test_the_export_is_cached_by_model_content(gpt2: Path, cache_dir: Path,
 
 
 def test_importing_the_module_imports_no_heavy_library() -> None:
-    code = ("import sys, pytest_pipeperf.generation\n"
+    code = ("import sys, pytest_pipeperf.scenarios.generation\n"
             "heavy = {'torch', 'onnxruntime', 'optimum', 'transformers', 'tokenizers'}\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_pipeperf.loadgen import LoadResult, find_max_qps, poisson_schedule, run_load
+from pytest_pipeperf.scenarios.loadgen import LoadResult, find_max_qps, poisson_schedule, run_load
 
 
 @given(st.floats(1.0, 500.0), st.floats(0.1, 5.0), st.integers(1, 300), st.integers(0, 10))

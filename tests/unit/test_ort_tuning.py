@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pipeperf.ort_tuning import DEFAULT, build_sessions, compare, slim_graph, speedups, \
-    variants
+from pytest_pipeperf.scenarios.ort_tuning import DEFAULT, build_sessions, compare, slim_graph, \
+    speedups, variants
 
 np = pytest.importorskip("numpy")
 onnx = pytest.importorskip("onnx")

@@ -14,7 +14,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 parser = pytest.importorskip("prometheus_client.parser")
 
-from pytest_pipeperf.server import Server, create_app, http_submit, validate
+from pytest_pipeperf.scenarios.server import Server, create_app, http_submit, validate
 
 
 async def lengths(texts: list[str]) -> list[int]:
@@ -98,6 +98,6 @@ def test_validate_is_pure_and_passes_good_texts() -> None:
 
 
 def test_importing_the_module_does_not_import_fastapi() -> None:
-    code = "import sys, pytest_pipeperf.server; print('fastapi' in sys.modules)"
+    code = "import sys, pytest_pipeperf.scenarios.server; print('fastapi' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

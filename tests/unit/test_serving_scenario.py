@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from pytest_pipeperf.precision import DEFAULT_TOLERANCES, Precision
-from pytest_pipeperf.serving import ServingPlan, check_batching, run_load_curves, search_capacity
+from pytest_pipeperf.scenarios.serving import ServingPlan, check_batching, run_load_curves, \
+    search_capacity
 
 np = pytest.importorskip("numpy")
 PRESET = DEFAULT_TOLERANCES[Precision.FP32]

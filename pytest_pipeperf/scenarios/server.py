@@ -1,9 +1,10 @@
 """A real HTTP endpoint for the serving scenario: FastAPI + uvicorn on 127.0.0.1, Prometheus metrics.
 
-:func:`create_app` wraps any ``async submit(texts) -> outputs`` (a :class:`~pytest_pipeperf.batcher.
-Batcher` in front of a pipeline, typically) as ``POST /v1/embed``; :class:`Server` runs it with
-uvicorn on a loopback port in a background thread, so a test or a bench script measures what a
-deployed endpoint's clients see (JSON, HTTP, the event loop) next to the in-process numbers.
+:func:`create_app` wraps any ``async submit(texts) -> outputs`` (a
+:class:`~pytest_pipeperf.scenarios.batcher.Batcher` in front of a pipeline, typically) as
+``POST /v1/embed``; :class:`Server` runs it with uvicorn on a loopback port in a background
+thread, so a test or a bench script measures what a deployed endpoint's clients see (JSON, HTTP,
+the event loop) next to the in-process numbers.
 
 Status codes (the body is always ``{"error": "..."}`` naming what was wrong):
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pytest_pipeperf.batcher import Batcher, BatchPolicy
-from pytest_pipeperf.loadgen import LoadResult, find_max_qps, run_load
+from pytest_pipeperf.scenarios.batcher import Batcher, BatchPolicy
+from pytest_pipeperf.scenarios.loadgen import LoadResult, find_max_qps, run_load
 
 if TYPE_CHECKING:
     from pytest_pipeperf.check import Pipeline
@@ -164,7 +164,7 @@ async def _over_http(infer: Infer, texts: Sequence[str], plan: ServingPlan,
                      policy: BatchPolicy) -> list[dict[str, Any]]:
     import httpx
 
-    from pytest_pipeperf.server import Server, create_app, http_submit
+    from pytest_pipeperf.scenarios.server import Server, create_app, http_submit
 
     holder: dict[str, Batcher[str, Any]] = {}
 

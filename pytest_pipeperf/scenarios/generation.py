@@ -1,8 +1,9 @@
 """Greedy text generation with a KV cache: time to first token, per-token latency, tokens/s.
 
 A :class:`Generator` runs one causal language model on one backend (``eager``: PyTorch via
-transformers; ``onnxruntime``: optimum's ``text-generation-with-past`` export, cached on disk) and
-decodes greedily, one sequence at a time, feeding the key/value cache back at every step.
+transformers; ``onnxruntime``: optimum's ``text-generation-with-past`` export, cached on disk by
+the ``onnxruntime`` backend's export cache) and decodes greedily, one sequence at a time, feeding
+the key/value cache back at every step.
 
 * :meth:`Generator.generate` times a run with ``time.perf_counter_ns``: the time to first token
   (TTFT: the prompt's forward pass plus picking the first token) and then the latency of every
@@ -21,7 +22,6 @@ torch, transformers, optimum and onnxruntime are imported inside the functions t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import shutil
@@ -30,7 +30,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,9 +45,6 @@ if TYPE_CHECKING:
 
 GENERATION_BACKENDS = ("eager", "onnxruntime")
 EXPORT_TASK = "text-generation-with-past"
-EXPORT_FORMAT = 1
-EXPORT_MANIFEST = "pipeperf-export.json"
-_KEY_DISTRIBUTIONS = ("optimum", "optimum-onnx", "torch", "transformers", "onnx")
 
 GPT2_CONFIG = {"n_layer": 2, "n_embd": 128, "n_head": 2, "n_positions": 256}
 TOKENIZER_VOCAB = 512
@@ -474,28 +470,15 @@ class OnnxRuntimeGenerator(Generator):
 
 # -- loading ------------------------------------------------------------------------------------
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "-"
-
-
-def export_key(digest: str) -> str:
-    """The cache key of a generation export: model content, task and exporter versions.
-
-    :param digest: :func:`pytest_pipeperf.backends._hf.model_digest` of the model directory.
-    """
-    parts = {"format": EXPORT_FORMAT, "model": digest, "task": EXPORT_TASK,
-             "library": "transformers", "versions": {d: _version(d) for d in _KEY_DISTRIBUTIONS}}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
-
-
 def export_generation_onnx(model_dir: Path, cache_dir: Path) -> tuple[Path, float, str]:
     """Export ``model_dir`` for ``text-generation-with-past`` with optimum, once per content.
 
-    The entry lives in ``cache_dir/onnx/<key>`` (:func:`export_key`) and is sealed with the
-    graph's SHA-256, so a stale or tampered entry is rebuilt, never used.
+    The ``onnxruntime`` backend's export cache
+    (:func:`~pytest_pipeperf.backends.onnxruntime.export_task_onnx`): the entry lives in
+    ``cache_dir/onnx/<key>``, keyed by the model's content digest, the task and the exporter's
+    versions (:func:`~pytest_pipeperf.backends.onnxruntime.task_export_key`, without an opset
+    field), and is sealed with the graph's SHA-256, so a stale or tampered entry is rebuilt,
+    never used.
 
     :param model_dir: a local causal LM directory (``save_pretrained`` layout).
     :param cache_dir: the run's cache directory.
@@ -503,40 +486,11 @@ def export_generation_onnx(model_dir: Path, cache_dir: Path) -> tuple[Path, floa
     :raises BackendUnavailableError: optimum's ONNX exporter cannot be imported.
     :raises BackendError: the export failed, with optimum's reason.
     """
-    from pytest_pipeperf.backends._cache import entry_valid, seal
     from pytest_pipeperf.backends._hf import model_digest
+    from pytest_pipeperf.backends.onnxruntime import export_task_onnx, task_export_key
 
-    key = export_key(model_digest(model_dir))
-    root = cache_dir / "onnx"
-    entry = root / key
-    if entry_valid(entry, key, "model.onnx", EXPORT_MANIFEST):
-        return entry / "model.onnx", 0.0, "hit"
-    try:
-        from optimum.exporters.onnx import main_export
-    except (ImportError, OSError) as exc:
-        raise BackendUnavailableError(
-            f"pipeperf: backend 'onnxruntime' cannot import optimum's ONNX exporter ({exc}); "
-            "install optimum-onnx") from exc
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
-    start = time.perf_counter()
-    try:
-        main_export(str(model_dir), output=tmp, task=EXPORT_TASK, library_name="transformers",
-                    device="cpu", do_validation=False, local_files_only=True)
-        if not (tmp / "model.onnx").is_file():
-            raise BackendError(f"optimum's {EXPORT_TASK} export of {model_dir} produced no "
-                               f"model.onnx (got {sorted(p.name for p in tmp.iterdir())})")
-        seconds = time.perf_counter() - start
-        seal(tmp, entry, key, "model.onnx", EXPORT_MANIFEST,
-             {"source": str(model_dir), "task": EXPORT_TASK})
-    except BackendError:
-        raise
-    except Exception as exc:
-        raise BackendError(f"optimum ONNX export of {model_dir} ({EXPORT_TASK}) failed: "
-                           f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return entry / "model.onnx", seconds, "miss"
+    key = task_export_key(model_digest(model_dir), EXPORT_TASK, opset=None)
+    return export_task_onnx(model_dir, EXPORT_TASK, key, cache_dir)
 
 
 def _load_eager(model_dir: Path, device: Device, threads: int | None) -> EagerGenerator:
