@@ -50,7 +50,6 @@ POSIX only (pipes, ``select``, process groups).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import hashlib
@@ -73,6 +72,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from pytest_pipeperf import options
+from pytest_pipeperf.options import parse_env_assignment as parse_env_assignment
+from pytest_pipeperf.options import parse_serve_fds as parse_serve_fds
 from pytest_pipeperf.backends.base import (
     Batch,
     BuildInfo,
@@ -107,7 +108,6 @@ CALL_TIMEOUT_FACTOR = 100.0
 CALL_TIMEOUT_MIN_S = 30.0
 # Name under which a serving worker registers its AbServer plugin.
 SERVER_NAME = "pipeperf-ab-server"
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # What pytest prints for a node id or file that does not exist (exit code 4).
 _NOT_FOUND_RE = re.compile(r"^ERROR: (?:file or directory )?not found: ", re.MULTILINE)
 # Runs pytest with the controller's plugin package first on sys.path (``python -m pytest`` would
@@ -117,27 +117,9 @@ _BOOT = ("import sys; sys.path.insert(0, sys.argv.pop(1)); import pytest; "
 
 
 # -- options -----------------------------------------------------------------------------------
-
-def parse_env_assignment(text: str) -> tuple[str, str]:
-    """``NAME=VALUE`` -> ``("NAME", "VALUE")`` (the value may be empty or contain ``=``)."""
-    name, sep, value = text.partition("=")
-    if not sep or not _ENV_NAME_RE.match(name):
-        raise argparse.ArgumentTypeError(
-            f"invalid environment setting {text!r}; give NAME=VALUE, e.g. OMP_NUM_THREADS=1")
-    return name, value
-
-
-def parse_serve_fds(text: str) -> tuple[int, int]:
-    """``RFD,WFD`` -> two file descriptors (internal: set by the controller for its workers)."""
-    try:
-        rfd, wfd = (int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid file descriptors {text!r}; give RFD,WFD") from None
-    if rfd < 0 or wfd < 0:
-        raise argparse.ArgumentTypeError(f"invalid file descriptors {text!r}")
-    return rfd, wfd
-
+# parse_env_assignment / parse_serve_fds (--pipeperf-ab-base-env / --pipeperf-ab-serve) live in
+# pytest_pipeperf.options with the option table, which this module reads AbSettings' defaults
+# from; they are re-exported above.
 
 @dataclass(frozen=True, slots=True)
 class Base:

@@ -6,277 +6,63 @@ naming the bad value and the valid ones; nothing here does I/O.
 from __future__ import annotations
 
 import argparse
-import enum
 import math
 import os
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from pytest_pipeperf import options
 from pytest_pipeperf.backends.base import Task
-from pytest_pipeperf.devices import (
-    Device,
-    count_visible_gpus,
-    discover,
-    parse_device_list,
-)
+from pytest_pipeperf.devices import Device
 from pytest_pipeperf.precision import (
     DEFAULT_TOLERANCES,
     ParityMetric,
     ParityPreset,
     Precision,
 )
-from pytest_pipeperf.recipe import parse_marker_recipes, parse_recipe_choices
-from pytest_pipeperf.isolation import ISOLATED_ENV, Isolate, Limits, parse_isolate
+from pytest_pipeperf.recipe import parse_marker_recipes
+from pytest_pipeperf.recipe import parse_recipe_choices as parse_recipe_choices
+from pytest_pipeperf.isolation import ISOLATED_ENV, Isolate, Limits
+from pytest_pipeperf.isolation import parse_isolate as parse_isolate
 from pytest_pipeperf.timing import MeasurePlan
+
+# The option-value parsers and enums moved to pytest_pipeperf.options, next to the option table;
+# re-exported here for the modules and tests that import them from config.
+from pytest_pipeperf.options import CALIBRATION_PROCESSES as CALIBRATION_PROCESSES
+from pytest_pipeperf.options import OPTION_PARSERS as OPTION_PARSERS
+from pytest_pipeperf.options import AlphaScope as AlphaScope
+from pytest_pipeperf.options import FailOn as FailOn
+from pytest_pipeperf.options import parse_alpha as parse_alpha
+from pytest_pipeperf.options import parse_alpha_scope as parse_alpha_scope
+from pytest_pipeperf.options import parse_batch_sizes as parse_batch_sizes
+from pytest_pipeperf.options import parse_devices as parse_devices
+from pytest_pipeperf.options import parse_fail_on as parse_fail_on
+from pytest_pipeperf.options import parse_name_list as parse_name_list
+from pytest_pipeperf.options import parse_positive_int as parse_positive_int
+from pytest_pipeperf.options import parse_precision_list as parse_precision_list
+from pytest_pipeperf.options import parse_seconds as parse_seconds
+from pytest_pipeperf.options import parse_threads as parse_threads
+from pytest_pipeperf.options import parse_threshold as parse_threshold
+from pytest_pipeperf.options import parse_timeout as parse_timeout
 
 T = TypeVar("T")
 # Set in the environment of the extra processes of --pipeperf-runs / --pipeperf-calibrate: the
 # path their results go to.
 RECORD_CHILD_ENV = "PIPEPERF_RECORD_CHILD"
-# Processes measured by --pipeperf-calibrate when --pipeperf-runs is not given.
-CALIBRATION_PROCESSES = 5
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-class FailOn(str, enum.Enum):
-    """When a baseline verdict fails the test."""
-
-    REGRESSION = "regression"
-    NEVER = "never"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-def parse_name_list(text: str) -> tuple[str, ...]:
-    """A comma list of backend names (syntax only; names are checked against the registry later)."""
-    names = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
-    if not names:
-        raise argparse.ArgumentTypeError(f"empty backend list {text!r}")
-    bad = [n for n in names if not _NAME_RE.match(n)]
-    if bad:
-        raise argparse.ArgumentTypeError(f"invalid backend name(s) {', '.join(map(repr, bad))}")
-    return names
-
-
-def parse_precision_list(text: str) -> tuple[Precision, ...]:
-    """A comma list of precisions, or ``all``."""
-    names = [p.strip().lower() for p in text.split(",") if p.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError(f"empty precision list {text!r}")
-    if names == ["all"]:
-        return tuple(Precision)
-    try:
-        return tuple(dict.fromkeys(Precision.parse(n) for n in names))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{exc}, all") from None
-
-
-def parse_devices(text: str) -> tuple[Device, ...]:
-    """A comma list of devices (``cpu``, ``cuda``, ``cuda:N``, ``all``)."""
-    try:
-        return parse_device_list(text, count_visible_gpus())
-    except ValueError as exc:
-        message = str(exc)
-        if not any(repr(part.strip()) in message for part in [text, *text.split(",")]):
-            # e.g. int() refusing a device index of thousands of digits
-            message = f"invalid device list {text!r} ({message}); valid: cpu, cuda, cuda:N, all"
-        raise argparse.ArgumentTypeError(message) from None
-
-
-def parse_threshold(text: str | float) -> float:
-    """``5%`` or ``0.05`` -> 0.05. A bare number > 1 is refused (ambiguous)."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        try:
-            value = float(text)
-        except OverflowError:  # an integer too large for a float: far above any threshold
-            value = math.inf
-        raw = repr(text)
-        if value >= 1.0:
-            raise argparse.ArgumentTypeError(
-                f"ambiguous threshold {raw}; write '{raw}%' for a percentage or a fraction < 1"
-            )
-    else:
-        raw = str(text).strip()
-        try:
-            value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"invalid threshold {text!r}; give a percentage like '5%' or a fraction like '0.05'"
-            ) from None
-        if not raw.endswith("%") and value >= 1.0:
-            raise argparse.ArgumentTypeError(
-                f"ambiguous threshold {text!r}; write '{raw}%' for a percentage or a fraction < 1"
-            )
-    if not math.isfinite(value) or not 0.0 < value < 10.0:
-        raise argparse.ArgumentTypeError(
-            f"invalid threshold {raw}; it must be > 0% and < 1000% (e.g. '5%')"
-        )
-    return value
-
-
-def parse_alpha(text: str) -> float:
-    """A false-alarm rate: ``1%`` or ``0.01``, above 0 and at most 20%."""
-    raw = str(text).strip()
-    try:
-        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
-    except ValueError:
-        value = -1.0
-    if not math.isfinite(value) or not 0.0 < value <= 0.2:
-        raise argparse.ArgumentTypeError(
-            f"invalid false-alarm rate {text!r}; give a percentage like '1%' or a fraction like "
-            "'0.01' (above 0, at most 20%)"
-        )
-    return value
-
-
-class AlphaScope(str, enum.Enum):
-    """What ``--pipeperf-alpha`` bounds: the whole session (family-wise) or each point alone."""
-
-    SESSION = "session"
-    POINT = "point"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-def parse_alpha_scope(text: str) -> AlphaScope:
-    """``session`` or ``point``."""
-    try:
-        return AlphaScope(text.strip().lower())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid alpha scope {text!r}; valid: {', '.join(a.value for a in AlphaScope)}"
-        ) from None
-
-
-def parse_fail_on(text: str) -> FailOn:
-    """``regression`` or ``never``."""
-    try:
-        return FailOn(text.strip().lower())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid fail-on {text!r}; valid: {', '.join(f.value for f in FailOn)}"
-        ) from None
-
-
-def parse_threads(text: str) -> int | None:
-    """``auto`` (1 on machines with <= 4 logical cores, else the library default) or N >= 1."""
-    raw = text.strip().lower()
-    if raw == "auto":
-        return 1 if (os.cpu_count() or 1) <= 4 else None
-    if raw in ("default", "library"):
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid thread count {text!r}; valid: auto, default, N>=1")
-    return value
-
-
-def parse_seconds(text: str) -> float:
-    """A non-negative finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}; give seconds >= 0, e.g. 1.5")
-    return value + 0.0  # "-0" -> 0.0
-
-
-def parse_timeout(text: str) -> float:
-    """A phase time limit in seconds: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid timeout {text!r}; give seconds > 0, e.g. 600") from None
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}; give seconds > 0, e.g. 600")
-    return value
-
-
-def parse_positive_int(text: str) -> int:
-    """An integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}; give an integer >= 1")
-    return value
-
-
-def parse_batch_sizes(text: str) -> tuple[int, ...]:
-    """``1,2,4,8`` -> ``(1, 2, 4, 8)``: integers >= 1, duplicates dropped, order kept."""
-    sizes: list[int] = []
-    for raw in text.split(","):
-        value = raw.strip()
-        try:
-            # isdecimal(), not isdigit(): int() refuses digits like '²'; it also refuses more
-            # than sys.get_int_max_str_digits() digits.
-            size = int(value) if value.isdecimal() else 0
-        except ValueError:
-            size = 0
-        if size < 1:
-            raise argparse.ArgumentTypeError(
-                f"invalid batch size {value!r} in {text!r}; give integers >= 1, e.g. 1,8,32")
-        sizes.append(size)
-    return tuple(dict.fromkeys(sizes))
-
-
-# dest -> (ini parser, default as text). The command-line value wins over the ini value.
-OPTION_PARSERS: dict[str, tuple[Callable[[str], Any], str | None]] = {
-    "pipeperf_backend": (parse_name_list, None),
-    "pipeperf_precision": (parse_precision_list, None),
-    "pipeperf_device": (parse_devices, None),
-    "pipeperf_threshold": (parse_threshold, "5%"),
-    "pipeperf_memory_threshold": (parse_threshold, "25%"),
-    "pipeperf_fail_on": (parse_fail_on, "regression"),
-    "pipeperf_threads": (parse_threads, "auto"),
-    "pipeperf_min_time": (parse_seconds, "1.0"),
-    "pipeperf_max_time": (parse_seconds, "10.0"),
-    "pipeperf_min_rounds": (parse_positive_int, "25"),
-    "pipeperf_alpha": (parse_alpha, "1%"),
-    "pipeperf_alpha_scope": (parse_alpha_scope, "session"),
-    "pipeperf_runs": (parse_positive_int, None),
-    "pipeperf_warmup": (parse_seconds, "0.2"),
-    "pipeperf_recipe": (parse_recipe_choices, None),
-    "pipeperf_progress": (parse_seconds, "5"),
-    "pipeperf_batch_sizes": (parse_batch_sizes, None),
-    "pipeperf_isolate": (parse_isolate, "auto"),
-    "pipeperf_build_timeout": (parse_timeout, None),
-    "pipeperf_measure_timeout": (parse_timeout, None),
-}
 
 
 def _value(config: pytest.Config, dest: str) -> Any:
-    """Command-line value, else the ini value parsed (a bad ini value is a UsageError)."""
-    cli = config.getoption(dest, default=None)
-    if cli is not None:
-        return cli
-    parser, default = OPTION_PARSERS[dest]
-    raw = config.getini(dest)
-    if raw in ("", None, []):
-        raw = default
-    if raw is None:
-        return None
-    try:
-        return parser(str(raw))
-    except (argparse.ArgumentTypeError, ValueError) as exc:
-        raise pytest.UsageError(f"ini option {dest} = {raw!r}: {exc}") from None
+    """Command-line value, else the ini value parsed, else the table's default
+    (:func:`pytest_pipeperf.options.value`; a bad ini value is a UsageError)."""
+    return options.value(config, dest)
 
 
 def _flag(config: pytest.Config, dest: str) -> bool:
-    return bool(config.getoption(dest, default=False)) or bool(config.getini(dest))
+    return bool(options.value(config, dest))
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,20 +83,20 @@ class PipeperfConfig:
     plan: MeasurePlan
     reference_backend: str
     recipes: Mapping[Precision, str] = field(default_factory=dict)
-    alpha: float = 0.01
-    alpha_scope: AlphaScope = AlphaScope.SESSION
+    alpha: float = options.default("pipeperf_alpha")
+    alpha_scope: AlphaScope = options.default("pipeperf_alpha_scope")
     calibrate: bool = False
     runs: int = 1
     record_child: Path | None = None
     report_path: Path | None = None
     benchmark_json_path: Path | None = None
     plots_dir: Path | None = None
-    progress_s: float = 5.0
+    progress_s: float = options.default("pipeperf_progress")
     batch_sizes: tuple[int, ...] | None = None
     long: bool = False
-    memory_threshold: float = 0.25
+    memory_threshold: float = options.default("pipeperf_memory_threshold")
     fail_on_memory: bool = False
-    isolate: Isolate = Isolate.AUTO
+    isolate: Isolate = options.default("pipeperf_isolate")
     limits: Limits = Limits()
     isolated_child: Path | None = None
 
@@ -321,13 +107,11 @@ class PipeperfConfig:
         :raises pytest.UsageError: for a bad ini value.
         """
         root = Path(config.rootpath)
-        base = config.getoption("pipeperf_baseline_dir", default=None) or config.getini(
-            "pipeperf_baseline_dir") or "baselines"
-        baseline_dir = Path(base)
+        baseline_dir = Path(_value(config, "pipeperf_baseline_dir"))
         if not baseline_dir.is_absolute():
             baseline_dir = root / baseline_dir
-        json_opt = config.getoption("pipeperf_json", default=None)
-        devices = _value(config, "pipeperf_device") or discover()
+        json_opt = _value(config, "pipeperf_json")
+        devices = _value(config, "pipeperf_device")
         min_time, max_time = _value(config, "pipeperf_min_time"), _value(config, "pipeperf_max_time")
         if max_time < min_time:
             raise pytest.UsageError(
@@ -337,8 +121,6 @@ class PipeperfConfig:
         calibrate = _flag(config, "pipeperf_calibrate")
         update = _flag(config, "pipeperf_update_baselines")
         runs = _value(config, "pipeperf_runs")
-        if runs is None:
-            runs = CALIBRATION_PROCESSES if calibrate else 1
         if calibrate and runs < 2:
             raise pytest.UsageError(
                 f"--pipeperf-calibrate needs --pipeperf-runs >= 2 (processes to compare), got {runs}")
@@ -347,7 +129,7 @@ class PipeperfConfig:
         child = os.environ.get(RECORD_CHILD_ENV)
         # An isolated case's process: the parent writes every output and baseline.
         isolated = os.environ.get(ISOLATED_ENV)
-        outputs = {name: config.getoption(name, default=None) for name in (
+        outputs = {name: _value(config, name) for name in (
             "pipeperf_report", "pipeperf_benchmark_json", "pipeperf_plots")}
         if child:
             calibrate, update, runs = False, False, 1
@@ -374,7 +156,7 @@ class PipeperfConfig:
             disabled=_flag(config, "pipeperf_disable"),
             threads=_value(config, "pipeperf_threads"),
             plan=plan,
-            reference_backend=str(config.getini("pipeperf_reference_backend") or "eager"),
+            reference_backend=str(_value(config, "pipeperf_reference_backend")),
             recipes=_value(config, "pipeperf_recipe") or {},
             alpha=_value(config, "pipeperf_alpha"),
             alpha_scope=_value(config, "pipeperf_alpha_scope"),

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_pipeperf.ab import AbSettings
 from pytest_pipeperf.backends import PLANNED, REGISTRY
+from pytest_pipeperf.config import RECORD_CHILD_ENV, PipeperfConfig
+from pytest_pipeperf.devices import discover
+from pytest_pipeperf.isolation import ISOLATED_ENV
+from pytest_pipeperf.options import OPTIONS, Computed, Kind, parse_threads
 
 if TYPE_CHECKING:
     from tests.conftest import FakeProject
@@ -116,6 +122,130 @@ def test_help_lists_every_option_in_one_pipeperf_group(pytester: pytest.Pytester
     assert len(flags) == len(PIPEPERF_OPTIONS)
     for key in ("pipeperf_threshold", "pipeperf_backend", "pipeperf_reference_backend"):
         assert any(ln.lstrip().startswith(f"{key} (") for ln in lines), key
+
+
+def help_entries(lines: list[str]) -> dict[str, str]:
+    """``--help``'s entries: the option or ini key -> its help text, whitespace normalised."""
+    entries: dict[str, str] = {}
+    name = ""
+    for line in lines:
+        match = re.match(r"  (--[a-z-]+)(?:=\S+)?\s*(.*)|  ([a-z_]+) \([a-z]+\):\s*(.*)", line)
+        if match:
+            name = match[1] or match[3]
+            entries[name] = match[2] or match[4] or ""
+        elif name and line.startswith("    ") and line.strip():
+            entries[name] = f"{entries[name]} {line.strip()}".strip()
+        else:
+            name = ""
+    return entries
+
+
+def test_help_states_every_options_real_default(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--help", "-p", "no:hypothesispytest")
+
+    assert result.ret == pytest.ExitCode.OK
+    entries = help_entries(result.stdout.lines)
+    for row in OPTIONS:
+        want = f"Default: {row.rendered_default}"
+        if row.kind is Kind.HIDDEN:
+            assert row.flag not in entries
+            continue
+        if row.flag is not None:
+            assert entries[row.flag].endswith(want), (row.flag, entries[row.flag])
+        if row.ini:
+            assert entries[row.dest].endswith(want), (row.dest, entries[row.dest])
+        else:
+            assert row.dest not in entries
+
+
+# dest -> where PipeperfConfig / AbSettings hold its resolved value.
+RESOLVED: dict[str, Callable[[PipeperfConfig, AbSettings], Any]] = {
+    "pipeperf_backend": lambda c, ab: c.backends,
+    "pipeperf_precision": lambda c, ab: c.precisions,
+    "pipeperf_device": lambda c, ab: c.devices,
+    "pipeperf_threshold": lambda c, ab: c.threshold,
+    "pipeperf_memory_threshold": lambda c, ab: c.memory_threshold,
+    "pipeperf_fail_on": lambda c, ab: c.fail_on,
+    "pipeperf_threads": lambda c, ab: c.threads,
+    "pipeperf_min_time": lambda c, ab: c.plan.min_time_s,
+    "pipeperf_max_time": lambda c, ab: c.plan.max_time_s,
+    "pipeperf_min_rounds": lambda c, ab: c.plan.min_rounds,
+    "pipeperf_warmup": lambda c, ab: c.plan.warmup_s,
+    "pipeperf_recipe": lambda c, ab: c.recipes or None,
+    "pipeperf_alpha": lambda c, ab: c.alpha,
+    "pipeperf_alpha_scope": lambda c, ab: c.alpha_scope,
+    "pipeperf_runs": lambda c, ab: c.runs,
+    "pipeperf_batch_sizes": lambda c, ab: c.batch_sizes,
+    "pipeperf_isolate": lambda c, ab: c.isolate,
+    "pipeperf_build_timeout": lambda c, ab: c.limits.build_s,
+    "pipeperf_measure_timeout": lambda c, ab: c.limits.measure_s,
+    "pipeperf_progress": lambda c, ab: c.progress_s,
+    "pipeperf_update_baselines": lambda c, ab: c.update_baselines,
+    "pipeperf_baseline_dir": lambda c, ab: c.baseline_dir,
+    "pipeperf_json": lambda c, ab: c.json_path,
+    "pipeperf_report": lambda c, ab: c.report_path,
+    "pipeperf_benchmark_json": lambda c, ab: c.benchmark_json_path,
+    "pipeperf_plots": lambda c, ab: c.plots_dir,
+    "pipeperf_disable": lambda c, ab: c.disabled,
+    "pipeperf_fail_on_memory": lambda c, ab: c.fail_on_memory,
+    "pipeperf_long": lambda c, ab: c.long,
+    "pipeperf_ab": lambda c, ab: ab.ref,
+    "pipeperf_ab_threshold": lambda c, ab: ab.threshold,
+    "pipeperf_ab_time": lambda c, ab: ab.time_s,
+    "pipeperf_ab_min_rounds": lambda c, ab: ab.min_rounds,
+    "pipeperf_ab_timeout": lambda c, ab: ab.timeout_s,
+    "pipeperf_ab_base_env": lambda c, ab: ab.base_env,
+    "pipeperf_ab_serve": lambda c, ab: ab.serve,
+    "pipeperf_calibrate": lambda c, ab: c.calibrate,
+    "pipeperf_reference_backend": lambda c, ab: c.reference_backend,
+}
+# What a context-dependent default is with nothing given, on this machine.
+COMPUTED: dict[str, Any] = {
+    "pipeperf_backend": None,  # the session takes every installed backend
+    "pipeperf_precision": None,  # fp32 plus the marker's
+    "pipeperf_device": discover(),
+    "pipeperf_threads": parse_threads("auto"),
+    "pipeperf_recipe": None,  # each backend's first
+    "pipeperf_runs": 1,
+    "pipeperf_batch_sizes": None,  # the marker's
+}
+
+
+def test_nothing_given_resolves_every_option_to_the_tables_default(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (RECORD_CHILD_ENV, ISOLATED_ENV):
+        monkeypatch.delenv(name, raising=False)
+    config = pytester.parseconfig()
+
+    settings = PipeperfConfig.from_pytest_config(config)
+    ab = AbSettings.from_pytest_config(config)
+
+    assert set(RESOLVED) == {row.dest for row in OPTIONS}, "map every new option in RESOLVED"
+    for row in OPTIONS:
+        resolved = RESOLVED[row.dest](settings, ab)
+        if isinstance(row.default, Computed):
+            expected = COMPUTED[row.dest]
+        elif row.dest == "pipeperf_baseline_dir":
+            expected = config.rootpath / row.default
+        else:
+            expected = row.default
+        assert resolved == expected, (row.dest, resolved, row.rendered_default)
+        assert type(resolved) is type(expected), row.dest
+    # The dataclass's own defaults are the table's too.
+    assert ab == AbSettings()
+
+
+def test_command_line_beats_ini_beats_the_tables_default(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\npipeperf_min_rounds = 7\npipeperf_calibrate = true\n")
+
+    from_ini = PipeperfConfig.from_pytest_config(pytester.parseconfig())
+    from_cli = PipeperfConfig.from_pytest_config(
+        pytester.parseconfig("--pipeperf-min-rounds=9", "--pipeperf-runs=3"))
+
+    assert from_ini.plan.min_rounds == 7
+    assert from_ini.runs == 5  # calibrating (from the ini file) without --pipeperf-runs
+    assert from_cli.plan.min_rounds == 9 and from_cli.runs == 3
 
 
 def test_ids_read_backend_precision_device(fake_project: FakeProject) -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_pipeperf import config as config_mod
+from pytest_pipeperf import options as options_mod
 from pytest_pipeperf.backends.base import Task
 from pytest_pipeperf.config import (
     OPTION_PARSERS,
@@ -150,14 +150,14 @@ def test_parse_name_list_errors(text: str, match: str) -> None:
 
 
 def test_parse_devices_uses_the_visible_gpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(config_mod, "count_visible_gpus", lambda: 2)
+    monkeypatch.setattr(options_mod, "count_visible_gpus", lambda: 2)
     assert parse_devices("all") == (Device("cuda", 0), Device("cuda", 1), Device("cpu"))
-    monkeypatch.setattr(config_mod, "count_visible_gpus", lambda: 0)
+    monkeypatch.setattr(options_mod, "count_visible_gpus", lambda: 0)
     assert parse_devices("all") == (Device("cpu"),)
 
 
 def test_parse_devices_error_is_an_argument_type_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(config_mod, "count_visible_gpus", lambda: 0)
+    monkeypatch.setattr(options_mod, "count_visible_gpus", lambda: 0)
     with pytest.raises(argparse.ArgumentTypeError, match="unknown device 'tpu'; valid: cpu, cuda"):
         parse_devices("cpu,tpu")
 
@@ -223,9 +223,14 @@ def test_every_ini_default_parses(dest: str) -> None:
     assert parser(default) is not None or dest == "pipeperf_threads"
 
 
-def test_option_defaults_have_the_documented_values() -> None:
-    assert OPTION_PARSERS["pipeperf_threshold"][0]("5%") == 0.05
-    assert OPTION_PARSERS["pipeperf_min_rounds"][0]("10") == 10
+@pytest.mark.parametrize("dest", sorted(d for d, (_, default) in OPTION_PARSERS.items() if default))
+def test_ini_default_text_is_the_option_tables_default(dest: str) -> None:
+    # OPTION_PARSERS is derived from pytest_pipeperf.options.OPTIONS: its default text is the
+    # table's typed default as --help renders it, and parses back to that default.
+    parser, default = OPTION_PARSERS[dest]
+    assert default is not None
+    assert parser(default) == options_mod.default(dest)
+    assert default == options_mod.BY_DEST[dest].rendered_default
 
 
 # --- MarkerOptions ------------------------------------------------------------------------------
