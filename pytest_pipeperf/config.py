@@ -303,6 +303,29 @@ class MarkerOptions:
         return preset
 
 
+# An item's validated marker (or the error validating it), parsed once per item.
+marker_key = pytest.StashKey["MarkerOptions | ValueError"]()
+
+
+def marker_options(item: pytest.Item) -> MarkerOptions:
+    """The validated ``@pytest.mark.pipeperf(...)`` arguments of ``item``, parsed on first use
+    and kept in ``item.stash`` (collection, isolation, locking and the fixture all ask).
+
+    :raises ValueError: naming the bad argument and the fix (every time it is asked).
+    """
+    cached = item.stash.get(marker_key, None)
+    if cached is None:
+        marker = item.get_closest_marker("pipeperf")
+        try:
+            cached = MarkerOptions.from_kwargs(dict(marker.kwargs) if marker else {}, item.nodeid)
+        except ValueError as exc:
+            cached = exc
+        item.stash[marker_key] = cached
+    if isinstance(cached, ValueError):
+        raise ValueError(str(cached))
+    return cached
+
+
 def _seq(value: Any, name: str, where: str) -> Sequence[Any]:
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
         raise ValueError(f"{where}: {name} must be a list, got {value!r}")

@@ -21,7 +21,7 @@ from pytest_pipeperf.backends import REGISTRY, load_backend
 from pytest_pipeperf.backends.base import Backend
 from pytest_pipeperf.config import (
     MARKER_HELP,
-    MarkerOptions,
+    marker_options,
     PipeperfConfig,
 )
 from pytest_pipeperf.fixtures import (
@@ -152,10 +152,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "pipeperf" not in metafunc.fixturenames:
         return
     session = metafunc.config.stash[session_key]
-    marker = metafunc.definition.get_closest_marker("pipeperf")
     try:
-        options = MarkerOptions.from_kwargs(dict(marker.kwargs) if marker else {},
-                                            metafunc.definition.nodeid)
+        options = marker_options(metafunc.definition)
         recipes = session.recipes_for(options, metafunc.definition.nodeid)
     except ValueError as exc:
         # A collection error showing only the message (a UsageError here shows pluggy's traceback).
