@@ -26,8 +26,8 @@ the ONNX graph, or the model directory's weight files). Build caches (ONNX expor
 those of the test suites, ``.pipeperf/cache`` in the repository, unless ``--cache-dir``.
 
 Exit status: 0, or 1 if any installed backend failed to build or run (listed under the table).
-Timings on a shared 2-core VM drift 10-15% between runs (README, "How much a stored baseline can
-see here"): read speed-ups as coarse.
+Timings on a shared 2-core VM drift 10-15% between runs (docs/gates.md, "Noise on the
+shared CI machines"): read speed-ups as coarse.
 """
 
 from __future__ import annotations

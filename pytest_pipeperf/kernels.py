@@ -1,7 +1,7 @@
 """Machine reference kernels: fixed matmuls timed in the same rounds as the candidate.
 
-A latency stored by an earlier process drifts 10-14% on a shared machine (environment.md,
-"Noise"); the ratio of the candidate to a fixed kernel timed *in the same round* drifts 2-4%,
+A latency stored by an earlier process drifts 10-14% on a shared machine (docs/gates.md,
+"Noise on the shared CI machines"); the ratio of the candidate to a fixed kernel timed *in the same round* drifts 2-4%,
 because both see the same machine state. Matmuls are the references that work: memory copies and
 pure-Python loops track different bottlenecks and were biased under interference, so they are
 not offered. Several sizes are timed and their per-round geometric mean is the denominator.
@@ -95,8 +95,3 @@ def blas_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         limiter.restore_original_limits()
-
-
-def is_kernel(name: str) -> bool:
-    """Whether a measured callable's name is a reference kernel."""
-    return name.startswith(KERNEL_PREFIX)

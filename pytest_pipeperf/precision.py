@@ -1,6 +1,6 @@
 """Precisions and the parity tolerance presets that go with them.
 
-The presets are measured, not guessed (see the README's parity table): MiniLM's
+The presets are measured, not guessed (see the parity table in docs/gates.md): MiniLM's
 ``last_hidden_state`` in bf16 reaches a per-item cosine of 0.99991 against fp32,
 and an ONNX Runtime fp32 export differs from eager by 2e-6 at most.
 

@@ -233,8 +233,8 @@ def summarize_ratios(numerator: Sequence[int | float], denominator: Sequence[int
     """The median of ``numerator[i] / denominator[i]`` over rounds, with its interval.
 
     The median of per-round ratios, not the ratio of medians: both sides of a round share the
-    machine's state, which the per-round ratio cancels (environment.md measured 1.8% vs 4.3%
-    cross-process spread).
+    machine's state, which the per-round ratio cancels (measured: 1.8% vs 4.3%
+    cross-process spread; docs/gates.md, "Noise on the shared CI machines").
 
     :raises ValueError: for series of different or zero length, or values <= 0.
     """

@@ -3,7 +3,7 @@
 # Extra arguments go to pytest, e.g. --pipeperf-backend=onnxruntime or --pipeperf-update-baselines.
 #
 # On a shared CPU machine raw latency drifts 10-17% between processes and sometimes ~50% when the
-# box flips into a slow state (README, "What each gate catches here"), so this job
+# box flips into a slow state (docs/benchmarks/2026-11-22-amd-epyc-avx512-2c.md, "What each gate catches here"), so this job
 # reports verdicts without failing on them (--pipeperf-fail-on=never) unless you pass your own
 # --pipeperf-fail-on. Parity failures and errors still fail it.
 #

@@ -1,10 +1,10 @@
 """Quantised ONNX graphs for the ``onnxruntime`` backend: int8 / int4 recipes, cached on disk.
 
-Recipes (measured against eager fp32 in the README's parity table):
+Recipes (measured against eager fp32 in the parity table of docs/gates.md):
 
 * ``ort-dynamic-per-channel`` (int8): ``onnxruntime.quantization.quantize_dynamic`` with QInt8
   weights per output channel, MatMul only; activations are quantised at run time. Per-tensor
-  weights lose far more (cosine 0.93 on MiniLM, ../shared/environment.md).
+  weights lose far more (cosine 0.93 on MiniLM, docs/gates.md).
 * ``ort-matmul-4bit`` (int4): ``MatMulNBitsQuantizer`` (weight-only, 4 bits, symmetric blocks of
   32 along the input dimension) -> ``com.microsoft.MatMulNBits`` nodes.
 

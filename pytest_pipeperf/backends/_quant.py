@@ -1,7 +1,7 @@
 """Quantised PyTorch models for the ``eager`` backend: int8 / int4 recipes on the CPU.
 
 Recipes (the first of each precision is its default), measured against eager fp32 in the
-README's parity table:
+parity table of docs/gates.md:
 
 * ``torchao-int8-weight``: torchao ``Int8WeightOnlyConfig`` (int8 weights per row, fp32 math).
 * ``torchao-int8-dynamic``: torchao ``Int8DynamicActivationInt8WeightConfig`` (activations are

@@ -27,11 +27,11 @@ if TYPE_CHECKING:
     from pytest_pipeperf.stats import LatencyStats, RatioStats
 
 # Prior cross-process drift (sd of ln median) by device kind, pooled with what a baseline's stored
-# runs show: raw medians drift 10-14% between processes on shared 2-core CPUs (environment.md,
-# "Noise"); dedicated GPU runners drift a few percent (design.md section 6).
+# runs show: raw medians drift 10-14% between processes on shared 2-core CPUs (docs/gates.md,
+# "Noise on the shared CI machines"); dedicated GPU runners are assumed to drift a few percent.
 DRIFT_PRIOR = {"cpu": 0.12, "cuda": 0.03}
 # Prior cross-process spread of the *normalised* latency (sd of ln): 1.8-4.5% measured on the
-# shared CPUs (environment.md); a dedicated GPU runner is assumed ~1% until its runs say otherwise.
+# shared CPUs (docs/gates.md); a dedicated GPU runner is assumed ~1% until its runs say otherwise.
 SPREAD_PRIOR = {"cpu": 0.035, "cuda": 0.01}
 
 

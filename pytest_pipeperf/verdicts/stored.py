@@ -3,7 +3,7 @@
 The rule (``median-ratio/v1``): with ``r = p50_now / p50_baseline`` and a 99% interval on
 ``ln r`` that adds, in quadrature, the sampling error of both medians (order statistics) and the
 cross-process drift of this case on this hardware class (measured from the baseline's stored runs,
-pooled with a prior; environment.md measured 10-14% on shared CPUs). With k stored runs
+pooled with a prior; 10-14% measured on shared CPUs, docs/gates.md). With k stored runs
 the drift variance counts (1 + 1/k) times, since both this run and the stored runs drift, and the
 interval uses Student's t with k - 1 + prior_weight degrees of freedom (the drift is estimated):
 
@@ -86,7 +86,7 @@ class Policy:
     :param prior_weight: how many runs' worth of evidence the prior counts for when pooling it
         with the drift measured from the baseline's stored runs.
     :param spread_prior: prior cross-process spread (sd of ln normalised latency) for the
-        normalised rule; environment.md measured 1.8-4.5% on shared CPUs.
+        normalised rule; 1.8-4.5% measured on shared CPUs (docs/gates.md).
     """
 
     threshold: float = 0.05
