@@ -179,16 +179,10 @@ def build_quantised(model: ModelSpec, precision: Precision, device: Device,
     if device.kind != "cpu":
         raise BackendUnavailableError(f"pipeperf: backend 'eager' runs {precision.value} on cpu "
                                       "only in this version")
-    try:
-        import transformers
-    except (ImportError, OSError) as exc:
-        raise BackendUnavailableError(
-            f"pipeperf: backend 'eager' cannot import torch/transformers ({exc})"
-        ) from exc
-    from pytest_pipeperf.backends._hf import load_tokenizer, set_torch_threads
-    from pytest_pipeperf.backends._torch import AUTO_CLASS, EagerRunnable
+    from pytest_pipeperf.backends._hf import load_tokenizer
+    from pytest_pipeperf.backends._torch import AUTO_CLASS, EagerRunnable, import_transformers
 
-    set_torch_threads(context.threads)
+    transformers = import_transformers(context.threads)
     start = time.perf_counter()
     net = load_quantised(getattr(transformers, AUTO_CLASS[model.task]), model, recipe)
     tokenizer = load_tokenizer(model)

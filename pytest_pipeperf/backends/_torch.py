@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pytest_pipeperf.backends.base import Batch, BuildInfo, Task
+from pytest_pipeperf.backends.base import BackendUnavailableError, Batch, BuildInfo, Task
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,3 +68,23 @@ class EagerRunnable:
 
     def close(self) -> None:
         self._model = None
+
+
+def import_transformers(threads: int | None) -> Any:
+    """Import torch and transformers for an eager build and apply this run's thread count.
+
+    :param threads: ``--pipeperf-threads`` (``None``: the library default).
+    :returns: the ``transformers`` module.
+    :raises BackendUnavailableError: when either cannot be imported.
+    """
+    try:
+        import torch  # noqa: F401  (transformers' model classes need it)
+        import transformers
+    except (ImportError, OSError) as exc:
+        raise BackendUnavailableError(
+            f"pipeperf: backend 'eager' cannot import torch/transformers ({exc})"
+        ) from exc
+    from pytest_pipeperf.backends._hf import set_torch_threads
+
+    set_torch_threads(threads)
+    return transformers

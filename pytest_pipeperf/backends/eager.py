@@ -16,7 +16,7 @@ from pytest_pipeperf.backends.base import (
     package_availability,
 )
 from pytest_pipeperf.backends._quant import EAGER_RECIPES, eager_recipes, module_bytes
-from pytest_pipeperf.backends._torch import AUTO_CLASS, EagerRunnable
+from pytest_pipeperf.backends._torch import AUTO_CLASS, EagerRunnable, import_transformers
 from pytest_pipeperf.precision import Precision
 
 if TYPE_CHECKING:
@@ -58,16 +58,11 @@ class EagerBackend:
             from pytest_pipeperf.backends._quant import build_quantised
 
             return build_quantised(model, precision, device, context)
-        try:
-            import torch
-            import transformers
-        except (ImportError, OSError) as exc:
-            raise BackendUnavailableError(
-                f"pipeperf: backend 'eager' cannot import torch/transformers ({exc})"
-            ) from exc
-        from pytest_pipeperf.backends._hf import load_tokenizer, set_torch_threads
+        transformers = import_transformers(context.threads)
+        import torch
 
-        set_torch_threads(context.threads)
+        from pytest_pipeperf.backends._hf import load_tokenizer
+
         if device.kind == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailableError("pipeperf: device 'cuda' needs a CUDA build of torch "
                                           "and an NVIDIA GPU; torch sees none")
