@@ -28,12 +28,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from pytest_pipeperf.parallel import strip_group
+from pytest_pipeperf.results import USER_PROPERTY
+from pytest_pipeperf.scenario import SCENARIO_PROPERTY
+
+if TYPE_CHECKING:
+    from pytest_pipeperf.session import PipeperfSession
 
 ISOLATED_ENV = "PIPEPERF_ISOLATED_CHILD"  # the directory an isolated child reports to
 FAMILY_ENV = "PIPEPERF_FAMILY_POINTS"  # the parent's timed points (false-alarm control)
@@ -303,7 +310,44 @@ def parse_isolate(text: str) -> Isolate:
             f"invalid isolation {text!r}; valid: auto, always, never") from None
 
 
-def marker_isolate(kwargs: Mapping[str, Any]) -> bool | None:
-    """The marker's ``isolate=`` (``None`` when not given)."""
-    value = kwargs.get("isolate")
-    return None if value is None else bool(value)
+# --- the plugin ------------------------------------------------------------------------------------
+
+
+class Isolation:
+    """Runs an isolated case's test function in a child process instead of in this one.
+
+    Registered by the session only where the process's role allows isolation
+    (:attr:`pytest_pipeperf.roles.Role.may_isolate`: not inside an isolated child, and not under
+    the A/B gate, whose cases already run in worker processes).
+    """
+
+    def __init__(self, session: PipeperfSession) -> None:
+        self.session = session
+
+    def isolated(self, item: pytest.Item) -> bool:
+        """Whether ``item`` runs in a child process (the settings and the item's marker)."""
+        # pytest_pipeperf.config imports this module for Isolate and Limits.
+        from pytest_pipeperf.config import marker_options
+
+        if "pipeperf" not in getattr(item, "fixturenames", ()):
+            return False
+        settings = self.session.settings
+        callspec = getattr(item, "callspec", None)
+        backend = str(callspec.params.get("pipeperf_backend", "")) if callspec else ""
+        try:
+            options = marker_options(item)
+        except ValueError:
+            return False  # the pipeperf fixture reports the bad marker in process
+        return wants_isolation(settings.isolate, backend, options.isolate, settings.limits)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
+        """Run an isolated case's test function in a child process instead of here."""
+        if not self.isolated(pyfuncitem):
+            return None
+        config, settings = self.session.config, self.session.settings
+        outcome = run_child(strip_group(pyfuncitem.nodeid),
+                            child_args(config.invocation_params.args), Path(config.rootpath),
+                            settings.limits, self.session.timed_points)
+        apply(pyfuncitem, outcome, settings.limits, USER_PROPERTY, SCENARIO_PROPERTY)
+        return True

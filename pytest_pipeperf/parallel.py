@@ -138,6 +138,36 @@ class DeviceLocks:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+class TimedCaseLocks:
+    """xdist worker plugin: runs a timed case (setup to teardown) holding its device's lock.
+
+    :param locks: the session's device locks.
+    :param disabled: ``--pipeperf-disable`` (nothing is timed, nothing is locked).
+    """
+
+    def __init__(self, locks: DeviceLocks, disabled: bool) -> None:
+        self.locks = locks
+        self.disabled = disabled
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Any:
+        device = self.timed_device(item)
+        if device is None:
+            return (yield)
+        with self.locks.hold(device):
+            return (yield)
+
+    def timed_device(self, item: pytest.Item) -> Device | None:
+        """The device ``item`` times on (``None`` for a test that times nothing)."""
+        if self.disabled or "pipeperf" not in getattr(item, "fixturenames", ()):
+            return None
+        if item.get_closest_marker("skip"):
+            return None
+        callspec = getattr(item, "callspec", None)
+        device = callspec.params.get("pipeperf_device") if callspec is not None else None
+        return device if isinstance(device, Device) else None
+
+
 def worker_output(timed_points: int, functions: dict[str, set[str]], partial: bool) -> dict[str, Any]:
     """What a worker tells the controller about its collection (JSON-able, execnet-safe)."""
     return {"timed_points": timed_points, "partial": partial,

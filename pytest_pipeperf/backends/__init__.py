@@ -24,10 +24,6 @@ REGISTRY: dict[str, str] = {
     "onnxruntime_trt": "pytest_pipeperf.backends.onnxruntime:OnnxRuntimeTensorRTBackend",
 }
 
-# Names of the design's capability matrix that this version does not implement yet: accepted on
-# the command line, and their cases skip with this reason.
-PLANNED: dict[str, str] = {}
-
 
 def load_backend(name: str) -> Backend:
     """Instantiate the built-in backend ``name``.

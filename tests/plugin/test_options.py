@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_pipeperf.ab import AbSettings
-from pytest_pipeperf.backends import PLANNED, REGISTRY
+from pytest_pipeperf.backends import REGISTRY
 from pytest_pipeperf.config import RECORD_CHILD_ENV, PipeperfConfig
 from pytest_pipeperf.devices import discover
 from pytest_pipeperf.isolation import ISOLATED_ENV
@@ -294,25 +294,10 @@ def test_cuda_without_a_gpu_is_skipped_not_an_error(fake_project: FakeProject) -
     )
 
 
-def test_planned_backends_are_accepted_and_skipped_with_a_reason(
-    fake_project: FakeProject, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Every backend of the design's matrix is implemented now; the mechanism stays for new ones.
-    monkeypatch.setitem(PLANNED, "futurert", "pytest-pipeperf 0.1 has no 'futurert' backend yet")
-    fake_project.write_suite()
-
-    skips = fake_project.skip_reasons("--pipeperf-backend=futurert")
-
-    reason = "pipeperf: backend 'futurert' unavailable: pytest-pipeperf 0.1 has no 'futurert' " \
-             "backend yet"
-    assert skips == {"test_a[futurert-fp32-cpu]": reason, "test_b[futurert-fp32-cpu]": reason}
-
-
 def test_compile_and_openvino_are_real_backends_with_stable_skip_reasons(
     fake_project: FakeProject,
 ) -> None:
     assert {"compile", "openvino"} <= set(REGISTRY)
-    assert not {"compile", "openvino"} & set(PLANNED)
     fake_project.write_suite()
 
     skips = fake_project.skip_reasons("--pipeperf-backend=compile,openvino",
