@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from pytest_pipeperf.precision import Precision
     from pytest_pipeperf.session import PipeperfSession
     from pytest_pipeperf.stats import LatencyStats, RatioStats
-    from pytest_pipeperf.verdict import Verdict
+    from pytest_pipeperf.verdicts import Verdict
 
 # The eager reference is timed alongside the candidate (for the speed-up) while one call of it
 # costs at most this many candidate calls; beyond that it would dominate the measuring time.
