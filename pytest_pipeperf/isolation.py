@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ from pytest_pipeperf.results import USER_PROPERTY
 from pytest_pipeperf.scenario import SCENARIO_PROPERTY
 
 if TYPE_CHECKING:
+    from pytest_pipeperf.config import MarkerOptions
     from pytest_pipeperf.session import PipeperfSession
 
 ISOLATED_ENV = "PIPEPERF_ISOLATED_CHILD"  # the directory an isolated child reports to
@@ -319,23 +320,25 @@ class Isolation:
     Registered by the session only where the process's role allows isolation
     (:attr:`pytest_pipeperf.roles.Role.may_isolate`: not inside an isolated child, and not under
     the A/B gate, whose cases already run in worker processes).
+
+    :param marker_options: :func:`pytest_pipeperf.config.marker_options` (passed in: that module
+        imports this one).
     """
 
-    def __init__(self, session: PipeperfSession) -> None:
+    def __init__(self, session: PipeperfSession,
+                 marker_options: Callable[[pytest.Item], MarkerOptions]) -> None:
         self.session = session
+        self.marker_options = marker_options
 
     def isolated(self, item: pytest.Item) -> bool:
         """Whether ``item`` runs in a child process (the settings and the item's marker)."""
-        # pytest_pipeperf.config imports this module for Isolate and Limits.
-        from pytest_pipeperf.config import marker_options
-
         if "pipeperf" not in getattr(item, "fixturenames", ()):
             return False
         settings = self.session.settings
         callspec = getattr(item, "callspec", None)
         backend = str(callspec.params.get("pipeperf_backend", "")) if callspec else ""
         try:
-            options = marker_options(item)
+            options = self.marker_options(item)
         except ValueError:
             return False  # the pipeperf fixture reports the bad marker in process
         return wants_isolation(settings.isolate, backend, options.isolate, settings.limits)

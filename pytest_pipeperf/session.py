@@ -33,6 +33,7 @@ from pytest_pipeperf.backends.base import (
 from pytest_pipeperf.baseline import BaselineStore, FlushResult
 from pytest_pipeperf.collection import Collection
 from pytest_pipeperf.collection import suite_of as suite_of  # re-exported: check.py imports it
+from pytest_pipeperf.config import marker_options
 from pytest_pipeperf.devices import Device, count_visible_gpus
 from pytest_pipeperf.machine import collect, library_versions
 from pytest_pipeperf.outputs import Outputs
@@ -104,7 +105,7 @@ class PipeperfSession:
             plugins["pipeperf-device-locks"] = parallel.TimedCaseLocks(self.locks,
                                                                        settings.disabled)
         if role.may_isolate:
-            plugins["pipeperf-isolation"] = isolation.Isolation(self)
+            plugins["pipeperf-isolation"] = isolation.Isolation(self, marker_options)
         for name, plugin in plugins.items():
             config.pluginmanager.register(plugin, name)
 
