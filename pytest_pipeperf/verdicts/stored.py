@@ -184,23 +184,28 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, data: Any) -> Verdict:
-        """Inverse of :meth:`to_dict`.
+        """Inverse of :meth:`to_dict`. A key other than ``status`` may be missing (an older or
+        hand-written record): it takes the field's default.
 
-        :raises ValueError: (or ``TypeError`` / ``KeyError``) for anything :meth:`to_dict` does
-            not write.
+        :raises ValueError: (or ``TypeError`` / ``KeyError``) for a missing status or a value of
+            the wrong type.
         """
         if not isinstance(data, dict):
             raise TypeError(f"a verdict is an object, got {data!r}")
-        ci = data["ci"]
-        absolute = data["absolute"]
+        fields = cls.__dataclass_fields__
+
+        def get(key: str) -> Any:
+            return data[key] if data.get(key) is not None else fields[key].default
+
+        ci, absolute, file = get("ci"), get("absolute"), get("baseline_file")
         return cls(
-            Status(data["status"]), metric=str(data["metric"]), ratio=_optional(data["ratio"]),
+            Status(data["status"]), metric=str(get("metric")), ratio=_optional(get("ratio")),
             ci=(float(ci[0]), float(ci[1])) if ci is not None else None,
-            confidence=float(data["confidence"]), threshold=float(data["threshold"]),
-            detectable=_optional(data["detectable"]), drift=_optional(data["drift"]),
-            drift_source=str(data["drift_source"]), baseline_runs=int(data["baseline_runs"]),
-            baseline_file=None if data["baseline_file"] is None else str(data["baseline_file"]),
-            rule=str(data["rule"]), reason=str(data["reason"]),
+            confidence=float(get("confidence")), threshold=float(get("threshold")),
+            detectable=_optional(get("detectable")), drift=_optional(get("drift")),
+            drift_source=str(get("drift_source")), baseline_runs=int(get("baseline_runs")),
+            baseline_file=None if file is None else str(file), rule=str(get("rule")),
+            reason=str(get("reason")),
             absolute=cls.from_dict(absolute) if absolute is not None else None,
         )
 
