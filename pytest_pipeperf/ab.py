@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from pytest_pipeperf import options
+from pytest_pipeperf.roles import RECORD_CHILD_ENV
 from pytest_pipeperf.options import parse_env_assignment as parse_env_assignment
 from pytest_pipeperf.options import parse_serve_fds as parse_serve_fds
 from pytest_pipeperf.backends.base import (
@@ -212,22 +213,6 @@ class AbSettings:
 
 
 ab_key = pytest.StashKey[AbSettings]()
-
-
-def _settings(config: pytest.Config) -> AbSettings | None:
-    return config.stash.get(ab_key, None)
-
-
-def controlling(config: pytest.Config) -> bool:
-    """Is this pytest process the controller of an A/B run?"""
-    settings = _settings(config)
-    return settings is not None and settings.controlling
-
-
-def serving(config: pytest.Config) -> bool:
-    """Is this pytest process an A/B worker?"""
-    settings = _settings(config)
-    return settings is not None and settings.serving
 
 
 # -- the base ----------------------------------------------------------------------------------
@@ -610,7 +595,7 @@ def _worker_env(shim: Path, extra: Sequence[tuple[str, str]] = ()) -> dict[str, 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(shim), env.get("PYTHONPATH")) if p)
     env.setdefault("HF_HUB_OFFLINE", "1")
-    env.pop("PIPEPERF_RECORD_CHILD", None)  # a worker never records runs
+    env.pop(RECORD_CHILD_ENV, None)  # a worker never records runs
     env.update(dict(extra))
     return env
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_pipeperf import isolation, parallel
+from pytest_pipeperf import parallel
 from pytest_pipeperf.config import marker_options
-from pytest_pipeperf.roles import role_of
+from pytest_pipeperf.roles import FAMILY_ENV, role_of
 
 if TYPE_CHECKING:
     from pytest_pipeperf.session import PipeperfSession
@@ -69,7 +69,7 @@ class Collection:
                 count += 1
         # An isolated child judges with its parent's family of timed points.
         isolated = role_of(self.session.config).isolated_child is not None
-        family = os.environ.get(isolation.FAMILY_ENV) if isolated else None
+        family = os.environ.get(FAMILY_ENV) if isolated else None
         self.session.timed_points = int(family) if family and family.isdigit() else count
 
     @pytest.hookimpl(optionalhook=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,8 @@ from pytest_pipeperf.precision import (
 )
 from pytest_pipeperf.recipe import parse_marker_recipes
 from pytest_pipeperf.recipe import parse_recipe_choices as parse_recipe_choices
-from pytest_pipeperf.isolation import ISOLATED_ENV, Isolate, Limits
+from pytest_pipeperf.isolation import Isolate, Limits
+from pytest_pipeperf.roles import Role, role_of
 from pytest_pipeperf.isolation import parse_isolate as parse_isolate
 from pytest_pipeperf.timing import MeasurePlan
 
@@ -52,7 +52,6 @@ from pytest_pipeperf.options import parse_timeout as parse_timeout
 T = TypeVar("T")
 # Set in the environment of the extra processes of --pipeperf-runs / --pipeperf-calibrate: the
 # path their results go to.
-RECORD_CHILD_ENV = "PIPEPERF_RECORD_CHILD"
 
 
 def _value(config: pytest.Config, dest: str) -> Any:
@@ -101,7 +100,7 @@ class PipeperfConfig:
     isolated_child: Path | None = None
 
     @classmethod
-    def from_pytest_config(cls, config: pytest.Config) -> PipeperfConfig:
+    def from_pytest_config(cls, config: pytest.Config, role: Role | None = None) -> PipeperfConfig:
         """Read and validate every ``pipeperf`` option.
 
         :raises pytest.UsageError: for a bad ini value.
@@ -124,11 +123,12 @@ class PipeperfConfig:
         if calibrate and runs < 2:
             raise pytest.UsageError(
                 f"--pipeperf-calibrate needs --pipeperf-runs >= 2 (processes to compare), got {runs}")
+        role = role_of(config) if role is None else role
         # A process started by --pipeperf-runs/--pipeperf-calibrate to record one more run: it
         # writes its results to this file and nothing else (no baselines, no failures).
-        child = os.environ.get(RECORD_CHILD_ENV)
+        child = str(role.record_child) if role.record_child is not None else None
         # An isolated case's process: the parent writes every output and baseline.
-        isolated = os.environ.get(ISOLATED_ENV)
+        isolated = role.isolated_child
         outputs = {name: _value(config, name) for name in (
             "pipeperf_report", "pipeperf_benchmark_json", "pipeperf_plots")}
         if child:
@@ -173,7 +173,7 @@ class PipeperfConfig:
             isolate=_value(config, "pipeperf_isolate"),
             limits=Limits(_value(config, "pipeperf_build_timeout"),
                           _value(config, "pipeperf_measure_timeout")),
-            isolated_child=Path(isolated) if isolated else None,
+            isolated_child=isolated,
             batch_sizes=_value(config, "pipeperf_batch_sizes"),
         )
 

@@ -37,14 +37,13 @@ import pytest
 
 from pytest_pipeperf.parallel import strip_group
 from pytest_pipeperf.results import USER_PROPERTY
+from pytest_pipeperf.roles import FAMILY_ENV, ISOLATED_ENV
 from pytest_pipeperf.scenario import SCENARIO_PROPERTY
 
 if TYPE_CHECKING:
     from pytest_pipeperf.config import MarkerOptions
     from pytest_pipeperf.session import PipeperfSession
 
-ISOLATED_ENV = "PIPEPERF_ISOLATED_CHILD"  # the directory an isolated child reports to
-FAMILY_ENV = "PIPEPERF_FAMILY_POINTS"  # the parent's timed points (false-alarm control)
 # Engines whose builds are the usual source of native crashes (TensorRT's builder and ORT's
 # TensorRT EP): isolated under --pipeperf-isolate=auto.
 AUTO_BACKENDS = frozenset({"tensorrt", "onnxruntime_trt"})

@@ -59,11 +59,10 @@ def pytest_pipeperf_make_backend(name: str, config: pytest.Config) -> Backend | 
 def pytest_configure(config: pytest.Config) -> None:
     """Validate options, create the session state and register it."""
     config.addinivalue_line("markers", MARKER_HELP)
-    settings = PipeperfConfig.from_pytest_config(config)
     ab_settings = AbSettings.from_pytest_config(config)
-    config.stash[role_key] = roles.resolve(
-        config, isolated_child=settings.isolated_child, record_child=settings.record_child,
-        ab_controller=ab_settings.controlling, ab_worker=ab_settings.serving)
+    role = config.stash[role_key] = roles.resolve(
+        config, ab_controller=ab_settings.controlling, ab_worker=ab_settings.serving)
+    settings = PipeperfConfig.from_pytest_config(config, role)
     session = PipeperfSession(config, settings)
     known = session.known_backends()
     if settings.backends and "all" in settings.backends:

@@ -25,7 +25,7 @@ import pytest
 
 from pytest_pipeperf import parallel
 from pytest_pipeperf.baseline import Calibration, Run, Update, calibrate
-from pytest_pipeperf.config import RECORD_CHILD_ENV
+from pytest_pipeperf.roles import RECORD_CHILD_ENV
 from pytest_pipeperf.stats import LatencyStats, RatioStats
 from pytest_pipeperf.verdicts import Status
 

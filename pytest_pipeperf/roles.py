@@ -26,6 +26,7 @@ environment variables or ``workerinput`` itself.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,19 +83,31 @@ class Role:
 
 role_key = pytest.StashKey[Role]()
 
+# The environment variables of the child protocols (see the module docstring).
+RECORD_CHILD_ENV = "PIPEPERF_RECORD_CHILD"  # the file a --pipeperf-runs child writes records to
+ISOLATED_ENV = "PIPEPERF_ISOLATED_CHILD"  # the directory an isolated child reports to
+FAMILY_ENV = "PIPEPERF_FAMILY_POINTS"  # the parent's timed points (false-alarm control)
 
-def resolve(config: pytest.Config, *, isolated_child: Path | None, record_child: Path | None,
-            ab_controller: bool, ab_worker: bool) -> Role:
-    """Decide this process's role from what its parent told it (see the module docstring)."""
+
+def resolve(config: pytest.Config, *, ab_controller: bool, ab_worker: bool) -> Role:
+    """Decide this process's role from what its parent told it (see the module docstring).
+
+    :param ab_controller: ``--pipeperf-ab`` was given.
+    :param ab_worker: the hidden ``--pipeperf-ab-serve`` was given.
+    """
+    record = os.environ.get(RECORD_CHILD_ENV)
+    isolated = os.environ.get(ISOLATED_ENV)
     return Role(
         xdist_worker=hasattr(config, "workerinput"),
-        isolated_child=isolated_child,
-        record_child=record_child,
+        isolated_child=Path(isolated) if isolated else None,
+        record_child=Path(record) if record else None,
         ab_controller=ab_controller,
         ab_worker=ab_worker,
     )
 
 
 def role_of(config: pytest.Config) -> Role:
-    """The role ``pytest_configure`` stored; a plain controller before that."""
-    return config.stash.get(role_key, Role(xdist_worker=hasattr(config, "workerinput")))
+    """The role ``pytest_configure`` stored; before that, what the environment says (outside the
+    A/B gate)."""
+    role = config.stash.get(role_key, None)
+    return role if role is not None else resolve(config, ab_controller=False, ab_worker=False)

@@ -11,9 +11,10 @@ import pytest
 
 from pytest_pipeperf.ab import AbSettings
 from pytest_pipeperf.backends import REGISTRY
-from pytest_pipeperf.config import RECORD_CHILD_ENV, PipeperfConfig
+from pytest_pipeperf.config import PipeperfConfig
+from pytest_pipeperf.roles import RECORD_CHILD_ENV
 from pytest_pipeperf.devices import discover
-from pytest_pipeperf.isolation import ISOLATED_ENV
+from pytest_pipeperf.roles import ISOLATED_ENV
 from pytest_pipeperf.options import OPTIONS, Computed, Kind, parse_threads
 
 if TYPE_CHECKING:

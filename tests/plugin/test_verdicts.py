@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_pipeperf.config import RECORD_CHILD_ENV
+from pytest_pipeperf.roles import RECORD_CHILD_ENV
 from tests.conftest import FAKE_BACKEND
 
 if TYPE_CHECKING:
