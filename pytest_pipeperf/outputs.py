@@ -95,7 +95,8 @@ def write_outputs(state: PipeperfSession, info: Mapping[str, report.BaselineInfo
         from pytest_pipeperf.plots import PlotError, write_plots
 
         try:
-            state.plots = write_plots(doc, s.plots_dir)
+            state.plots = write_plots(state.records, s.plots_dir, machine=state.machine,
+                                      scenarios=state.scenarios)
         except (PlotError, OSError) as exc:
             state.errors.append(f"--pipeperf-plots={s.plots_dir}: {exc}")
 
@@ -104,7 +105,7 @@ def baseline_info(state: PipeperfSession) -> dict[str, report.BaselineInfo]:
     """Per suite, what its baseline file held when the points were judged."""
     info: dict[str, report.BaselineInfo] = {}
     store = state.store
-    for suite in dict.fromkeys(rec["suite"] for rec in state.records):
+    for suite in dict.fromkeys(rec.suite for rec in state.records):
         try:
             baseline = store.load(suite)
         except BaselineError:
@@ -112,7 +113,7 @@ def baseline_info(state: PipeperfSession) -> dict[str, report.BaselineInfo]:
         if baseline is not None:
             info[suite] = report.describe_baseline(
                 baseline, store.display(store.path_for(suite)),
-                cases={r["case"] for r in state.records if r["suite"] == suite})
+                cases={r.case for r in state.records if r.suite == suite})
     return info
 
 
@@ -217,9 +218,9 @@ def terminal_summary(state: PipeperfSession, tr: Any) -> None:
                       + (f", {res.removed} stale removed" if res.removed else "")
                       + (f", {res.calibrated} calibrated" if res.calibrated else "")
                       + (f" ({', '.join(res.files)})" if res.files else ""))
-    elif any((p.get("verdict") or {}).get("status") == "new"
-             and (p.get("verdict") or {}).get("rule") != "paired-ab/v1"
-             for rec in state.records for p in rec["points"]):
+    elif any(p.verdict is not None and p.verdict.status.value == "new"
+             and p.verdict.rule != "paired-ab/v1"
+             for rec in state.records for p in rec.points):
         tr.write_line("pipeperf: cases without a baseline: run with "
                       "--pipeperf-update-baselines to record them")
     entries = stale(state)

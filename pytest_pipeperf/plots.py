@@ -1,4 +1,4 @@
-"""``--pipeperf-plots``: PNG charts of a run, drawn from the ``--pipeperf-json`` document.
+"""``--pipeperf-plots``: PNG charts of a run, drawn from its case results and scenarios.
 
 Per test function (suite + function): the latency distribution of every backend/precision at each
 batch size, the speed-up over eager fp32 with its interval, and throughput against batch size when
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-Record = Mapping[str, Any]
+    from pytest_pipeperf.results import CaseResult, PointResult
+
 DPI = 110
 ROW_INCHES = 0.42  # height per variant row in the latency and speed-up charts
 
@@ -37,14 +38,14 @@ def _matplotlib() -> Any:
     return matplotlib
 
 
-def _timed(rec: Record) -> list[Mapping[str, Any]]:
-    return [p for p in rec["points"] if p.get("stats") and p["parity"]["passed"]]
+def _timed(rec: CaseResult) -> list[PointResult]:
+    return [p for p in rec.points if p.stats is not None and p.parity.passed]
 
 
-def variant(rec: Record, with_device: bool) -> str:
+def variant(rec: CaseResult, with_device: bool) -> str:
     """``onnxruntime int8/ort-dynamic-per-channel`` (+ ``cuda:0`` when devices differ)."""
-    label = f"{rec['backend']} {precision_cell(rec)}"
-    return f"{label} {rec['device']}" if with_device else label
+    label = f"{rec.backend} {precision_cell(rec)}"
+    return f"{label} {rec.device}" if with_device else label
 
 
 def slug(text: str) -> str:
@@ -52,32 +53,35 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "suite"
 
 
-def groups(doc: Mapping[str, Any]) -> dict[tuple[str, str], list[Record]]:
+def groups(records: Sequence[CaseResult]) -> dict[tuple[str, str], list[CaseResult]]:
     """Records with at least one timed point, by (suite, test function), in run order."""
-    out: dict[tuple[str, str], list[Record]] = {}
-    for rec in doc.get("cases", []):
-        if not rec.get("disabled") and _timed(rec):
-            out.setdefault((str(rec["suite"]), str(rec["case"]).split("[", 1)[0]), []).append(rec)
+    out: dict[tuple[str, str], list[CaseResult]] = {}
+    for rec in records:
+        if not rec.disabled and _timed(rec):
+            out.setdefault((rec.suite, rec.case.split("[", 1)[0]), []).append(rec)
     return out
 
 
-def write_plots(doc: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """Draw the charts of ``doc`` into ``out_dir`` (created if missing).
+def write_plots(records: Sequence[CaseResult], out_dir: Path, *,
+                machine: Mapping[str, Any] | None = None,
+                scenarios: Sequence[Mapping[str, Any]] = ()) -> list[Path]:
+    """Draw the charts of ``records`` (and ``scenarios``) into ``out_dir`` (created if missing).
 
-    :param doc: a ``--pipeperf-json`` document (schema version 2).
+    :param records: the run's case results.
     :param out_dir: the directory for the PNG files.
+    :param machine: the machine fingerprint (its ``class`` names the machine in the titles).
+    :param scenarios: scenario records (``pipeperf.scenario()``), as in ``--pipeperf-json``.
     :returns: the files written, sorted.
     :raises PlotError: without matplotlib.
     """
     _matplotlib()
     from matplotlib.figure import Figure
 
-    machine = doc.get("machine", {})
-    where = str(machine.get("class") or "this machine")
+    where = str((machine or {}).get("class") or "this machine")
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for (suite, function), recs in groups(doc).items():
-        with_device = len({r["device"] for r in recs}) > 1
+    for (suite, function), recs in groups(records).items():
+        with_device = len({r.device for r in recs}) > 1
         stem = out_dir / f"{slug(suite)}__{slug(function)}"
         title = f"{suite}::{function} on {where}"
         charts = [("latency", _latency), ("speedup", _speedup), ("throughput", _throughput)]
@@ -89,7 +93,7 @@ def write_plots(doc: Mapping[str, Any], out_dir: Path) -> list[Path]:
                 written.append(path)
     from pytest_pipeperf.scenario import group_scenarios
 
-    for group in group_scenarios(doc.get("scenarios", [])):
+    for group in group_scenarios(scenarios):
         stem = out_dir / f"{slug(group['suite'])}__{slug(group['function'])}__{slug(group['name'])}"
         title = f"{group['suite']}::{group['function']} on {where}"
         for kind, scenario_draw in (("curve", _scenario_curve), ("bars", _scenario_bars)):
@@ -172,17 +176,17 @@ def _scenario_bars(fig: Figure, group: Mapping[str, Any], title: str) -> bool:
     return True
 
 
-def _batch_sizes(recs: Sequence[Record]) -> list[int]:
-    return sorted({int(p["batch_size"]) for r in recs for p in _timed(r)})
+def _batch_sizes(recs: Sequence[CaseResult]) -> list[int]:
+    return sorted({p.batch_size for r in recs for p in _timed(r)})
 
 
-def _latency(fig: Figure, recs: Sequence[Record], with_device: bool, title: str) -> bool:
+def _latency(fig: Figure, recs: Sequence[CaseResult], with_device: bool, title: str) -> bool:
     """Box plots of the raw samples, one panel per batch size, one row per variant."""
     labels = list(dict.fromkeys(variant(r, with_device) for r in recs))
     panels = []
     for size in _batch_sizes(recs):
         rows = {variant(r, with_device): p for r in recs for p in _timed(r)
-                if int(p["batch_size"]) == size and p.get("samples_ms")}
+                if p.batch_size == size and p.samples_ms}
         if rows:
             panels.append((size, rows))
     if not panels:
@@ -192,7 +196,7 @@ def _latency(fig: Figure, recs: Sequence[Record], with_device: bool, title: str)
                         gridspec_kw={"wspace": 0.18})[0]
     for ax, (size, rows) in zip(axes, panels):
         present = [(i, rows[label]) for i, label in enumerate(labels, start=1) if label in rows]
-        data = [[float(v) for v in p["samples_ms"]] for _, p in present]
+        data = [[float(v) for v in p.samples_ms or ()] for _, p in present]
         ax.boxplot(data, positions=[i for i, _ in present], orientation="horizontal",
                    widths=0.6, whis=(5, 95), flierprops={"markersize": 2, "alpha": 0.4},
                    medianprops={"color": "#c2410c", "linewidth": 1.6})
@@ -201,7 +205,8 @@ def _latency(fig: Figure, recs: Sequence[Record], with_device: bool, title: str)
         if low > 0 and high / low > 30:
             ax.set_xscale("log")
         for i, p in present:  # a column of medians right of the panel
-            ax.annotate(f"{p['stats']['p50_ms']:.1f}", xy=(1.0, i),
+            p50 = p.stats.p50_ms if p.stats is not None else float("nan")
+            ax.annotate(f"{p50:.1f}", xy=(1.0, i),
                         xycoords=("axes fraction", "data"), xytext=(4, 0),
                         textcoords="offset points", fontsize=7.5, va="center", color="#7c2d12")
         ax.set_xlabel("ms per call")
@@ -214,22 +219,23 @@ def _latency(fig: Figure, recs: Sequence[Record], with_device: bool, title: str)
     return True
 
 
-def _speedup(fig: Figure, recs: Sequence[Record], with_device: bool, title: str) -> bool:
+def _speedup(fig: Figure, recs: Sequence[CaseResult], with_device: bool, title: str) -> bool:
     """Horizontal bars of the median speed-up over eager fp32 with its interval."""
     sizes = _batch_sizes(recs)
     # eager fp32 is the reference itself (1.00x by definition): no bar.
-    recs = [r for r in recs if not (r["backend"] == "eager" and r["precision"] == "fp32"
-                                    and not r.get("recipe"))]
+    recs = [r for r in recs if not (r.backend == "eager" and r.precision == "fp32"
+                                    and not r.recipe)]
     labels = [variant(r, with_device) for r in recs]
     values: dict[int, list[tuple[float, float, float] | None]] = {s: [] for s in sizes}
     omitted = 0
     for rec in recs:
-        by_size = {int(p["batch_size"]): p for p in _timed(rec)}
+        by_size = {p.batch_size: p for p in _timed(rec)}
         for size in sizes:
-            sp = (by_size.get(size) or {}).get("speedup")
-            if sp and sp.get("median"):
-                lo, hi = (sp.get("ci") or [sp["median"], sp["median"]])[:2]
-                values[size].append((float(sp["median"]), float(lo), float(hi)))
+            found = by_size.get(size)
+            sp = found.speedup if found is not None else None
+            if sp is not None and sp.median:
+                lo, hi = sp.ci
+                values[size].append((float(sp.median), float(lo), float(hi)))
             else:
                 values[size].append(None)
                 omitted += size in by_size
@@ -270,12 +276,11 @@ def _speedup(fig: Figure, recs: Sequence[Record], with_device: bool, title: str)
     return True
 
 
-def _throughput(fig: Figure, recs: Sequence[Record], with_device: bool, title: str) -> bool:
+def _throughput(fig: Figure, recs: Sequence[CaseResult], with_device: bool, title: str) -> bool:
     """Items/s against batch size, one line per variant, for swept functions only."""
     lines = []
     for rec in recs:
-        pts = sorted((int(p["batch_size"]), float(p["throughput"])) for p in _timed(rec)
-                     if p.get("throughput"))
+        pts = sorted((p.batch_size, float(p.throughput)) for p in _timed(rec) if p.throughput)
         if len(pts) > 1:
             lines.append((variant(rec, with_device), pts))
     if not lines:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,8 +25,8 @@ import pytest
 
 from pytest_pipeperf import parallel
 from pytest_pipeperf.baseline import Calibration, Run, Update, calibrate
+from pytest_pipeperf.results import CaseResult, read_record
 from pytest_pipeperf.roles import RECORD_CHILD_ENV
-from pytest_pipeperf.stats import LatencyStats, RatioStats
 from pytest_pipeperf.verdicts import Status
 
 if TYPE_CHECKING:
@@ -82,20 +82,26 @@ class Recording:
                 took = time.perf_counter() - start
                 try:
                     doc = json.loads(out.read_text())
-                    records = doc["cases"]
+                    found = doc["cases"]
+                    if not isinstance(found, list):
+                        raise TypeError("cases is not a list")
                 except (OSError, ValueError, KeyError, TypeError):
                     state.errors.append(
                         f"--pipeperf-runs: extra process {i + 2} exited {code} without results; "
                         f"its output is in {state.store.display(log)}. Nothing was recorded from "
                         "it")
                     continue
+            records = [result for n, data in enumerate(found)
+                       if (result := read_record(
+                           data, f"--pipeperf-runs: extra process {i + 2}'s case {n + 1}",
+                           state.errors)) is not None]
             state.child_records.extend(records)
             if reporter is not None:
                 reporter.write_line(f"pipeperf: recorded process {i + 2}/{count + 1} "
                                     f"({len(records)} cases, {took:.0f} s, exit {code})")
 
 
-def updates(records: Iterable[Mapping[str, Any]],
+def updates(records: Iterable[CaseResult],
             settings: PipeperfConfig) -> tuple[list[Update], list[Calibrated]]:
     """Queued baseline writes: one run per process and point, then calibration records.
 
@@ -106,19 +112,17 @@ def updates(records: Iterable[Mapping[str, Any]],
     now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     grouped: dict[tuple[str, str, str], list[tuple[Run, str | None]]] = {}
     for rec in records:
-        if not rec.get("update"):
+        if not rec.update:
             continue
-        for point in rec["points"]:
-            if point.get("stats") is None:
+        for point in rec.points:
+            if point.stats is None:
                 continue
-            stats = LatencyStats.from_dict(point["stats"])
-            norm = point.get("normalized")
-            run = Run(now, stats, float(point["throughput"]), rec["versions"], rec["threads"],
-                      rec.get("recipe"), RatioStats.from_dict(norm) if norm else None,
-                      point.get("reference") if norm else None, _stored_memory(rec))
-            status = (point.get("verdict") or {}).get("status")
-            grouped.setdefault((rec["suite"], rec["case"], point["key"]), []).append(
-                (run, status))
+            norm = point.normalized
+            run = Run(now, point.stats, float(point.throughput or 0.0), rec.versions,
+                      rec.threads, rec.recipe, norm, point.reference if norm else None,
+                      _stored_memory(rec))
+            status = point.verdict.status.value if point.verdict is not None else None
+            grouped.setdefault((rec.suite, rec.case, point.key), []).append((run, status))
     queued: list[Update] = []
     calibrations: list[Calibrated] = []
     resets = {Status.REGRESSED.value, Status.IMPROVED.value, Status.INCOMPARABLE.value}
@@ -135,12 +139,14 @@ def updates(records: Iterable[Mapping[str, Any]],
     return queued, calibrations
 
 
-def _stored_memory(rec: Mapping[str, Any]) -> dict[str, float] | None:
+def _stored_memory(rec: CaseResult) -> dict[str, float] | None:
     """The memory figures of a case record worth storing with its baseline runs."""
-    memory = rec.get("memory") or {}
+    memory = rec.memory
+    if memory is None:
+        return None
     out: dict[str, float] = {}
-    if memory.get("sampled") and memory.get("growth_mb") is not None:
-        out["rss_growth"] = float(memory["growth_mb"])
-    if memory.get("device_peak_mb") is not None:
-        out["device_peak"] = float(memory["device_peak_mb"])
+    if memory.sampled:
+        out["rss_growth"] = float(memory.growth_mb)
+    if memory.device_peak_mb is not None:
+        out["device_peak"] = float(memory.device_peak_mb)
     return out or None

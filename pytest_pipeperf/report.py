@@ -1,4 +1,4 @@
-"""Pure report rendering over case records (the JSON form of ``CaseResult``)."""
+"""Pure report rendering over case results (:class:`~pytest_pipeperf.results.CaseResult`)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from pytest_pipeperf.parity import advice
-from pytest_pipeperf.results import RESULT_SCHEMA_VERSION
+from pytest_pipeperf.parity import ParityResult, advice
+from pytest_pipeperf.results import RESULT_SCHEMA_VERSION, CaseResult, PointResult
 from pytest_pipeperf.verdicts import MemoryVerdict, Verdict
 
 if TYPE_CHECKING:
     from pytest_pipeperf.baseline import BaselineFile
+    from pytest_pipeperf.stats import RatioStats
 
-Record = Mapping[str, Any]
+Record = CaseResult
 
 COLUMNS = ("case", "backend", "precision", "device", "batch", "p50 ms", "p90 ms", "p99 ms",
            "items/s", "norm", "vs eager", "parity", "verdict")
@@ -29,36 +30,34 @@ def _num(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _verdict_cell(point: Mapping[str, Any], disabled: bool) -> str:
-    parity = point["parity"]
-    if not parity["passed"]:
+def _verdict_cell(point: PointResult, disabled: bool) -> str:
+    if not point.parity.passed:
         return "PARITY FAILED"
-    verdict = point.get("verdict")
+    verdict = point.verdict
     if disabled or verdict is None:
         return "parity only" if disabled else "-"
-    status = verdict["status"]
-    if verdict.get("ratio") is not None:
-        return f"{status} ({(verdict['ratio'] - 1) * 100:+.1f}%)"
-    return str(status)
+    status = verdict.status.value
+    if verdict.ratio is not None:
+        return f"{status} ({(verdict.ratio - 1) * 100:+.1f}%)"
+    return status
 
 
-def _speedup_cell(speedup: Mapping[str, Any] | None) -> str:
-    return "-" if not speedup else f"{speedup['median']:.2f}x"
+def _speedup_cell(speedup: RatioStats | None) -> str:
+    return "-" if speedup is None else f"{speedup.median:.2f}x"
 
 
-def _parity_cell(parity: Mapping[str, Any]) -> str:
-    value = parity.get("value")
+def _parity_cell(parity: ParityResult) -> str:
+    value = parity.value
     if value is None:
         return "error"
-    if parity["metric"] == "allclose":
+    if parity.metric == "allclose":
         return f"max_abs {value:.1e}"
     return f"cos {value:.5f}"
 
 
-def precision_cell(rec: Record) -> str:
+def precision_cell(rec: CaseResult) -> str:
     """``int8/torchao-int8-weight`` when a named recipe ran, else ``fp32``."""
-    recipe = rec.get("recipe")
-    return f"{rec['precision']}/{recipe}" if recipe else str(rec["precision"])
+    return f"{rec.precision}/{rec.recipe}" if rec.recipe else rec.precision
 
 
 def _size(num_bytes: float) -> str:
@@ -69,25 +68,26 @@ def _size(num_bytes: float) -> str:
     return f"{num_bytes:.2f} GB"
 
 
-def rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
+def rows(records: Sequence[CaseResult]) -> list[tuple[str, ...]]:
     """One row per workload point, in run order."""
     out: list[tuple[str, ...]] = []
     for rec in records:
-        name = f"{rec['suite'].rsplit('/', 1)[-1]}::{rec['case'].split('[', 1)[0]}"
-        for point in rec["points"]:
-            stats = point.get("stats") or {}
+        name = f"{rec.suite.rsplit('/', 1)[-1]}::{rec.case.split('[', 1)[0]}"
+        for point in rec.points:
+            stats = point.stats
             out.append((
-                name, rec["backend"], precision_cell(rec), rec["device"], str(point["batch_size"]),
-                _num(stats.get("p50_ms")), _num(stats.get("p90_ms")), _num(stats.get("p99_ms")),
-                _num(point.get("throughput"), 1),
-                _num((point.get("normalized") or {}).get("median"), 1),
-                _speedup_cell(point.get("speedup")), _parity_cell(point["parity"]),
-                _verdict_cell(point, rec.get("disabled", False)),
+                name, rec.backend, precision_cell(rec), rec.device, str(point.batch_size),
+                _num(stats.p50_ms if stats else None), _num(stats.p90_ms if stats else None),
+                _num(stats.p99_ms if stats else None),
+                _num(point.throughput, 1),
+                _num(point.normalized.median if point.normalized else None, 1),
+                _speedup_cell(point.speedup), _parity_cell(point.parity),
+                _verdict_cell(point, rec.disabled),
             ))
     return out
 
 
-def table_lines(records: Sequence[Record]) -> list[str]:
+def table_lines(records: Sequence[CaseResult]) -> list[str]:
     """A fixed-width table with a header, one line per workload point."""
     body = rows(records)
     if not body:
@@ -102,97 +102,89 @@ def table_lines(records: Sequence[Record]) -> list[str]:
     return [fmt(COLUMNS), "  ".join("-" * w for w in widths), *(fmt(r) for r in body)]
 
 
-def status_counts(records: Sequence[Record]) -> Counter[str]:
-    """How many workload points ended in each verdict status (plus ``parity-failed``)."""
-    counts: Counter[str] = Counter()
-    for rec in records:
-        for point in rec["points"]:
-            if not point["parity"]["passed"]:
-                counts["parity-failed"] += 1
-            elif point.get("verdict"):
-                counts[point["verdict"]["status"]] += 1
-            else:
-                counts["parity-only"] += 1
-    return counts
+def status_counts(records: Sequence[CaseResult]) -> Counter[str]:
+    """How many workload points ended in each verdict status (plus ``parity-failed`` and
+    ``parity-only``): :attr:`PointResult.status`."""
+    return Counter(point.status for rec in records for point in rec.points)
 
 
-def summary_line(records: Sequence[Record]) -> str:
+def summary_line(records: Sequence[CaseResult]) -> str:
     """``12 cases, 24 points: 20 ok, 3 new, 1 regressed``."""
     counts = status_counts(records)
     points = sum(counts.values())
     order = ["regressed", "parity-failed", "inconclusive", "incomparable", "new", "improved", "ok",
              "parity-only"]
     parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
-    memory = Counter(v["status"] for v in map(memory_verdict, records) if v)
+    memory = Counter(v.status for v in map(memory_verdict, records) if v)
     tail = "; memory: " + ", ".join(f"{n} {k}" for k, n in sorted(memory.items())) \
         if memory.get("regressed") or memory.get("improved") else ""
     return (f"{len(records)} cases, {points} points: " + (", ".join(parts) or "nothing measured")
             + tail)
 
 
-def memory_verdict(rec: Record) -> Mapping[str, Any] | None:
+def memory_verdict(rec: CaseResult) -> MemoryVerdict | None:
     """The case's memory verdict (``cases[].memory.verdict``), if it was judged."""
-    memory = rec.get("memory") or {}
-    verdict = memory.get("verdict")
-    return verdict if isinstance(verdict, Mapping) else None
+    return rec.memory_verdict if rec.memory is not None else None
 
 
-def memory_text(verdict: Mapping[str, Any]) -> str:
+def memory_text(verdict: MemoryVerdict) -> str:
     """``memory ok: RSS growth 120 MB vs baseline 118 MB (limit 211 MB ...)``."""
-    return MemoryVerdict(**verdict).message()
+    return verdict.message()
 
 
-def detail_lines(records: Sequence[Record]) -> list[str]:
+def detail_lines(records: Sequence[CaseResult]) -> list[str]:
     """One line per point that needs attention: regressions, inconclusive, parity failures."""
     lines = []
     for rec in records:
-        for point in rec["points"]:
-            where = f"{rec['nodeid']} batch_size={point['batch_size']}"
-            parity = point["parity"]
-            if not parity["passed"]:
-                lines.append(f"PARITY {where}: {_parity_text(parity)}")
+        for point in rec.points:
+            where = f"{rec.nodeid} batch_size={point.batch_size}"
+            if not point.parity.passed:
+                lines.append(f"PARITY {where}: {_parity_text(point.parity)}")
                 continue
-            verdict = point.get("verdict")
-            if verdict and verdict["status"] in ("regressed", "inconclusive", "incomparable", "improved"):
-                lines.append(f"{verdict['status'].upper()} {where}: {_verdict_text(verdict)}")
+            verdict = point.verdict
+            status = verdict.status.value if verdict is not None else None
+            if verdict is not None and status in ("regressed", "inconclusive", "incomparable",
+                                                  "improved"):
+                lines.append(f"{verdict.status.value.upper()} {where}: {_verdict_text(verdict)}")
     return lines
 
 
-def _parity_text(parity: Mapping[str, Any]) -> str:
-    text = f"{parity['detail']} (tolerance {parity['tolerance']}"
-    value, required = parity.get("value"), parity.get("required")
-    allclose = parity["metric"] == "allclose"
+def _parity_text(parity: ParityResult) -> str:
+    text = f"{parity.detail} (tolerance {parity.tolerance}"
+    value, required = parity.value, parity.required
+    allclose = parity.metric == "allclose"
     if value is not None:
         text += f", max_abs {value:.3e}" if allclose else f", min cosine {value:.6f}"
     if required is not None:
-        text += f", {advice(parity['metric'], required)}"
+        text += f", {advice(parity.metric, required)}"
     return text + ")"
 
 
-def _verdict_text(verdict: Mapping[str, Any]) -> str:
-    ratio, ci = verdict.get("ratio"), verdict.get("ci")
+def _verdict_text(verdict: Verdict) -> str:
+    ratio, ci = verdict.ratio, verdict.ci
     if ratio is None or not ci:
-        return str(verdict.get("reason", ""))
-    text = (f"{verdict['metric']} {(ratio - 1) * 100:+.1f}% "
-            f"({verdict['confidence'] * 100:g}% CI {(ci[0] - 1) * 100:+.1f}..{(ci[1] - 1) * 100:+.1f}%)"
-            f", threshold {verdict['threshold'] * 100:g}%, detects >= {verdict['detectable'] * 100:.1f}%")
-    if verdict.get("baseline_file"):
-        text += f", baseline {verdict['baseline_file']}"
+        return verdict.reason
+    detectable = verdict.detectable if verdict.detectable is not None else float("nan")
+    text = (f"{verdict.metric} {(ratio - 1) * 100:+.1f}% "
+            f"({verdict.confidence * 100:g}% CI {(ci[0] - 1) * 100:+.1f}..{(ci[1] - 1) * 100:+.1f}%)"
+            f", threshold {verdict.threshold * 100:g}%, detects >= {detectable * 100:.1f}%")
+    if verdict.baseline_file:
+        text += f", baseline {verdict.baseline_file}"
     return text
 
 
-def best_batch(rec: Record) -> tuple[int, float, list[tuple[int, float]]] | None:
+def best_batch(rec: CaseResult) -> tuple[int, float, list[tuple[int, float]]] | None:
     """``(best batch size, its items/s, [(batch size, items/s), ...])`` of a case timed at two
     or more batch sizes with passing parity, else ``None``."""
-    sweep = sorted((int(p["batch_size"]), float(p["throughput"])) for p in rec["points"]
-                   if p.get("throughput") and p["parity"]["passed"])
+    sweep = sorted((p.batch_size, float(p.throughput)) for p in rec.points
+                   if p.throughput and p.parity.passed)
     if len(sweep) < 2:
         return None
     size, best = max(sweep, key=lambda bt: (bt[1], -bt[0]))
     return size, best, sweep
 
 
-def best_batch_lines(records: Sequence[Record]) -> list[str]:
+def best_batch_lines(records: Sequence[CaseResult]) -> list[str]:
     """Per case swept over batch sizes: the batch size with the highest throughput."""
     lines = []
     for rec in records:
@@ -201,27 +193,27 @@ def best_batch_lines(records: Sequence[Record]) -> list[str]:
             continue
         size, best, sweep = found
         others = ", ".join(f"bs{b} {t:.1f}" for b, t in sweep if b != size)
-        lines.append(f"{rec['case']}: best batch size {size} ({best:.1f} items/s, "
+        lines.append(f"{rec.case}: best batch size {size} ({best:.1f} items/s, "
                      f"{best_verdict(rec, size)}; {others})")
     return lines
 
 
-def best_verdict(rec: Record, size: int) -> str:
+def best_verdict(rec: CaseResult, size: int) -> str:
     """The baseline verdict of the best batch size's point (``new``, ``ok``, ...), which is
     the verdict on the case's best throughput."""
-    for point in rec["points"]:
-        if point["batch_size"] == size:
-            return _point_status(point)
+    for point in rec.points:
+        if point.batch_size == size:
+            return point.status
     return "-"
 
 
-def one_off_lines(records: Sequence[Record]) -> list[str]:
+def one_off_lines(records: Sequence[CaseResult]) -> list[str]:
     """One-off costs per case: load, export (and whether the export cache hit), quantisation,
     model size, first call."""
     lines = []
     for rec in records:
-        costs = rec.get("costs", {})
-        firsts = ", ".join(f"bs{p['batch_size']} {p['first_call_ms']:.1f} ms" for p in rec["points"])
+        costs = rec.costs
+        firsts = ", ".join(f"bs{p.batch_size} {p.first_call_ms:.1f} ms" for p in rec.points)
         export = ""
         if costs.get("export_cache"):
             export = f", export {costs.get('export_s', 0.0):.1f} s (cache {costs['export_cache']})"
@@ -230,24 +222,24 @@ def one_off_lines(records: Sequence[Record]) -> list[str]:
                        f"(cache {costs['quantize_cache']})")
         size = costs.get("model_bytes")
         model = f", model {_size(float(size))}" if isinstance(size, (int, float)) else ""
-        memory = rec.get("memory")
-        if memory:
-            rss = (f"RSS +{memory['growth_mb']:.0f} MB during the case (peak "
-                   f"{memory['peak_rss_mb']:.0f} MB)")
-            if memory.get("device_peak_mb") is not None:
-                rss += f", device peak {memory['device_peak_mb']:.0f} MB"
+        memory = rec.memory
+        if memory is not None:
+            rss = (f"RSS +{memory.growth_mb:.0f} MB during the case (peak "
+                   f"{memory.peak_rss_mb:.0f} MB)")
+            if memory.device_peak_mb is not None:
+                rss += f", device peak {memory.device_peak_mb:.0f} MB"
             verdict = memory_verdict(rec)
             if verdict:
                 rss += f"; {memory_text(verdict)}"
         else:
-            rss = f"peak RSS {rec.get('peak_rss_mb', 0.0):.0f} MB"
-        lines.append(f"{rec['case']}: build {costs.get('build_s', 0.0):.2f} s (load "
+            rss = f"peak RSS {rec.peak_rss_mb:.0f} MB"
+        lines.append(f"{rec.case}: build {costs.get('build_s', 0.0):.2f} s (load "
                      f"{costs.get('load_s', 0.0):.2f} s{export}){model}, first call {firsts}, "
                      f"{rss}")
     return lines
 
 
-def to_json(records: Sequence[Record], machine: Mapping[str, Any], settings: Mapping[str, Any],
+def to_json(records: Sequence[CaseResult], machine: Mapping[str, Any], settings: Mapping[str, Any],
             baselines: Mapping[str, Any],
             scenarios: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The ``--pipeperf-json`` document."""
@@ -257,7 +249,7 @@ def to_json(records: Sequence[Record], machine: Mapping[str, Any], settings: Map
         "settings": dict(settings),
         "summary": dict(sorted(status_counts(records).items())),
         "baselines": dict(baselines),
-        "cases": list(records),
+        "cases": [rec.to_record() for rec in records],
         "scenarios": [dict(sc) for sc in scenarios],
     }
 
@@ -389,69 +381,59 @@ def md_code(text: object, *, in_table: bool = True) -> str:
     return f"{fence}{pad}{body}{pad}{fence}"
 
 
-def _point_status(point: Mapping[str, Any]) -> str:
-    if not point["parity"]["passed"]:
-        return "parity-failed"
-    verdict = point.get("verdict")
-    return str(verdict["status"]) if verdict else "parity-only"
-
-
 def _pct(ratio: float) -> str:
     return f"{(ratio - 1.0) * 100:+.1f}%"
 
 
-def _change_cell(verdict: Mapping[str, Any] | None) -> str:
+def _change_cell(verdict: Verdict | None) -> str:
     """``+14.2% (99% CI +11.0..+17.5%)``, the numbers of :meth:`Verdict.message`."""
-    if not verdict or verdict.get("ratio") is None:
+    if verdict is None or verdict.ratio is None:
         return "—"
-    text = _pct(verdict["ratio"])
-    ci = verdict.get("ci")
+    text = _pct(verdict.ratio)
+    ci = verdict.ci
     if ci:
-        conf = f"{verdict.get('confidence', 0.99) * 100:.4g}%"
+        conf = f"{verdict.confidence * 100:.4g}%"
         text += f" ({conf} CI {_pct(ci[0])[:-1]}..{_pct(ci[1])})"
     return text
 
 
-def _p50_cell(point: Mapping[str, Any], verdict: Mapping[str, Any] | None) -> str:
-    p50 = (point.get("stats") or {}).get("p50_ms")
-    if p50 is None:
+def _p50_cell(point: PointResult, verdict: Verdict | None) -> str:
+    if point.stats is None:
         return "—"
-    absolute = (verdict or {}).get("absolute") or {}
-    if absolute.get("ratio") is None:
+    p50 = point.stats.p50_ms
+    absolute = verdict.absolute if verdict is not None else None
+    if absolute is None or absolute.ratio is None:
         return f"{p50:.2f}"
-    return f"{p50:.2f} (abs. {_pct(absolute['ratio'])})"
+    return f"{p50:.2f} (abs. {_pct(absolute.ratio)})"
 
 
-def _case_cell(rec: Record) -> str:
+def _case_cell(rec: CaseResult) -> str:
     """The function name when the id is the plain ``name[backend-precision-device]``."""
-    case = str(rec["case"])
+    case = rec.case
     name, _, params = case.partition("[")
-    plain = f"{rec['backend']}-{rec['precision']}-{str(rec['device']).replace(':', '')}]"
+    plain = f"{rec.backend}-{rec.precision}-{rec.device.replace(':', '')}]"
     return md_code(name if params == plain else case)
 
 
-def _baseline_cell(verdict: Mapping[str, Any] | None, suite_file: str | None) -> str:
-    if not verdict:
+def _baseline_cell(verdict: Verdict | None, suite_file: str | None) -> str:
+    if verdict is None:
         return "—"
-    if verdict.get("rule") == "paired-ab/v1":
+    if verdict.rule == "paired-ab/v1":
         return "A/B base"
-    runs = int(verdict.get("baseline_runs") or 0)
+    runs = verdict.baseline_runs
     if runs == 0:
         return "—"
     text = f"{runs} run{'s' if runs != 1 else ''}"
-    recorded = verdict.get("baseline_recorded")
-    if recorded:
-        text += f", {md_text(_dates(recorded))}"
-    file = verdict.get("baseline_file")
+    file = verdict.baseline_file
     if file and file != suite_file:
         text = f"{md_code(file)} ({text})"
     return text
 
 
-def _note_cell(point: Mapping[str, Any], status: str) -> str:
+def _note_cell(point: PointResult, status: str) -> str:
     if status == "parity-failed":
-        return md_text(_parity_text(point["parity"]))
-    return md_text((point.get("verdict") or {}).get("reason") or "")
+        return md_text(_parity_text(point.parity))
+    return md_text(point.verdict.reason if point.verdict is not None else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,35 +458,36 @@ _OK_HEAD = _ATTENTION_HEAD[1:-1]
 _RIGHT = {"batch", "threshold", "detects ≥", "p50 ms"}
 
 
-def _md_rows(records: Sequence[Record], files: Mapping[str, str | None]) -> list[_MdRow]:
+def _md_rows(records: Sequence[CaseResult], files: Mapping[str, str | None]) -> list[_MdRow]:
     out = []
     for rec in records:
-        for point in rec["points"]:
-            status = _point_status(point)
-            verdict = point.get("verdict") if status != "parity-failed" else None
-            detectable = (verdict or {}).get("detectable")
-            threshold = (verdict or {}).get("threshold")
+        for point in rec.points:
+            status = point.status
+            verdict = point.verdict if status != "parity-failed" else None
+            detectable = verdict.detectable if verdict is not None else None
+            threshold = verdict.threshold if verdict is not None else None
+            judged = verdict if verdict is not None and _judged(verdict) else None
             cells = (
                 _LABELS.get(status, status),
-                _case_cell(rec), md_text(rec["backend"]), md_text(precision_cell(rec)),
-                md_text(rec["device"]), str(point["batch_size"]),
-                "parity only" if status == "parity-only" and rec.get("disabled") else
+                _case_cell(rec), md_text(rec.backend), md_text(precision_cell(rec)),
+                md_text(rec.device), str(point.batch_size),
+                "parity only" if status == "parity-only" and rec.disabled else
                 _change_cell(verdict),
                 "—" if threshold is None else f"{threshold * 100:g}%",
                 "—" if detectable is None else f"{detectable * 100:.1f}%",
-                md_text((verdict or {}).get("rule") or "—") if _judged(verdict) else "—",
-                _p50_cell(point, verdict), md_text(_parity_cell(point["parity"])),
-                _baseline_cell(verdict, files.get(rec["suite"])),
+                md_text(judged.rule or "—") if judged is not None else "—",
+                _p50_cell(point, verdict), md_text(_parity_cell(point.parity)),
+                _baseline_cell(verdict, files.get(rec.suite)),
                 _note_cell(point, status),
             )
-            out.append(_MdRow(rec["suite"], status, cells,
-                              verdict.get("rule") if verdict and _judged(verdict) else None))
+            out.append(_MdRow(rec.suite, status, cells,
+                              judged.rule if judged is not None else None))
     return out
 
 
-def _judged(verdict: Mapping[str, Any] | None) -> bool:
+def _judged(verdict: Verdict | None) -> bool:
     """Whether a rule compared this point (``new`` and ``incomparable`` points are not)."""
-    return bool(verdict) and (verdict or {}).get("ratio") is not None
+    return verdict is not None and verdict.ratio is not None
 
 
 def _table(head: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
@@ -520,23 +503,23 @@ def _dates(recorded: str | Sequence[str]) -> str:
     return " … ".join(days[:1] + days[-1:] if len(days) > 1 else days)
 
 
-def _suite_files(records: Sequence[Record],
+def _suite_files(records: Sequence[CaseResult],
                  baseline_info: Mapping[str, BaselineInfo]) -> dict[str, str | None]:
     """The baseline file of each suite: from ``baseline_info``, else from its verdicts."""
     files: dict[str, str | None] = {}
     for rec in records:
-        suite = rec["suite"]
+        suite = rec.suite
         if files.get(suite):
             continue
         info = baseline_info.get(suite)
         files[suite] = info.get("file") if info else None
         if not files[suite]:
-            stored = [p["verdict"].get("baseline_file") for p in rec["points"] if p.get("verdict")]
+            stored = [p.verdict.baseline_file for p in rec.points if p.verdict is not None]
             files[suite] = next((f for f in stored if f), None)
     return files
 
 
-def _baseline_line(suite: str, records: Sequence[Record], file: str | None,
+def _baseline_line(suite: str, records: Sequence[CaseResult], file: str | None,
                    info: BaselineInfo | None) -> str | None:
     if info:
         parts = [f"Baseline {md_code(info.get('file') or file or '?', in_table=False)}"]
@@ -555,9 +538,9 @@ def _baseline_line(suite: str, records: Sequence[Record], file: str | None,
         return " · ".join(parts)
     if not file:
         return None
-    verdicts = [p["verdict"] for r in records if r["suite"] == suite for p in r["points"]
-                if p.get("verdict")]
-    if any(v.get("baseline_runs") for v in verdicts):
+    verdicts = [p.verdict for r in records if r.suite == suite for p in r.points
+                if p.verdict is not None]
+    if any(v.baseline_runs for v in verdicts):
         return f"Baseline {md_code(file, in_table=False)}"
     return (f"No baseline on this hardware class yet: `--pipeperf-update-baselines` records "
             f"{md_code(file, in_table=False)}")
@@ -604,8 +587,8 @@ def _machine_text(machine: Mapping[str, Any]) -> str:
     return text + (f" ({md_text(', '.join(details))})" if details else "")
 
 
-def _summary(records: Sequence[Record], counts: Mapping[str, int]) -> str:
-    points = sum(len(rec["points"]) for rec in records)
+def _summary(records: Sequence[CaseResult], counts: Mapping[str, int]) -> str:
+    points = sum(len(rec.points) for rec in records)
     parts = [f"{counts.get(k, 0)} {one if counts.get(k, 0) == 1 else many}"
              for k, one, many in _NOUNS if k in _ALWAYS_COUNTED or counts.get(k)]
     extra = sorted(set(counts) - {k for k, _, _ in _NOUNS})
@@ -614,7 +597,7 @@ def _summary(records: Sequence[Record], counts: Mapping[str, int]) -> str:
             f"point{'s' if points != 1 else ''}:** " + ", ".join(parts))
 
 
-def markdown(records: Sequence[Record], *, machine: Mapping[str, Any], control_line: str,
+def markdown(records: Sequence[CaseResult], *, machine: Mapping[str, Any], control_line: str,
              baseline_info: Mapping[str, BaselineInfo], versions: Mapping[str, str],
              title: str = "pipeperf", max_chars: int = MARKDOWN_MAX_CHARS,
              stale: Sequence[str] = (), scenarios: Sequence[Mapping[str, Any]] = ()) -> str:
@@ -625,7 +608,7 @@ def markdown(records: Sequence[Record], *, machine: Mapping[str, Any], control_l
     need attention (parity failures, regressions, improvements, inconclusive, incomparable,
     new, in that order), with the ok points in a collapsed ``<details>`` table; a legend.
 
-    :param records: case records (``CaseResult.to_dict()`` plus ``location``), in run order.
+    :param records: the case results, in run order.
     :param machine: the machine fingerprint (``class``, ``cpu``, ``logical_cores``, ``gpus``,
         ``driver``).
     :param control_line: how the suite-level false-alarm rate is controlled
@@ -681,7 +664,7 @@ def markdown(records: Sequence[Record], *, machine: Mapping[str, Any], control_l
     return (cut[:cut.rfind("\n")].rstrip("\n") if "\n" in cut else cut) + note
 
 
-def _render(records: Sequence[Record], rows: Sequence[_MdRow], keep: set[int], *,
+def _render(records: Sequence[CaseResult], rows: Sequence[_MdRow], keep: set[int], *,
             machine: Mapping[str, Any], control_line: str,
             baseline_info: Mapping[str, BaselineInfo], files: Mapping[str, str | None],
             versions: Mapping[str, str], title: str, max_chars: int, legend: bool,
@@ -697,7 +680,7 @@ def _render(records: Sequence[Record], rows: Sequence[_MdRow], keep: set[int], *
         out += ["", (f"> **Report truncated** to {max_chars} characters: {left_out} of "
                      f"{len(rows)} rows are not shown (ok points first). The `--pipeperf-json` "
                      "output has them all.")]
-    suites = list(dict.fromkeys(rec["suite"] for rec in records))
+    suites = list(dict.fromkeys(rec.suite for rec in records))
     changed = version_changes(versions, [baseline_info[s] for s in suites if s in baseline_info])
     if changed:
         out += ["", ("**Library versions differ from the baseline** (their effect is what the "
@@ -741,7 +724,7 @@ def _render(records: Sequence[Record], rows: Sequence[_MdRow], keep: set[int], *
                              "(report truncated).*")]
             out += ["", "</details>"]
     swept = [(rec, best_batch(rec)) for rec in records]
-    swept_rows = [[md_code(rec["case"]), str(found[0]), f"{found[1]:.1f}",
+    swept_rows = [[md_code(rec.case), str(found[0]), f"{found[1]:.1f}",
                    best_verdict(rec, found[0]),
                    ", ".join(f"{b}: {t:.1f}" for b, t in found[2])]
                   for rec, found in swept if found is not None]
@@ -757,32 +740,33 @@ def _render(records: Sequence[Record], rows: Sequence[_MdRow], keep: set[int], *
     return "\n".join(out) + "\n"
 
 
-def _memory_markdown(records: Sequence[Record]) -> list[str]:
+def _memory_markdown(records: Sequence[CaseResult]) -> list[str]:
     """Memory regressions in bold, then every case's model size and memory, collapsed."""
     out: list[str] = []
-    regressed = [rec for rec in records
-                 if (memory_verdict(rec) or {}).get("status") == "regressed"]
+    regressed = [(rec, verdict) for rec in records
+                 if (verdict := memory_verdict(rec)) is not None and verdict.status == "regressed"]
     if regressed:
         out += ["", f"**Memory regressed in {len(regressed)} case(s):**", ""]
-        out += [f"- {md_code(rec['case'], in_table=False)}: "
-                f"{md_text(memory_text(memory_verdict(rec) or {}))}" for rec in regressed]
+        out += [f"- {md_code(rec.case, in_table=False)}: "
+                f"{md_text(memory_text(verdict))}" for rec, verdict in regressed]
     body = []
     for rec in records:
-        memory = rec.get("memory") or {}
-        size = (rec.get("costs") or {}).get("model_bytes")
-        if not memory and not isinstance(size, (int, float)):
+        memory = rec.memory
+        size = rec.costs.get("model_bytes")
+        if memory is None and not isinstance(size, (int, float)):
             continue
         verdict = memory_verdict(rec)
-        growth = memory.get("growth_mb")
-        device = memory.get("device_peak_mb")
-        body.append([md_code(rec["case"]), md_text(rec["backend"]), md_text(precision_cell(rec)),
+        growth = memory.growth_mb if memory is not None else None
+        device = memory.device_peak_mb if memory is not None else None
+        body.append([md_code(rec.case), md_text(rec.backend), md_text(precision_cell(rec)),
                      _size(float(size)) if isinstance(size, (int, float)) else "-",
-                     f"{growth:.0f}" if isinstance(growth, (int, float)) else "-",
-                     f"{memory['peak_rss_mb']:.0f}" if memory.get("peak_rss_mb") else "-",
-                     f"{device:.0f}" if isinstance(device, (int, float)) else "-",
-                     md_text(verdict["status"]) if verdict else "-",
-                     f"{verdict['baseline_mb']:.0f}" if verdict and
-                     verdict.get("baseline_mb") is not None else "-"])
+                     f"{growth:.0f}" if growth is not None else "-",
+                     f"{memory.peak_rss_mb:.0f}" if memory is not None and memory.peak_rss_mb
+                     else "-",
+                     f"{device:.0f}" if device is not None else "-",
+                     md_text(verdict.status) if verdict else "-",
+                     f"{verdict.baseline_mb:.0f}" if verdict and
+                     verdict.baseline_mb is not None else "-"])
     if body:
         out += ["", "<details>", f"<summary>Model size and memory of {len(body)} case(s)"
                 "</summary>", ""]
@@ -792,11 +776,11 @@ def _memory_markdown(records: Sequence[Record]) -> list[str]:
     return out
 
 
-def _resolution(records: Sequence[Record]) -> str | None:
+def _resolution(records: Sequence[CaseResult]) -> str | None:
     """How small a slowdown this run could detect: what "ok" and "inconclusive" are worth."""
-    found = sorted(float(p["verdict"]["detectable"]) for rec in records for p in rec["points"]
-                   if p["parity"]["passed"] and (p.get("verdict") or {}).get("detectable")
-                   is not None)
+    found = sorted(p.verdict.detectable for rec in records for p in rec.points
+                   if p.parity.passed and p.verdict is not None
+                   and p.verdict.detectable is not None)
     if not found:
         return None
     mid = len(found) // 2
@@ -847,14 +831,6 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def _verdict_of(data: Any) -> Verdict | None:
-    """The :class:`Verdict` a result's JSON holds, for its message; ``None`` if it is not one."""
-    try:
-        return Verdict.from_dict(data)
-    except (KeyError, TypeError, ValueError, IndexError):
-        return None
-
-
 def _annotation_level(status: str, fail_on_regression: bool) -> str | None:
     if status == "parity-failed" or (status == "regressed" and fail_on_regression):
         return "error"
@@ -868,7 +844,7 @@ def _annotation_level(status: str, fail_on_regression: bool) -> str | None:
 # Not called ``annotations``: that name is the ``from __future__ import annotations`` feature
 # object of every module here, and mypy would type the function as that object.
 def github_annotations(
-    records: Sequence[Record], *, fail_on_regression: bool, limit: int = ANNOTATION_LIMIT,
+    records: Sequence[CaseResult], *, fail_on_regression: bool, limit: int = ANNOTATION_LIMIT,
     fail_on_memory: bool = False,
 ) -> list[str]:
     """GitHub Actions workflow commands, one per point that needs attention.
@@ -887,37 +863,36 @@ def github_annotations(
     """
     found: list[tuple[int, int, str]] = []
     for rec in records:
-        location = rec.get("location") or {}
+        location = rec.location or {}
         props = []
         if location.get("path"):
             props.append(f"file={escape_property(str(location['path']))}")
             if location.get("line") is not None:
                 props.append(f"line={int(location['line'])}")
-        for point in rec["points"]:
-            status = _point_status(point)
+        for point in rec.points:
+            status = point.status
             level = _annotation_level(status, fail_on_regression)
             if level is None:
                 continue
-            where = f"{rec['case']} batch_size={point['batch_size']}"
+            where = f"{rec.case} batch_size={point.batch_size}"
             if status == "parity-failed":
-                text = f"parity {_parity_text(point['parity'])}"
+                text = f"parity {_parity_text(point.parity)}"
             else:
-                verdict = _verdict_of(point["verdict"])
-                text = verdict.message() if verdict is not None else _verdict_text(point["verdict"])
+                text = point.verdict.message() if point.verdict is not None else ""
             suffix = " (report-only)" if status == "regressed" and level != "error" else ""
             title = f"pipeperf: {status}{suffix}: {where}"
-            message = f"{rec['nodeid']} batch_size={point['batch_size']}\n{text}"
+            message = f"{rec.nodeid} batch_size={point.batch_size}\n{text}"
             command = (f"::{level} {','.join([*props, f'title={escape_property(title)}'])}"
                        f"::{escape_data(message)}")
             found.append((_LEVEL_ORDER.index(level), _RANK.get(status, len(ATTENTION)), command))
         mem = memory_verdict(rec)
-        if mem and mem["status"] == "regressed":
+        if mem and mem.status == "regressed":
             fails = fail_on_regression and fail_on_memory
             level = "error" if fails else "warning"
             suffix = "" if fails else " (report-only)"
-            title = f"pipeperf: memory regressed{suffix}: {rec['case']}"
+            title = f"pipeperf: memory regressed{suffix}: {rec.case}"
             command = (f"::{level} {','.join([*props, f'title={escape_property(title)}'])}"
-                       f"::{escape_data(rec['nodeid'] + chr(10) + memory_text(mem))}")
+                       f"::{escape_data(rec.nodeid + chr(10) + memory_text(mem))}")
             found.append((_LEVEL_ORDER.index(level), _RANK["regressed"], command))
     # Stable: the most urgent level, then status, then run order.
     ordered = [command for *_, command in sorted(found, key=lambda f: (f[0], f[1]))]

@@ -92,6 +92,18 @@ class PointResult:
             samples_ms=tuple(float(v) for v in samples) if samples is not None else None,
         )
 
+    @property
+    def key(self) -> str:
+        """The baseline key of this point (``batch_size=8``)."""
+        return point_key(self.batch_size)
+
+    @property
+    def status(self) -> str:
+        """``parity-failed``, else the verdict's status, else ``parity-only``."""
+        if not self.parity.passed:
+            return "parity-failed"
+        return self.verdict.status.value if self.verdict is not None else "parity-only"
+
 
 @dataclass(frozen=True, slots=True)
 class CaseResult:
@@ -115,6 +127,13 @@ class CaseResult:
     recipe: str | None = None
     memory: CaseMemory | None = None
     memory_verdict: MemoryVerdict | None = None
+    # Where the test is defined ({"path", "line"}), set by the controller from pytest's report;
+    # not part of to_dict() (the worker does not know it), but of to_record().
+    location: dict[str, Any] | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The ``cases[]`` entry of ``--pipeperf-json``: :meth:`to_dict` plus ``location``."""
+        return {**self.to_dict(), "location": self.location}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (see the module docstring)."""
@@ -163,4 +182,31 @@ class CaseResult:
             recipe=None if data["recipe"] is None else str(data["recipe"]),
             memory=CaseMemory.from_dict(memory) if memory is not None else None,
             memory_verdict=MemoryVerdict.from_dict(verdict) if verdict is not None else None,
+            location=_location(data.get("location")),
         )
+
+
+def _location(data: Any) -> dict[str, Any] | None:
+    """A record's optional ``location`` (``{"path": str, "line": int}``), checked."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise TypeError(f"a case location is an object, got {data!r}")
+    line = data["line"]
+    return {"path": str(data["path"]), "line": None if line is None else int(line)}
+
+
+def read_record(data: Any, what: str, errors: list[str]) -> CaseResult | None:
+    """``CaseResult.from_dict(data)``, or ``None`` with a line appended to ``errors`` (the
+    session's errors: the terminal summary shows them as ``pipeperf ERROR:`` and the run fails)
+    when ``data`` is not a case result.
+
+    :param what: what the record is, for the message (``the result of suites/test_x.py::t``).
+    """
+    try:
+        return CaseResult.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        errors.append(f"{what} is not a pipeperf case result ({type(exc).__name__}: "
+                      f"{detail}); it is left out of the report, outputs and baselines")
+        return None

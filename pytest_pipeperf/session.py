@@ -12,6 +12,7 @@ verdicts are :mod:`pytest_pipeperf.verdicts`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -40,7 +41,7 @@ from pytest_pipeperf.outputs import Outputs
 from pytest_pipeperf.precision import Precision
 from pytest_pipeperf.progress import Progress, terminal_writer
 from pytest_pipeperf.recipe import RecipeChoice, cell_availability, merge, offered, unknown_message
-from pytest_pipeperf.results import USER_PROPERTY
+from pytest_pipeperf.results import USER_PROPERTY, CaseResult, read_record
 from pytest_pipeperf.roles import role_of
 from pytest_pipeperf.scenario import SCENARIO_PROPERTY
 from pytest_pipeperf.verdicts import MemoryVerdict, Verdict, gate
@@ -70,7 +71,8 @@ class PipeperfSession:
         self._backends: dict[str, Backend | None] = {}
         self._references: dict[tuple[str, str], Runnable] = {}
         self._reference_outputs: dict[tuple[Any, ...], Mapping[str, np.ndarray]] = {}
-        self.records: list[dict[str, Any]] = []
+        # Case results, typed once where they arrive (a record that is not one is a session error).
+        self.records: list[CaseResult] = []
         self.scenarios: list[dict[str, Any]] = []
         self.functions: dict[str, set[str]] = {}
         # Node ids on the command line (file.py::test) collect part of a file: its other
@@ -82,7 +84,7 @@ class PipeperfSession:
         self.errors: list[str] = []
         self.timed_points = 0
         # Results of the extra processes of --pipeperf-runs / --pipeperf-calibrate.
-        self.child_records: list[dict[str, Any]] = []
+        self.child_records: list[CaseResult] = []
         self.calibrations: list[recording.Calibrated] = []
         self.plots: list[Path] = []
         self.locks = parallel.DeviceLocks(settings.cache_dir.parent / "locks")
@@ -241,7 +243,9 @@ class PipeperfSession:
         location = {"path": path.replace(os.sep, "/"), "line": line + 1} \
             if line is not None else None
         for name, value in report.user_properties:
-            if name == USER_PROPERTY and isinstance(value, dict):
-                self.records.append({**value, "location": location})
+            if name == USER_PROPERTY:
+                result = read_record(value, f"the result of {report.nodeid}", self.errors)
+                if result is not None:
+                    self.records.append(dataclasses.replace(result, location=location))
             elif name == SCENARIO_PROPERTY and isinstance(value, dict) and value.get("rows"):
                 self.scenarios.append({**value, "location": location})

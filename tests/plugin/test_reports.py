@@ -144,3 +144,19 @@ def test_outputs_that_cannot_be_written_are_errors_and_the_others_still_are(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["pipeperf ERROR: cannot write --pipeperf-report=blocked/report.md*"])
     assert json.loads((fake_project.path / "ok.json").read_text())["schema_version"] == 4
+
+
+def test_a_record_that_is_not_a_case_result_is_a_session_error(
+    fake_project: FakeProject,
+) -> None:
+    fake_project.write_suite('''
+def test_odd(record_property):
+    record_property("pipeperf", {"nodeid": "x", "points": []})
+''')
+    result = fake_project.run("--pipeperf-json=out/result.json")
+    result.assert_outcomes(passed=1)
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["pipeperf ERROR: the result of test_suite.py::test_odd is not a "
+                                 "pipeperf case result (KeyError: missing key *); it is left out*"])
+    doc = json.loads((fake_project.path / "out" / "result.json").read_text())
+    assert doc["cases"] == []

@@ -9,6 +9,7 @@ checks, so a change of its format shows up here. Input documents are built from 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib
 import json
 import math
@@ -80,8 +81,8 @@ def point(batch_size: int, samples_ms: Sequence[float] | None, *, keep_samples: 
 
 
 def record(case: str, points: Sequence[PointResult], *, disabled: bool = False,
-           line: int = 7) -> dict[str, Any]:
-    """A case record as the controller stores it: ``CaseResult.to_dict()`` plus ``location``."""
+           line: int = 7) -> CaseResult:
+    """A case record as the controller stores it: a ``CaseResult`` with its ``location``."""
     backend, precision, device = case.split("[", 1)[1].rstrip("]").split("-")
     result = CaseResult(
         nodeid=f"{SUITE}.py::{case}", suite=SUITE, case=case, backend=backend,
@@ -90,10 +91,10 @@ def record(case: str, points: Sequence[PointResult], *, disabled: bool = False,
                                                 "export_cache": ""},
         peak_rss_mb=800.0, versions={"python": "3.11.7"}, disabled=disabled,
     )
-    return {**result.to_dict(), "location": {"path": f"{SUITE}.py", "line": line}}
+    return dataclasses.replace(result, location={"path": f"{SUITE}.py", "line": line})
 
 
-def document(*records: dict[str, Any]) -> dict[str, Any]:
+def document(*records: CaseResult) -> dict[str, Any]:
     machine = MachineInfo(cpu="AMD EPYC", logical_cores=2, machine="x86_64").to_dict()
     return to_json(list(records), machine, SETTINGS, {"hardware_class": machine["class"]})
 

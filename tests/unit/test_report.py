@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -55,7 +56,7 @@ def verdict(status: str, ratio: float | None = None, ci: tuple[float, float] | N
             "confidence": 0.99, "threshold": 0.05, "detectable": 0.276 if ratio else None,
             "drift": 0.1, "drift_source": "prior 10%", "baseline_runs": 1,
             "baseline_file": "baselines/suites/test_embeddings/amd-epyc-2c.json" if ratio else None,
-            "rule": "median-ratio/v1", "reason": reason}
+            "rule": "median-ratio/v1", "reason": reason, "absolute": None}
 
 
 def point(batch_size: int, p50: float | None, parity: dict[str, Any],
@@ -63,29 +64,35 @@ def point(batch_size: int, p50: float | None, parity: dict[str, Any],
     return {"batch_size": batch_size, "key": f"batch_size={batch_size}", "first_call_ms": 12.5,
             "stats": stats(p50) if p50 is not None else None,
             "throughput": batch_size * 1000.0 / p50 if p50 else None,
-            "parity": parity, "verdict": verdict_}
+            "parity": parity, "verdict": verdict_, "normalized": None, "speedup": None,
+            "rounds": None, "reference": None, "samples_ms": None}
 
 
-def record(case: str, points: list[dict[str, Any]], disabled: bool = False) -> dict[str, Any]:
+def record_dict(case: str, points: list[dict[str, Any]], disabled: bool = False) -> dict[str, Any]:
     backend, precision, device = case.split("[", 1)[1].rstrip("]").split("-")
     return {"nodeid": f"{SUITE}.py::{case}", "suite": SUITE, "case": case, "backend": backend,
-            "precision": precision, "device": device, "task": "feature-extraction",
-            "model": "/models/minilm", "threads": 1,
+            "precision": precision, "recipe": None, "device": device,
+            "task": "feature-extraction", "model": "/models/minilm", "threads": 1,
             "costs": {"load_s": 1.25, "export_s": 3.5, "export_cache": "miss", "build_s": 4.75},
-            "peak_rss_mb": 812.4, "versions": {"torch": "2.13.0"}, "update": False,
-            "disabled": disabled, "points": points}
+            "peak_rss_mb": 812.4, "memory": None, "versions": {"torch": "2.13.0"},
+            "update": False, "disabled": disabled, "points": points}
 
 
-ORT = record("test_embed[onnxruntime-fp32-cpu]", [
+def record(case: str, points: list[dict[str, Any]], disabled: bool = False) -> CaseResult:
+    return CaseResult.from_dict(record_dict(case, points, disabled))
+
+
+ORT_DICT = record_dict("test_embed[onnxruntime-fp32-cpu]", [
     point(1, 4.0, PARITY_OK, verdict("ok", 1.012, (0.80, 1.28))),
     point(8, 16.0, PARITY_OK, verdict("regressed", 1.382, (1.081, 1.766))),
 ])
-EAGER = record("test_embed[eager-fp16-cuda0]", [point(1, None, PARITY_BAD, None)])
-NEW = record("test_classify[eager-fp32-cpu]", [point(1, 8.0, PARITY_OK,
+EAGER_DICT = record_dict("test_embed[eager-fp16-cuda0]", [point(1, None, PARITY_BAD, None)])
+NEW_DICT = record_dict("test_classify[eager-fp32-cpu]", [point(1, 8.0, PARITY_OK,
                                                       verdict("new", reason="no baseline yet"))])
-DISABLED = record("test_classify[onnxruntime-fp32-cpu]", [point(1, None, PARITY_OK, None)],
-                  disabled=True)
-RECORDS = [ORT, EAGER, NEW, DISABLED]
+DISABLED_DICT = record_dict("test_classify[onnxruntime-fp32-cpu]",
+                            [point(1, None, PARITY_OK, None)], disabled=True)
+RECORD_DICTS = [ORT_DICT, EAGER_DICT, NEW_DICT, DISABLED_DICT]
+ORT, EAGER, NEW, DISABLED = RECORDS = [CaseResult.from_dict(d) for d in RECORD_DICTS]
 
 
 # --- rows / table -------------------------------------------------------------------------------
@@ -243,7 +250,7 @@ def test_one_off_lines() -> None:
         ("test_embed[onnxruntime-fp32-cpu]: build 4.75 s (load 1.25 s, export 3.5 s (cache miss)), "
          "first call bs1 12.5 ms, bs8 12.5 ms, peak RSS 812 MB")
     ]
-    bare = {**ORT, "costs": {}, "peak_rss_mb": 0.0}
+    bare = dataclasses.replace(ORT, costs={}, peak_rss_mb=0.0)
     assert one_off_lines([bare])[0].startswith(
         "test_embed[onnxruntime-fp32-cpu]: build 0.00 s (load 0.00 s), first call")
 
@@ -256,7 +263,7 @@ def test_to_json_document() -> None:
     assert doc["baselines"] == {"updated": 0}
     assert list(doc["summary"]) == sorted(doc["summary"])
     assert doc["summary"] == {"new": 1, "ok": 1, "parity-failed": 1, "parity-only": 1, "regressed": 1}
-    assert doc["cases"] == RECORDS
+    assert doc["cases"] == [{**rec, "location": None} for rec in RECORD_DICTS]
     assert json.loads(json.dumps(doc)) == doc
 
 
@@ -272,7 +279,7 @@ def test_report_accepts_records_made_by_case_result() -> None:
         task="feature-extraction", model="/m", threads=None,
         points=(PointResult(4, parity, 20.0, lat, 1000.0, judged),),
     )
-    data = json.loads(json.dumps(case.to_dict()))
+    data = CaseResult.from_dict(json.loads(json.dumps(case.to_dict())))
     assert rows([data]) == [("test_embeddings::test_embed", "eager", "fp32", "cpu", "4", "4.00",
                              "4.40", "4.90", "1000.0", "-", "-", "max_abs 1.0e-06", "ok (+1.0%)")]
     assert summary_line([data]) == "1 cases, 1 points: 1 ok"
@@ -299,9 +306,9 @@ INFO: dict[str, BaselineInfo] = {SUITE: {
 VERSIONS = {"torch": "2.13.0", "onnxruntime": "1.31.1", "numpy": "2.4.6"}
 
 
-def located(rec: dict[str, Any], line: int | None = 7) -> dict[str, Any]:
-    return {**rec, "location": None if line is None else
-            {"path": f"{SUITE}.py", "line": line}}
+def located(rec: CaseResult, line: int | None = 7) -> CaseResult:
+    return dataclasses.replace(rec, location=None if line is None else
+                               {"path": f"{SUITE}.py", "line": line})
 
 
 # One regression, one improvement, one new point, one parity failure and three ok points; listed
@@ -323,7 +330,7 @@ RUN = [
 ]
 
 
-def render(records: list[dict[str, Any]] | None = None, **kwargs: Any) -> str:
+def render(records: list[CaseResult] | None = None, **kwargs: Any) -> str:
     args: dict[str, Any] = {"machine": MACHINE, "control_line": CONTROL, "baseline_info": INFO,
                             "versions": VERSIONS, **kwargs}
     return markdown(RUN if records is None else records, **args)
@@ -440,7 +447,7 @@ def test_markdown_parity_failure_shows_metric_value_tolerance_and_advice() -> No
 def test_markdown_escapes_pipes_and_markdown_in_cells() -> None:
     nasty = record("test_x[eager-fp32-cpu]", [point(1, 2.0, PARITY_OK, verdict(
         "incomparable", reason="recorded | on *other* <b>hardware</b>\nsee `x`"))])
-    nasty["case"] = "test_x[a|b-`c`]"
+    nasty = dataclasses.replace(nasty, case="test_x[a|b-`c`]")
     text = render([nasty, *RUN])
     rows_ = [line for line in text.splitlines() if line.startswith("| ")]
     widths = {len(cells(line)) for line in rows_[:2]}
@@ -558,7 +565,7 @@ def test_markdown_of_the_case_result_form() -> None:
         task="feature-extraction", model="/m", threads=None,
         points=(PointResult(4, parity, 20.0, lat, 1000.0, judged),),
     )
-    text = render([json.loads(json.dumps(case.to_dict()))])
+    text = render([CaseResult.from_dict(json.loads(json.dumps(case.to_dict())))])
     assert "| **REGRESSED** | `test_embed` | eager | fp32 | cpu | 4 | " \
            "+14.2% (99% CI +11.0..+17.5%) | 5% | 5.0% | median-ratio/v1 | 4.00 |" in text
 
@@ -643,10 +650,9 @@ def test_annotations_location() -> None:
     assert parity.startswith(f"::error file={SUITE}.py,line=7,title=pipeperf%3A parity-failed%3A ")
     regressed = next(a for a in lines if "regressed" in a)
     assert regressed.startswith("::error title=pipeperf%3A regressed%3A ")  # location None
-    old = {**RUN[0]}
-    del old["location"]  # records from before the field existed
+    old = dataclasses.replace(RUN[0], location=None)  # records from before the field existed
     assert github_annotations([old], fail_on_regression=True)[0].startswith("::notice title=")
-    odd = {**RUN[0], "location": {"path": "dir,x/te:st.py", "line": None}}
+    odd = dataclasses.replace(RUN[0], location={"path": "dir,x/te:st.py", "line": None})
     assert github_annotations([odd], fail_on_regression=True)[0].startswith(
         "::notice file=dir%2Cx/te%3Ast.py,title=")
 
@@ -689,8 +695,8 @@ def test_escape_property_round_trips_without_separators(text: str) -> None:
 
 @given(st.text(), st.text())
 def test_annotation_is_one_parseable_command(reason: str, path: str) -> None:
-    rec = {**record("test_x[eager-fp32-cpu]", [point(1, 2.0, PARITY_OK, verdict(
-        "incomparable", reason=reason))]), "location": {"path": path or "x.py", "line": 3}}
+    rec = dataclasses.replace(record("test_x[eager-fp32-cpu]", [point(1, 2.0, PARITY_OK, verdict(
+        "incomparable", reason=reason))]), location={"path": path or "x.py", "line": 3})
     (line,) = github_annotations([rec], fail_on_regression=True)
     assert "\n" not in line and "\r" not in line
     level, props, message = parse_command(line)

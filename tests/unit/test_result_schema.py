@@ -9,6 +9,7 @@ end-to-end run of the fake backend checks the document the plugin itself writes 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -76,7 +77,7 @@ def timed(batch_size: int, median_ms: float, *, verdict: str = "normalized",
 
 def record(case: str, points: list[PointResult], *, recipe: str | None = None,
            threads: int | None = 1, disabled: bool = False,
-           location: dict[str, Any] | None = None) -> dict[str, Any]:
+           location: dict[str, Any] | None = None) -> CaseResult:
     backend, precision, device = case.split("[", 1)[1].rstrip("]").split("-")
     result = CaseResult(
         nodeid=f"{SUITE}.py::{case}", suite=SUITE, case=case, backend=backend,
@@ -88,8 +89,8 @@ def record(case: str, points: list[PointResult], *, recipe: str | None = None,
                "compile_s": "1.25", "threads": "1"},
         peak_rss_mb=812.4, versions=library_versions(), disabled=disabled, recipe=recipe,
     )
-    return {**result.to_dict(),
-            "location": location if location is not None else {"path": f"{SUITE}.py", "line": 12}}
+    return dataclasses.replace(
+        result, location=location if location is not None else {"path": f"{SUITE}.py", "line": 12})
 
 
 def settings() -> dict[str, Any]:
@@ -114,7 +115,7 @@ def scenario(case: str, name: str = "serving", **kwargs: Any) -> dict[str, Any]:
     return {**sc.to_dict(), "location": {"path": "suites/test_serving.py", "line": 7}}
 
 
-def document(records: list[dict[str, Any]], *, gpu: bool = False,
+def document(records: list[CaseResult], *, gpu: bool = False,
              scenarios: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     machine = MachineInfo(cpu="AMD EPYC 7B13", logical_cores=16, machine="x86_64",
                           gpus=("NVIDIA H100 80GB HBM3",) if gpu else (),
@@ -150,7 +151,7 @@ DOCUMENTS: dict[str, Callable[[], dict[str, Any]]] = {
         record("test_embed[tensorrt-fp16-cuda0]",
                [timed(1, 0.8, verdict="incomparable", samples=False)],
                location={"path": "suites/test_embeddings.py", "line": 1}),
-        {**record("test_embed[eager-fp16-cuda0]", [timed(1, 1.5)]), "location": None},
+        dataclasses.replace(record("test_embed[eager-fp16-cuda0]", [timed(1, 1.5)]), location=None),
     ], gpu=True),
     "empty": lambda: document([]),
 }
