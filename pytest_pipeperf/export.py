@@ -1,8 +1,9 @@
 """``--pipeperf-benchmark-json``: the timed points in pytest-benchmark's saved-run format.
 
 Dashboards that read pytest-benchmark (github-action-benchmark, Bencher, Conbench, its own
-``pytest-benchmark compare``) then read pipeperf runs too. :func:`to_benchmark_json` is a pure
-conversion of the ``--pipeperf-json`` document (see ``docs/json.md`` for the field mapping);
+``pytest-benchmark compare``) then read pipeperf runs too. :func:`benchmark_json` is a pure
+conversion of the run's case results (see ``docs/json.md`` for the field mapping), and
+:func:`to_benchmark_json` the same of a ``--pipeperf-json`` document;
 :func:`host_info` and :func:`git_commit_info` read the facts that document does not hold (the
 interpreter, the OS, the commit) for a caller that converts in the process that ran the tests.
 
@@ -23,7 +24,13 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pytest_pipeperf.results import CaseResult
+
+if TYPE_CHECKING:
+    from pytest_pipeperf.results import PointResult
+    from pytest_pipeperf.stats import LatencyStats, RatioStats
 
 # The pytest-benchmark release whose saved-run format (field set, statistic definitions) this
 # export matches; written to the ``version`` field as pytest-benchmark writes its own version.
@@ -110,8 +117,8 @@ def stats_from_samples(samples_s: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def stats_from_summary(latency: Mapping[str, Any]) -> dict[str, Any]:
-    """pytest-benchmark's ``stats`` estimated from a ``LatencyStats`` dict (no raw samples).
+def stats_from_summary(latency: LatencyStats) -> dict[str, Any]:
+    """pytest-benchmark's ``stats`` estimated from a point's ``LatencyStats`` (no raw samples).
 
     Exact (up to float rounding): ``min``, ``max``, ``mean``, ``stddev`` (both use n - 1),
     ``rounds`` (``n``), ``median`` (``p50_ms``), ``total`` (``mean x n``), ``ops`` (``1 / mean``).
@@ -121,12 +128,12 @@ def stats_from_summary(latency: Mapping[str, Any]) -> dict[str, Any]:
     ``[min, max]``; the outlier counts are unknown: 0, and ``outliers`` reads ``"?;?"``.
     No ``data``.
 
-    :param latency: ``LatencyStats.to_dict()`` (milliseconds).
+    :param latency: the point's latency statistics (milliseconds).
     """
-    n = int(latency["n"])
-    lo, hi = latency["min_ms"] / 1e3, latency["max_ms"] / 1e3
-    mean, median = latency["mean_ms"] / 1e3, latency["p50_ms"] / 1e3
-    half = latency["iqr_ms"] / 2e3
+    n = latency.n
+    lo, hi = latency.min_ms / 1e3, latency.max_ms / 1e3
+    mean, median = latency.mean_ms / 1e3, latency.p50_ms / 1e3
+    half = latency.iqr_ms / 2e3
     q1 = min(max(median - half, lo), median)
     q3 = max(min(median + half, hi), median)
     iqr = q3 - q1
@@ -134,7 +141,7 @@ def stats_from_summary(latency: Mapping[str, Any]) -> dict[str, Any]:
         "min": lo,
         "max": hi,
         "mean": mean,
-        "stddev": latency["stdev_ms"] / 1e3,
+        "stddev": latency.stdev_ms / 1e3,
         "rounds": n,
         "median": median,
         "iqr": iqr,
@@ -177,57 +184,55 @@ def _param(case: str, key: str) -> str:
 
 # --- conversion -----------------------------------------------------------------------------------
 
-def _median(ratio: Mapping[str, Any] | None) -> float | None:
-    return None if not ratio else float(ratio["median"])
+def _median(ratio: RatioStats | None) -> float | None:
+    return None if ratio is None else float(ratio.median)
 
 
-def _location(rec: Mapping[str, Any]) -> str | None:
-    location = rec.get("location")
+def _location(rec: CaseResult) -> str | None:
+    location = rec.location
     if not location or not location.get("path"):
         return None
     line = location.get("line")
     return str(location["path"]) if line is None else f"{location['path']}:{line}"
 
 
-def _extra_info(rec: Mapping[str, Any], point: Mapping[str, Any],
+def _extra_info(rec: CaseResult, point: PointResult, latency: LatencyStats,
                 approximated: Sequence[str]) -> dict[str, Any]:
-    verdict = point.get("verdict") or {}
-    parity = point["parity"]
-    latency = point["stats"]
+    verdict, parity = point.verdict, point.parity
     return {
-        "backend": rec["backend"],
-        "precision": rec["precision"],
-        "recipe": rec.get("recipe"),
-        "device": rec["device"],
-        "batch_size": point["batch_size"],
-        "task": rec.get("task"),
-        "model": rec.get("model"),
-        "threads": rec.get("threads"),
-        "verdict": verdict.get("status"),
-        "verdict_ratio": verdict.get("ratio"),
-        "verdict_metric": verdict.get("metric"),
-        "verdict_rule": verdict.get("rule"),
-        "normalized": _median(point.get("normalized")),
-        "speedup": _median(point.get("speedup")),
-        "throughput": point.get("throughput"),
-        "first_call_ms": point.get("first_call_ms"),
-        "p90_ms": latency.get("p90_ms"),
-        "p95_ms": latency.get("p95_ms"),
-        "p99_ms": latency.get("p99_ms"),
-        "median_ci_ms": latency.get("median_ci_ms"),
-        "parity": parity.get("passed"),
-        "parity_metric": parity.get("metric"),
-        "parity_value": parity.get("value"),
-        "reference": point.get("reference"),
-        "nodeid": rec["nodeid"],
+        "backend": rec.backend,
+        "precision": rec.precision,
+        "recipe": rec.recipe,
+        "device": rec.device,
+        "batch_size": point.batch_size,
+        "task": rec.task,
+        "model": rec.model,
+        "threads": rec.threads,
+        "verdict": verdict.status.value if verdict is not None else None,
+        "verdict_ratio": verdict.ratio if verdict is not None else None,
+        "verdict_metric": verdict.metric if verdict is not None else None,
+        "verdict_rule": verdict.rule if verdict is not None else None,
+        "normalized": _median(point.normalized),
+        "speedup": _median(point.speedup),
+        "throughput": point.throughput,
+        "first_call_ms": point.first_call_ms,
+        "p90_ms": latency.p90_ms,
+        "p95_ms": latency.p95_ms,
+        "p99_ms": latency.p99_ms,
+        "median_ci_ms": list(latency.median_ci_ms),
+        "parity": parity.passed,
+        "parity_metric": parity.metric,
+        "parity_value": parity.value,
+        "reference": point.reference,
+        "nodeid": rec.nodeid,
         "location": _location(rec),
         "stats_from": "summary" if approximated else "samples",
         "approximated": list(approximated),
     }
 
 
-def _options(rec: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
-    cuda = str(rec["device"]).startswith("cuda")
+def _options(rec: CaseResult, settings: Mapping[str, Any]) -> dict[str, Any]:
+    cuda = rec.device.startswith("cuda")
     return {
         "disable_gc": False,
         "timer": "cuda_events" if cuda else "perf_counter_ns",
@@ -240,34 +245,38 @@ def _options(rec: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, A
     }
 
 
-def benchmark_entry(rec: Mapping[str, Any], point: Mapping[str, Any],
+def benchmark_entry(rec: CaseResult, point: PointResult,
                     settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The pytest-benchmark entry of one timed point (``point["stats"]`` must be set).
+    """The pytest-benchmark entry of one timed point (``point.stats`` must be set).
 
-    :param rec: the case record (``CaseResult.to_dict()`` plus ``location``).
+    :param rec: the case result.
     :param point: one of its points, with ``stats``.
     :param settings: the document's ``settings`` (for ``options``).
+    :raises ValueError: for a point without ``stats``.
     """
-    samples = point.get("samples_ms")
+    latency = point.stats
+    if latency is None:
+        raise ValueError(f"{rec.nodeid} {point.key} was not timed: it has no benchmark entry")
+    samples = point.samples_ms
     if samples:
         # Rounded to 1e-12 s: the samples are whole nanoseconds, and ms / 1e3 alone leaves
         # binary noise (0.0052585670000000004) in every value.
         stats = stats_from_samples([round(float(ms) / 1e3, 12) for ms in samples])
         approximated: Sequence[str] = ()
     else:
-        stats = stats_from_summary(point["stats"])
+        stats = stats_from_summary(latency)
         approximated = APPROXIMATED
-    key = str(point.get("key") or f"batch_size={point['batch_size']}")
-    case = str(rec["case"])
+    key = point.key
+    case = rec.case
     return {
-        "group": f"{rec['suite']}::{case.split('[', 1)[0]}",
+        "group": f"{rec.suite}::{case.split('[', 1)[0]}",
         "name": point_name(case, key),
-        "fullname": point_name(str(rec["nodeid"]), key),
-        "params": {"backend": rec["backend"], "precision": rec["precision"],
-                   "recipe": rec.get("recipe"), "device": rec["device"],
-                   "batch_size": point["batch_size"]},
+        "fullname": point_name(rec.nodeid, key),
+        "params": {"backend": rec.backend, "precision": rec.precision,
+                   "recipe": rec.recipe, "device": rec.device,
+                   "batch_size": point.batch_size},
         "param": _param(case, key),
-        "extra_info": _extra_info(rec, point, approximated),
+        "extra_info": _extra_info(rec, point, latency, approximated),
         "options": _options(rec, settings),
         "stats": stats,
     }
@@ -298,13 +307,30 @@ def _machine_info(machine: Mapping[str, Any], python: str | None,
 def to_benchmark_json(doc: Mapping[str, Any], *, now: datetime | None = None,
                       commit_info: Mapping[str, Any] | None = None,
                       host: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Convert a ``--pipeperf-json`` document into a pytest-benchmark saved run.
+    """Convert a ``--pipeperf-json`` document into a pytest-benchmark saved run: its cases read
+    with ``CaseResult.from_dict``, then :func:`benchmark_json`.
+
+    :param doc: the ``--pipeperf-json`` document (``report.to_json``), of this schema version.
+    :raises ValueError: (or ``TypeError`` / ``KeyError``) for a case that is not a case result.
+    """
+    return benchmark_json([CaseResult.from_dict(rec) for rec in doc.get("cases", ())],
+                          machine=doc.get("machine") or {}, settings=doc.get("settings") or {},
+                          now=now, commit_info=commit_info, host=host)
+
+
+def benchmark_json(records: Sequence[CaseResult], *, machine: Mapping[str, Any],
+                   settings: Mapping[str, Any], now: datetime | None = None,
+                   commit_info: Mapping[str, Any] | None = None,
+                   host: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The run's case results as a pytest-benchmark saved run.
 
     The result loads with pytest-benchmark's ``FileStorage`` and works with ``pytest-benchmark
     compare`` and ``--benchmark-compare-fail``. If the same point occurs twice (a rerun), the
     later record wins, as names must be unique.
 
-    :param doc: the ``--pipeperf-json`` document (``report.to_json``), schema version 2.
+    :param records: the case results, in run order.
+    :param machine: the machine fingerprint (``--pipeperf-json``'s ``machine``).
+    :param settings: ``--pipeperf-json``'s ``settings`` (for ``options`` and the Python version).
     :param now: the run's time for ``datetime`` (default: now, UTC).
     :param commit_info: pytest-benchmark's ``commit_info`` (e.g. :func:`git_commit_info`);
         default :data:`UNVERSIONED`.
@@ -313,19 +339,18 @@ def to_benchmark_json(doc: Mapping[str, Any], *, now: datetime | None = None,
         unknown fields are ``""``. pipeperf's own fingerprint is kept under
         ``machine_info["pipeperf"]``.
     """
-    settings: Mapping[str, Any] = doc.get("settings") or {}
     versions = settings.get("versions") or {}
     benchmarks: dict[str, dict[str, Any]] = {}
-    for rec in doc.get("cases", ()):
-        for point in rec.get("points", ()):
-            if not point.get("stats"):
+    for rec in records:
+        for point in rec.points:
+            if point.stats is None:
                 continue
             entry = benchmark_entry(rec, point, settings)
             benchmarks.pop(entry["fullname"], None)
             benchmarks[entry["fullname"]] = entry
     when = now or datetime.now(timezone.utc)
     return {
-        "machine_info": _machine_info(doc.get("machine") or {}, versions.get("python"), host),
+        "machine_info": _machine_info(machine, versions.get("python"), host),
         "commit_info": dict(commit_info) if commit_info is not None else dict(UNVERSIONED),
         "benchmarks": list(benchmarks.values()),
         "datetime": when.isoformat(),

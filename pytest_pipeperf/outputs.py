@@ -60,8 +60,9 @@ def write_outputs(state: PipeperfSession, info: Mapping[str, report.BaselineInfo
     """Write ``--pipeperf-json``, ``-report`` (+ the GitHub job summary), ``-benchmark-json``
     and ``-plots``. A failure to write one is a session error; the others are still written."""
     s = state.settings
-    doc = report.to_json(state.records, state.machine, settings_dict(state),
-                         baseline_summary(state), state.scenarios)
+    settings = settings_dict(state)
+    doc = report.to_json(state.records, state.machine, settings, baseline_summary(state),
+                         state.scenarios)
     outputs: list[tuple[str, Path, Any]] = []
     if s.json_path is not None:
         outputs.append(("--pipeperf-json", s.json_path, lambda: dump(doc)))
@@ -75,8 +76,9 @@ def write_outputs(state: PipeperfSession, info: Mapping[str, report.BaselineInfo
         from pytest_pipeperf import export
 
         outputs.append(("--pipeperf-benchmark-json", s.benchmark_json_path,
-                        lambda: dump(export.to_benchmark_json(
-                            doc, commit_info=export.git_commit_info(state.config.rootpath),
+                        lambda: dump(export.benchmark_json(
+                            state.records, machine=state.machine, settings=settings,
+                            commit_info=export.git_commit_info(state.config.rootpath),
                             host=export.host_info()))))
     for option, path, render in outputs:
         try:
