@@ -96,6 +96,7 @@ if TYPE_CHECKING:
 
     from pytest_pipeperf.backends.base import Runnable
     from pytest_pipeperf.check import Pipeline, PipeperfCheck
+    from pytest_pipeperf.config import PipeperfConfig
     from pytest_pipeperf.inputs import ImageInputs
 
 MAX_ROUNDS = 2000
@@ -994,3 +995,32 @@ def measurer_for(settings: AbSettings) -> Measurer | None:
     if settings.controlling:
         return PairedMeasurer()
     return None
+
+
+def configure(config: pytest.Config, ab: AbSettings, settings: PipeperfConfig) -> Measurer | None:
+    """Set up this process's part in the A/B gate (``pytest_configure``): refuse options it
+    cannot combine with, resolve the base, keep the settings in ``config.stash[ab_key]``,
+    register a worker's :class:`AbServer`, and return the measurer (``None`` outside the gate).
+
+    :raises pytest.UsageError: for ``--pipeperf-ab`` with an option it cannot combine with.
+    """
+    if ab.controlling:
+        workers = config.getoption("numprocesses", default=None)
+        for conflict, why in (
+            (settings.update_baselines and "--pipeperf-update-baselines",
+             "the A/B gate compares two checkouts and records no baseline; update baselines in a "
+             "separate run"),
+            (settings.calibrate and "--pipeperf-calibrate",
+             "calibrate in a separate run"),
+            (settings.disabled and "--pipeperf-disable", "the A/B gate times every case"),
+            (workers and f"-n {workers}",
+             "its workers must never time concurrently; drop -n"),
+        ):
+            if conflict:
+                raise pytest.UsageError(f"--pipeperf-ab={ab.ref} cannot be combined with "
+                                        f"{conflict}: {why}")
+        ab = ab.resolved(config.rootpath)
+    config.stash[ab_key] = ab
+    if ab.serve is not None:
+        config.pluginmanager.register(AbServer(*ab.serve), SERVER_NAME)
+    return measurer_for(ab)

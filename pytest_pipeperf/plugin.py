@@ -10,13 +10,8 @@ from typing import Any
 import pytest
 
 from pytest_pipeperf import hookspecs, parallel, roles
-from pytest_pipeperf.ab import (
-    SERVER_NAME,
-    AbServer,
-    AbSettings,
-    ab_key,
-    measurer_for,
-)
+from pytest_pipeperf.ab import AbSettings
+from pytest_pipeperf.ab import configure as configure_ab
 from pytest_pipeperf.backends import REGISTRY, load_backend
 from pytest_pipeperf.backends.base import Backend
 from pytest_pipeperf.config import (
@@ -78,26 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if unknown:
         raise pytest.UsageError(f"--pipeperf-recipe (or ini pipeperf_recipe): {unknown}")
     # The paired A/B gate: this process is its controller, one of its workers, or neither.
-    if ab_settings.controlling:
-        workers = config.getoption("numprocesses", default=None)
-        for conflict, why in (
-            (settings.update_baselines and "--pipeperf-update-baselines",
-             "the A/B gate compares two checkouts and records no baseline; update baselines in a "
-             "separate run"),
-            (settings.calibrate and "--pipeperf-calibrate",
-             "calibrate in a separate run"),
-            (settings.disabled and "--pipeperf-disable", "the A/B gate times every case"),
-            (workers and f"-n {workers}",
-             "its workers must never time concurrently; drop -n"),
-        ):
-            if conflict:
-                raise pytest.UsageError(f"--pipeperf-ab={ab_settings.ref} cannot be combined with "
-                                        f"{conflict}: {why}")
-        ab_settings = ab_settings.resolved(config.rootpath)
-    config.stash[ab_key] = ab_settings
-    config.stash[measurer_key] = measurer_for(ab_settings) or InterleavedMeasurer()
-    if ab_settings.serve is not None:
-        config.pluginmanager.register(AbServer(*ab_settings.serve), SERVER_NAME)
+    config.stash[measurer_key] = configure_ab(config, ab_settings, settings) or InterleavedMeasurer()
     _check_xdist(config, settings)
     if settings.plots_dir is not None and importlib.util.find_spec("matplotlib") is None:
         raise pytest.UsageError(
