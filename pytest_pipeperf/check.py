@@ -30,7 +30,7 @@ from pytest_pipeperf.memory import MemoryWatch, process_peak_rss_mb
 from pytest_pipeperf.recipe import merge
 from pytest_pipeperf.results import USER_PROPERTY, CaseResult, PointResult, point_key
 from pytest_pipeperf.scenario import SCENARIO_PROPERTY, Scenario
-from pytest_pipeperf.session import suite_of
+from pytest_pipeperf.collection import suite_of
 from pytest_pipeperf.inputs import ImageInputs, InputFactory
 from pytest_pipeperf.kernels import blas_threads
 from pytest_pipeperf.measurer import measurer_of

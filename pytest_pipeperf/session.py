@@ -33,7 +33,6 @@ from pytest_pipeperf.backends.base import (
 )
 from pytest_pipeperf.baseline import BaselineStore, FlushResult
 from pytest_pipeperf.collection import Collection
-from pytest_pipeperf.collection import suite_of as suite_of  # re-exported: check.py imports it
 from pytest_pipeperf.config import marker_options
 from pytest_pipeperf.devices import Device, count_visible_gpus
 from pytest_pipeperf.machine import collect, library_versions
