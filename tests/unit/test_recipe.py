@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from pytest_pipeperf.parity import ParityResult
+from pytest_pipeperf.results import CaseResult, PointResult
 from pytest_pipeperf.backends.base import AVAILABLE, BackendError
 from pytest_pipeperf.baseline import BaselineError, Run, parse
 from pytest_pipeperf.config import OPTION_PARSERS, MarkerOptions
@@ -175,19 +177,19 @@ def test_unknown_message() -> None:
 
 # --- records, report, baseline runs ---------------------------------------------------------------
 
-def _record(recipe: str | None, costs: dict[str, Any]) -> dict[str, Any]:
-    return {"nodeid": "t.py::test_e[eager-int8-cpu]", "suite": "t", "case": "test_e[eager-int8-cpu]",
-            "backend": "eager", "precision": "int8", "recipe": recipe, "device": "cpu",
-            "costs": costs, "peak_rss_mb": 500.0, "disabled": True,
-            "points": [{"batch_size": 1, "first_call_ms": 3.0, "stats": None, "throughput": None,
-                        "verdict": None,
-                        "parity": {"passed": True, "metric": "cosine", "value": 0.999}}]}
+def _record(recipe: str | None, costs: dict[str, Any], precision: str = "int8") -> CaseResult:
+    parity = ParityResult(True, "cosine", 0.999, "min_cosine 0.97", 0.999, "")
+    return CaseResult(
+        nodeid=f"t.py::test_e[eager-{precision}-cpu]", suite="t", case=f"test_e[eager-{precision}-cpu]",
+        backend="eager", precision=precision, device="cpu", task="feature-extraction", model="m",
+        threads=1, points=(PointResult(1, parity, 3.0),), costs=costs, peak_rss_mb=500.0,
+        disabled=True, recipe=recipe)
 
 
 def test_report_shows_the_recipe_in_the_precision_cell() -> None:
     assert precision_cell(_record("bnb-int8", {})) == "int8/bnb-int8"
     assert precision_cell(_record(None, {})) == "int8"
-    assert precision_cell({"precision": "fp32"}) == "fp32"  # records from before recipes
+    assert precision_cell(_record(None, {}, precision="fp32")) == "fp32"  # no recipe named
     assert rows([_record("torchao-int8-weight", {})])[0][2] == "int8/torchao-int8-weight"
 
 

@@ -127,10 +127,8 @@ def test_plots_draw_the_curve_and_the_bars(tmp_path: Path) -> None:
     tuning = Scenario("ort-session", "session knobs", base=BASE, bars="speedup")
     tuning.add("default", speedup=1.0)
     tuning.add("threads=2", speedup=1.8)
-    doc = {"machine": {"class": "test-2c"}, "cases": [],
-           "scenarios": [load.to_dict(), tuning.to_dict()]}
-
-    written = write_plots(doc, tmp_path)
+    written = write_plots([], tmp_path, machine={"class": "test-2c"},
+                          scenarios=[load.to_dict(), tuning.to_dict()])
 
     assert [p.name for p in written] == [
         "suites_test_serving__test_serve__ort-session__bars.png",
