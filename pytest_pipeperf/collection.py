@@ -8,7 +8,6 @@ worker goes down.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ import pytest
 
 from pytest_pipeperf import parallel
 from pytest_pipeperf.config import marker_options
-from pytest_pipeperf.roles import FAMILY_ENV, role_of
+from pytest_pipeperf.roles import role_of
 
 if TYPE_CHECKING:
     from pytest_pipeperf.session import PipeperfSession
@@ -68,9 +67,8 @@ class Collection:
             except ValueError:
                 count += 1
         # An isolated child judges with its parent's family of timed points.
-        isolated = role_of(self.session.config).isolated_child is not None
-        family = os.environ.get(FAMILY_ENV) if isolated else None
-        self.session.timed_points = int(family) if family and family.isdigit() else count
+        family = role_of(self.session.config).family_points
+        self.session.timed_points = family if family is not None else count
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:

@@ -42,6 +42,8 @@ class Role:
     :param record_child: the file a ``--pipeperf-runs`` child writes its records to, else ``None``.
     :param ab_controller: runs the paired A/B gate's workers (``--pipeperf-ab``).
     :param ab_worker: serves timed calls to an A/B controller (``--pipeperf-ab-serve``).
+    :param family_points: an isolated child's parent's count of timed points (the family its
+        false-alarm rate is split over), else ``None``.
     """
 
     xdist_worker: bool = False
@@ -49,6 +51,7 @@ class Role:
     record_child: Path | None = None
     ab_controller: bool = False
     ab_worker: bool = False
+    family_points: int | None = None
 
     @property
     def controller(self) -> bool:
@@ -97,12 +100,14 @@ def resolve(config: pytest.Config, *, ab_controller: bool, ab_worker: bool) -> R
     """
     record = os.environ.get(RECORD_CHILD_ENV)
     isolated = os.environ.get(ISOLATED_ENV)
+    family = os.environ.get(FAMILY_ENV, "") if isolated else ""
     return Role(
         xdist_worker=hasattr(config, "workerinput"),
         isolated_child=Path(isolated) if isolated else None,
         record_child=Path(record) if record else None,
         ab_controller=ab_controller,
         ab_worker=ab_worker,
+        family_points=int(family) if family.isdigit() else None,
     )
 
 
