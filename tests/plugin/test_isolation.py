@@ -99,11 +99,15 @@ def test_isolated_cases_record_the_same_baselines(fake_project: FakeProject) -> 
     cases = fake_project.baseline()["cases"]
     assert sorted(cases) == ["test_a[fake-fp32-cpu]", "test_b[fake-fp32-cpu]"]
     assert all(len(entry["runs"]) == 1 for points in cases.values() for entry in points.values())
-    again = fake_project.run("--pipeperf-isolate=always")
+    again = fake_project.run("--pipeperf-isolate=always", "--pipeperf-json=results.json")
     again.assert_outcomes(passed=2)
     again.stdout.fnmatch_lines(["pipeperf: 2 cases, 2 points: *"])
     # the children judged with the parent's family: 2 timed points, not 1 each
     again.stdout.fnmatch_lines(["*false alarms: family-wise <= 1% over 2 timed point(s)*"])
+    # ... so each child's point was judged at 1% / 2 one-sided: a 99% two-sided interval
+    doc = json.loads((fake_project.path / "results.json").read_text())
+    confidences = {p["verdict"]["confidence"] for c in doc["cases"] for p in c["points"]}
+    assert confidences == {0.99}, confidences
 
 
 def test_the_marker_can_isolate_one_test(fake_project: FakeProject) -> None:
