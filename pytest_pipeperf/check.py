@@ -1,8 +1,10 @@
 """The ``pipeperf`` fixture's object: builds the case's pipeline and benchmarks it.
 
-``pipeperf.bench()`` wires the pieces: reference outputs -> parity -> measure -> summarize ->
-judge -> record. It raises nothing about baselines itself: a regression fails the test through
-``pytest.fail`` with the verdict's message, and the session writes baselines at the end.
+``pipeperf.bench()`` validates its inputs, asks this process's measurer
+(:mod:`pytest_pipeperf.measurer`: reference outputs, first call and parity per point via
+:func:`pytest_pipeperf.case.run_point`, the timed rounds, the verdict) for the points, then
+records one :class:`~pytest_pipeperf.results.CaseResult` and fails the test on a parity failure
+or a regression. It writes nothing itself: the session writes baselines at the end.
 """
 
 from __future__ import annotations
