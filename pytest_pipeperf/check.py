@@ -30,14 +30,14 @@ from pytest_pipeperf.case import backend_errors, misuse
 from pytest_pipeperf.baseline import BaselineError
 from pytest_pipeperf.memory import MemoryWatch, process_peak_rss_mb
 from pytest_pipeperf.recipe import merge
-from pytest_pipeperf.results import USER_PROPERTY, CaseResult, PointResult, point_key
+from pytest_pipeperf.results import USER_PROPERTY, CaseResult, PointResult
 from pytest_pipeperf.scenario import SCENARIO_PROPERTY, Scenario
 from pytest_pipeperf.collection import suite_of
 from pytest_pipeperf.inputs import ImageInputs, InputFactory
 from pytest_pipeperf.kernels import blas_threads
 from pytest_pipeperf.measurer import measurer_of
 from pytest_pipeperf.timing import Measurement, MeasurePlan, Timer, measure, timer_for
-from pytest_pipeperf.verdicts import MemoryVerdict, Status
+from pytest_pipeperf.verdicts import MemoryVerdict, Status, gate
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,6 +68,12 @@ class Pipeline:
         if isinstance(texts, ImageInputs):
             return self.runnable(texts.batch(len(texts)))
         return self.runnable(TextBatch(tuple(texts), getattr(texts, "max_length", None)))
+
+    @property
+    def recipe(self) -> str | None:
+        """The named int8 / int4 recipe the backend built with (its build notes), if any."""
+        notes = self.runnable.info.notes
+        return str(notes["recipe"]) if "recipe" in notes else None
 
 
 def _model_max_length(path: Path) -> int | None:
@@ -304,14 +310,14 @@ class PipeperfCheck:
         item = self.node
         suite, case = self.suite, item.name
         info = pipe.runnable.info
-        recipe = str(info.notes["recipe"]) if "recipe" in info.notes else None
+        recipe = pipe.recipe
         parity_ok = all(p.parity for p in points)
         memory = self._memory.snapshot()
         memory_verdict = None
         if parity_ok and any(p.stats is not None for p in points) and measurer.judges_memory:
-            memory_verdict = self.session.judge_memory(
-                suite, case, [point_key(p.batch_size) for p in points], memory, self.device,
-                recipe)
+            memory_verdict = gate.judge_case_memory(
+                self.session.store, settings, suite, case, [p.key for p in points], memory,
+                self.device, recipe)
         result = CaseResult(
             nodeid=parallel.strip_group(item.nodeid), suite=suite, case=case, backend=self.backend,
             precision=self.precision.value, device=str(self.device), task=pipe.model.task.value,
@@ -346,9 +352,10 @@ class PipeperfCheck:
               normalized: RatioStats | None, reference: str) -> Verdict:
         """The stored-baseline gate's verdict on one timed point of this case."""
         try:
-            return self.session.judge_point(self.suite, self.node.name, point, stats,
-                                            self.device, self.threshold, recipe,
-                                            normalized=normalized, reference=reference)
+            session = self.session
+            return gate.judge_point(session.store, session.settings, session.timed_points,
+                                    self.suite, self.node.name, point, stats, self.device,
+                                    self.threshold, recipe, normalized, reference)
         except BaselineError as exc:
             # ``from None``: the message already is the whole story; don't print it twice.
             raise pytest.fail.Exception(f"pipeperf: {exc}", pytrace=False) from None

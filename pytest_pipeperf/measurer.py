@@ -86,8 +86,7 @@ class InterleavedMeasurer:
         session = check.session
         settings = session.settings
         preset = check.marker.parity_preset(check.precision)
-        info = pipe.runnable.info
-        recipe = str(info.notes["recipe"]) if "recipe" in info.notes else None
+        recipe = pipe.recipe
         timer = timer_for(check.device.kind, check.device.index)
         if sizes:
             check.prepare(pipe, batch_of(inputs, max(sizes), max_length))

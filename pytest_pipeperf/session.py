@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,14 +43,12 @@ from pytest_pipeperf.recipe import RecipeChoice, cell_availability, merge, offer
 from pytest_pipeperf.results import USER_PROPERTY, CaseResult, read_record
 from pytest_pipeperf.roles import role_of
 from pytest_pipeperf.scenario import SCENARIO_PROPERTY
-from pytest_pipeperf.verdicts import MemoryVerdict, Verdict, gate
+from pytest_pipeperf.verdicts import gate
 
 if TYPE_CHECKING:
     import numpy as np
 
     from pytest_pipeperf.config import MarkerOptions, PipeperfConfig
-    from pytest_pipeperf.memory import CaseMemory
-    from pytest_pipeperf.stats import LatencyStats, RatioStats
 
 session_key = pytest.StashKey["PipeperfSession"]()
 
@@ -218,19 +216,6 @@ class PipeperfSession:
     def control_line(self) -> str:
         """How the suite-level false-alarm rate is controlled, for the report."""
         return gate.control_line(self.settings, self.timed_points)
-
-    def judge_point(self, suite: str, case: str, point: str, stats: LatencyStats, device: Device,
-                    threshold: float, recipe: str | None = None,
-                    normalized: RatioStats | None = None, reference: str | None = None) -> Verdict:
-        """:func:`pytest_pipeperf.verdicts.gate.judge_point` with this session's state."""
-        return gate.judge_point(self.store, self.settings, self.timed_points, suite, case, point,
-                                stats, device, threshold, recipe, normalized, reference)
-
-    def judge_memory(self, suite: str, case: str, points: Sequence[str], memory: CaseMemory,
-                     device: Device, recipe: str | None = None) -> MemoryVerdict | None:
-        """:func:`pytest_pipeperf.verdicts.gate.judge_case_memory` with this session's state."""
-        return gate.judge_case_memory(self.store, self.settings, suite, case, points, memory,
-                                      device, recipe)
 
     # -- run-time hooks (this object is registered as a plugin) --------------------------------
 
