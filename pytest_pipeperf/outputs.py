@@ -61,11 +61,10 @@ def write_outputs(state: PipeperfSession, info: Mapping[str, report.BaselineInfo
     and ``-plots``. A failure to write one is a session error; the others are still written."""
     s = state.settings
     settings = settings_dict(state)
-    doc = report.to_json(state.records, state.machine, settings, baseline_summary(state),
-                         state.scenarios)
     outputs: list[tuple[str, Path, Any]] = []
     if s.json_path is not None:
-        outputs.append(("--pipeperf-json", s.json_path, lambda: dump(doc)))
+        outputs.append(("--pipeperf-json", s.json_path, lambda: dump(report.to_json(
+            state.records, state.machine, settings, baseline_summary(state), state.scenarios))))
     if s.report_path is not None:
         text = report.markdown(state.records, machine=state.machine,
                                control_line=state.control_line(),
