@@ -59,29 +59,10 @@ class Role:
         return not self.xdist_worker
 
     @property
-    def child(self) -> bool:
-        """Whether a pipeperf parent process started this one (isolated, record or A/B)."""
-        return (self.isolated_child is not None or self.record_child is not None
-                or self.ab_worker)
-
-    @property
     def may_isolate(self) -> bool:
         """Whether this process may run a case in an isolated child: not inside one already,
         and not under the A/B gate, whose cases already run in worker processes."""
         return self.isolated_child is None and not self.ab_controller and not self.ab_worker
-
-    @property
-    def name(self) -> str:
-        """One word for logs and errors."""
-        if self.ab_worker:
-            return "ab-worker"
-        if self.isolated_child is not None:
-            return "isolated-child"
-        if self.record_child is not None:
-            return "record-child"
-        if self.xdist_worker:
-            return "xdist-worker"
-        return "ab-controller" if self.ab_controller else "controller"
 
 
 role_key = pytest.StashKey[Role]()
