@@ -27,6 +27,12 @@ class Task(str, enum.Enum):
     FEATURE_EXTRACTION = "feature-extraction"
     TEXT_CLASSIFICATION = "text-classification"
     IMAGE_CLASSIFICATION = "image-classification"
+    TOKEN_CLASSIFICATION = "token-classification"
+    QUESTION_ANSWERING = "question-answering"
+    FILL_MASK = "fill-mask"
+    TEXT_GENERATION = "text-generation"
+    TEXT2TEXT_GENERATION = "text2text-generation"
+    SUMMARIZATION = "summarization"
 
     def __str__(self) -> str:
         return self.value
@@ -34,14 +40,19 @@ class Task(str, enum.Enum):
     @property
     def output_name(self) -> str:
         """The output compared for parity (same name in eager and in the ONNX export)."""
-        return {"feature-extraction": "last_hidden_state", "text-classification": "logits",
-                "image-classification": "logits"}[self.value]
+        return "last_hidden_state" if self is Task.FEATURE_EXTRACTION else "logits"
 
     @property
     def modality(self) -> Literal["text", "image"]:
         """What the task's pipeline takes: ``"image"`` (an :class:`ImageBatch`) or ``"text"``
         (a :class:`TextBatch`)."""
         return "image" if self is Task.IMAGE_CLASSIFICATION else "text"
+
+    @property
+    def generative(self) -> bool:
+        """Whether the task decodes tokens (timed as time to first token, inter-token latency
+        and tokens/s rather than as one call per batch)."""
+        return self in (Task.TEXT_GENERATION, Task.TEXT2TEXT_GENERATION, Task.SUMMARIZATION)
 
     @classmethod
     def parse(cls, text: str) -> Task:
