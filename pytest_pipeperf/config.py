@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,8 @@ from pytest_pipeperf.options import parse_threshold as parse_threshold
 from pytest_pipeperf.options import parse_timeout as parse_timeout
 
 T = TypeVar("T")
+# The id of a matrix=False test's one case (``name=``); ``own`` when not given.
+_CASE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Set in the environment of the extra processes of --pipeperf-runs / --pipeperf-calibrate: the
 # path their results go to.
 
@@ -185,7 +188,7 @@ def _path(value: object) -> Path | None:
 MARKER_HELP = (
     "pipeperf(task=None, batch_sizes=[1], precisions=None, backends=None, threshold=None, "
     "atol=None, rtol=None, min_cosine=None, trust_remote_code=False, recipes=None, "
-    "isolate=None): a pipeperf "
+    "isolate=None, matrix=True, name=None, new_tokens=32): a pipeperf "
     "case, run for every backend x precision x device; see the pytest-pipeperf README"
 )
 
@@ -206,6 +209,10 @@ class MarkerOptions:
         ``--pipeperf-recipe`` wins per precision); see :mod:`pytest_pipeperf.recipe`.
     :param isolate: run this test's cases in a child process (``None``: ``--pipeperf-isolate``
         decides); see :mod:`pytest_pipeperf.isolation`.
+    :param matrix: ``False`` gives the test one case (id ``own``, or ``name``) instead of one per
+        backend x precision x device: for a subject whose backend and precision are the user's.
+    :param name: the id of that one case (``matrix=False`` only).
+    :param new_tokens: how many tokens a generation case decodes per run (greedy).
     """
 
     task: Task | None = None
@@ -219,6 +226,9 @@ class MarkerOptions:
     trust_remote_code: bool = False
     recipes: Mapping[Precision, str] = field(default_factory=dict)
     isolate: bool | None = None
+    matrix: bool = True
+    name: str | None = None
+    new_tokens: int = 32
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any], where: str) -> MarkerOptions:
@@ -287,6 +297,26 @@ class MarkerOptions:
                 out["recipes"] = parse_marker_recipes(kwargs["recipes"])
             except ValueError as exc:
                 raise ValueError(f"{where}: recipes: {exc}") from None
+        if "matrix" in kwargs:
+            if not isinstance(kwargs["matrix"], bool):
+                raise ValueError(f"{where}: matrix must be True or False, got "
+                                 f"{kwargs['matrix']!r}")
+            out["matrix"] = kwargs["matrix"]
+        if kwargs.get("name") is not None:
+            name = kwargs["name"]
+            if not isinstance(name, str) or not _CASE_NAME.fullmatch(name):
+                raise ValueError(f"{where}: name must be a short case id (letters, digits, "
+                                 f"'.', '_', '-'; at most 64), got {name!r}")
+            out["name"] = name
+        if "new_tokens" in kwargs:
+            tokens = kwargs["new_tokens"]
+            if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= 4096:
+                raise ValueError(f"{where}: new_tokens must be an integer in [1, 4096], got "
+                                 f"{tokens!r}")
+            out["new_tokens"] = tokens
+        if out.get("name") is not None and out.get("matrix", True):
+            raise ValueError(f"{where}: name= names the one case of matrix=False; add "
+                             "matrix=False or drop name=")
         return cls(**out)
 
     def parity_preset(self, precision: Precision) -> ParityPreset:
