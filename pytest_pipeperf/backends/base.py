@@ -221,6 +221,52 @@ class Runnable(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class GenerationRun:
+    """One greedy decoding run of a generative runnable.
+
+    :param tokens: the generated token ids, int64 ``[batch, new_tokens]`` (exactly
+        ``new_tokens`` per sequence: end-of-sequence does not stop a timed run).
+    :param token_ns: for each new token, the ``perf_counter_ns`` offset from the call's start at
+        which it was on the host (so ``token_ns[0]`` is the time to first token and the
+        differences are the inter-token latencies); length ``new_tokens``.
+    """
+
+    tokens: np.ndarray
+    token_ns: tuple[int, ...]
+
+
+@runtime_checkable
+class GenerativeRunnable(Protocol):
+    """What a backend builds for a generative task (:attr:`Task.generative`).
+
+    ``__call__`` gives the outputs parity compares on a prompt batch; :meth:`decode_logits`
+    the logits of a cached decode fed given tokens (teacher forcing: parity of the decode steps
+    without comparing generated text, whose argmax flips on near-ties of random weights);
+    :meth:`generate` is what is timed.
+    """
+
+    info: BuildInfo
+
+    def __call__(self, batch: Batch) -> Mapping[str, np.ndarray]:
+        """The prompt's outputs, e.g. ``{"logits": float32 [batch, vocab]}`` of the last
+        prompt position (decoder start for an encoder-decoder model)."""
+        ...
+
+    def decode_logits(self, batch: TextBatch, tokens: np.ndarray) -> np.ndarray:
+        """float32 ``[batch, steps, vocab]``: the logits after feeding each of ``tokens``
+        (int64 ``[batch, steps]``) one at a time through the KV cache, after the prompt."""
+        ...
+
+    def generate(self, batch: TextBatch, new_tokens: int) -> GenerationRun:
+        """Greedy decoding of ``new_tokens`` tokens with the KV cache, timed per token."""
+        ...
+
+    def close(self) -> None:
+        """Release memory / sessions."""
+        ...
+
+
 @runtime_checkable
 class Backend(Protocol):
     """Builds runnables for one execution engine."""
