@@ -20,6 +20,7 @@ from pytest_pipeperf.backends._torch import AUTO_CLASS, EagerRunnable, import_tr
 from pytest_pipeperf.precision import Precision
 
 if TYPE_CHECKING:
+    from pytest_pipeperf.backends._generate import CausalLMRunnable
     from pytest_pipeperf.devices import Device
 
 class EagerBackend:
@@ -53,7 +54,11 @@ class EagerBackend:
 
     def build(
         self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
-    ) -> EagerRunnable:
+    ) -> EagerRunnable | CausalLMRunnable:
+        if model.task.value == "text-generation":  # text-generation: backends/_generate.py
+            from pytest_pipeperf.backends._generate import build_eager
+
+            return build_eager(model, precision, device, context)
         if precision in EAGER_RECIPES:
             from pytest_pipeperf.backends._quant import build_quantised
 

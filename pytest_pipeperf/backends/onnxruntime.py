@@ -50,6 +50,7 @@ from pytest_pipeperf.recipe import select as select_recipe
 if TYPE_CHECKING:
     import numpy as np
 
+    from pytest_pipeperf.backends._generate import CausalLMRunnable
     from pytest_pipeperf.devices import Device
 
 EXPORT_FORMAT = 1
@@ -210,7 +211,11 @@ class OnnxRuntimeBackend:
 
     def build(
         self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
-    ) -> OnnxRuntimeRunnable:
+    ) -> OnnxRuntimeRunnable | CausalLMRunnable:
+        if model.task.value == "text-generation":  # with-past export: backends/_generate.py
+            from pytest_pipeperf.backends._generate import build_onnxruntime
+
+            return build_onnxruntime(model, precision, device, context)
         try:
             import onnxruntime as ort
         except (ImportError, OSError) as exc:

@@ -22,7 +22,6 @@ torch, transformers, optimum and onnxruntime are imported inside the functions t
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import statistics
@@ -39,12 +38,14 @@ from pytest_pipeperf.stats import LatencyStats, summarize
 if TYPE_CHECKING:
     import numpy as np
 
+    from pytest_pipeperf.backends._generate import CausalStep
+
     from pytest_pipeperf.devices import Device
     from pytest_pipeperf.parity import ParityResult
     from pytest_pipeperf.precision import ParityPreset
 
 GENERATION_BACKENDS = ("eager", "onnxruntime")
-EXPORT_TASK = "text-generation-with-past"
+EXPORT_TASK = "text-generation-with-past"  # = backends._generate.EXPORT_TASK
 
 GPT2_CONFIG = {"n_layer": 2, "n_embd": 128, "n_head": 2, "n_positions": 256}
 TOKENIZER_VOCAB = 512
@@ -346,7 +347,55 @@ class Generator:
         return tuple(tokens)
 
 
-class EagerGenerator(Generator):
+class StepGenerator(Generator):
+    """A :class:`Generator` over one of the backends' cached forward passes
+    (:class:`~pytest_pipeperf.backends._generate.CausalStep`), run with a batch of one.
+
+    :param backend: the backend's name.
+    :param step: the model's cached forward pass.
+    :param device: where a device wait is needed (``cuda:N``), else ``None``.
+    """
+
+    def __init__(self, backend: str, step: CausalStep, device: str | None = None) -> None:
+        import numpy as np
+
+        super().__init__(backend, step.max_positions)
+        self._np = np
+        self._step: CausalStep | None = step
+        self._cuda = device if device is not None and device.startswith("cuda") else None
+
+    def _forward(self, ids: Sequence[int], cache: Any, past: int) -> tuple[Any, Any]:
+        np = self._np
+        if self._step is None:
+            raise BackendError(f"{self.backend} generator is closed")
+        n = len(ids)
+        logits, cache = self._step.forward(
+            np.asarray([list(ids)], dtype=np.int64), np.ones((1, past + n), dtype=np.int64),
+            np.arange(past, past + n, dtype=np.int64)[None, :], cache)
+        return logits, cache
+
+    def _argmax(self, logits: Any) -> int:
+        assert self._step is not None
+        return int(self._step.argmax(logits)[0])
+
+    def _numpy(self, logits: Any) -> np.ndarray:
+        assert self._step is not None
+        result: np.ndarray = self._step.numpy(logits)[0]
+        return result
+
+    def _sync(self) -> None:
+        if self._cuda is not None:
+            import torch
+
+            torch.cuda.synchronize(self._cuda)
+
+    def close(self) -> None:
+        if self._step is not None:
+            self._step.close()
+        self._step = None
+
+
+class EagerGenerator(StepGenerator):
     """A transformers causal LM in fp32, in inference mode, with its ``DynamicCache``.
 
     :param model: the loaded ``AutoModelForCausalLM`` (already on ``device``, in eval mode).
@@ -354,143 +403,36 @@ class EagerGenerator(Generator):
     """
 
     def __init__(self, model: Any, device: str) -> None:
-        import torch
+        from pytest_pipeperf.backends._generate import TorchStep
 
-        super().__init__("eager", getattr(model.config, "n_positions", None)
-                         or getattr(model.config, "max_position_embeddings", None))
-        self._torch = torch
-        self._model = model
-        self._device = device
-        self._cuda = device.startswith("cuda")
-
-    def _forward(self, ids: Sequence[int], cache: Any, past: int) -> tuple[Any, Any]:
-        torch = self._torch
-        with torch.inference_mode():
-            input_ids = torch.tensor([list(ids)], dtype=torch.long, device=self._device)
-            out = self._model(input_ids=input_ids, past_key_values=cache, use_cache=True)
-        return out.logits[0, -1], out.past_key_values
-
-    def _argmax(self, logits: Any) -> int:
-        return int(logits.argmax().item())
-
-    def _numpy(self, logits: Any) -> np.ndarray:
-        result: np.ndarray = logits.float().cpu().numpy()
-        return result
-
-    def _sync(self) -> None:
-        if self._cuda:
-            self._torch.cuda.synchronize(self._device)
-
-    def close(self) -> None:
-        self._model = None
+        super().__init__("eager", TorchStep(model, device), device)
 
 
-class OnnxRuntimeGenerator(Generator):
-    """An ONNX Runtime session of optimum's ``text-generation-with-past`` export.
+class OnnxRuntimeGenerator(StepGenerator):
+    """An ONNX Runtime session of optimum's ``text-generation-with-past`` export
+    (:class:`~pytest_pipeperf.backends._generate.OrtStep`: the cache stays in ONNX Runtime).
 
-    The cache stays inside ONNX Runtime: each step's ``present.*`` outputs are bound as the next
-    step's ``past_key_values.*`` inputs through IO binding (on the session's device), and only
-    the last position's logits come back to the host.
-
-    :param session: the ``InferenceSession``.
-    :param device_type: where the cache lives: ``cpu`` or ``cuda``.
-    :param device_id: the GPU index for ``cuda``.
-    :param config: the model's ``config.json`` contents (heads and hidden size of the cache).
+    :param step: the session's cached forward pass.
     """
 
-    def __init__(self, session: Any, device_type: str, device_id: int,
-                 config: dict[str, Any]) -> None:
-        import numpy as np
-        import onnxruntime as ort
-
-        super().__init__("onnxruntime", config.get("n_positions")
-                         or config.get("max_position_embeddings"))
-        self._np = np
-        self._ort = ort
-        self._session = session
-        self._device = (device_type, device_id)
-        names = [i.name for i in session.get_inputs()]
-        self._past = [n for n in names if n.startswith("past_key_values.")]
-        self._present = ["present." + n[len("past_key_values."):] for n in self._past]
-        outputs = {o.name for o in session.get_outputs()}
-        missing = [n for n in ["logits", *self._present] if n not in outputs]
-        if not self._past or missing or "input_ids" not in names:
-            raise BackendError(
-                f"the ONNX graph is not a text-generation-with-past export: inputs {names}, "
-                f"outputs {sorted(outputs)}; it needs input_ids, past_key_values.* and "
-                "logits, present.*")
-        self._mask = "attention_mask" in names
-        self._positions = "position_ids" in names
-        heads = int(config.get("n_head") or config.get("num_attention_heads") or 0)
-        hidden = int(config.get("n_embd") or config.get("hidden_size") or 0)
-        shape = next(i.shape for i in session.get_inputs() if i.name == self._past[0])
-        if isinstance(shape[1], int) and isinstance(shape[3], int):
-            heads, head_dim = shape[1], shape[3]
-        elif heads and hidden:
-            head_dim = hidden // heads
-        else:
-            raise BackendError(f"cannot tell the KV cache's heads and head size from the graph "
-                               f"({self._past[0]} shape {shape}) or config.json")
-        self._empty = np.zeros((1, heads, 0, head_dim), dtype=np.float32)
-
-    def _forward(self, ids: Sequence[int], cache: Any, past: int) -> tuple[Any, Any]:
-        np = self._np
-        device_type, device_id = self._device
-        n = len(ids)
-        binding = self._session.io_binding()
-        binding.bind_cpu_input("input_ids", np.asarray([ids], dtype=np.int64))
-        if self._mask:
-            binding.bind_cpu_input("attention_mask", np.ones((1, past + n), dtype=np.int64))
-        if self._positions:
-            binding.bind_cpu_input("position_ids",
-                                   np.arange(past, past + n, dtype=np.int64)[None, :])
-        if cache is None:
-            empty = self._ort.OrtValue.ortvalue_from_numpy(self._empty, device_type, device_id)
-            cache = [empty] * len(self._past)
-        for name, value in zip(self._past, cache):
-            binding.bind_ortvalue_input(name, value)
-        binding.bind_output("logits", "cpu")
-        for name in self._present:
-            binding.bind_output(name, device_type, device_id)
-        self._session.run_with_iobinding(binding)
-        outputs = binding.get_outputs()
-        logits = outputs[0].numpy()[0, -1]
-        return logits, list(outputs[1:])
-
-    def _argmax(self, logits: Any) -> int:
-        return int(self._np.argmax(logits))
-
-    def _numpy(self, logits: Any) -> np.ndarray:
-        result: np.ndarray = self._np.asarray(logits, dtype=self._np.float32)
-        return result
-
-    def close(self) -> None:
-        self._session = None
+    def __init__(self, step: CausalStep) -> None:
+        super().__init__("onnxruntime", step)
 
 
 # -- loading ------------------------------------------------------------------------------------
 
 def export_generation_onnx(model_dir: Path, cache_dir: Path) -> tuple[Path, float, str]:
-    """Export ``model_dir`` for ``text-generation-with-past`` with optimum, once per content.
+    """Export ``model_dir`` for ``text-generation-with-past`` with optimum, once per content:
+    :func:`pytest_pipeperf.backends._generate.export_generation_onnx` (the ``onnxruntime``
+    backend's export cache, ``cache_dir/onnx/<key>``, sealed with the graph's SHA-256).
 
-    The ``onnxruntime`` backend's export cache
-    (:func:`~pytest_pipeperf.backends.onnxruntime.export_task_onnx`): the entry lives in
-    ``cache_dir/onnx/<key>``, keyed by the model's content digest, the task and the exporter's
-    versions (:func:`~pytest_pipeperf.backends.onnxruntime.task_export_key`, without an opset
-    field), and is sealed with the graph's SHA-256, so a stale or tampered entry is rebuilt,
-    never used.
-
-    :param model_dir: a local causal LM directory (``save_pretrained`` layout).
-    :param cache_dir: the run's cache directory.
     :returns: ``(model.onnx path, export seconds, "hit" | "miss")``.
     :raises BackendUnavailableError: optimum's ONNX exporter cannot be imported.
     :raises BackendError: the export failed, with optimum's reason.
     """
-    from pytest_pipeperf.backends._hf import model_digest
-    from pytest_pipeperf.backends.onnxruntime import export_task_onnx, task_export_key
+    from pytest_pipeperf.backends import _generate
 
-    key = task_export_key(model_digest(model_dir), EXPORT_TASK, opset=None)
-    return export_task_onnx(model_dir, EXPORT_TASK, key, cache_dir)
+    return _generate.export_generation_onnx(model_dir, cache_dir)
 
 
 def _load_eager(model_dir: Path, device: Device, threads: int | None) -> EagerGenerator:
@@ -516,44 +458,10 @@ def _load_eager(model_dir: Path, device: Device, threads: int | None) -> EagerGe
 
 def _load_onnxruntime(model_dir: Path, device: Device, cache_dir: Path,
                       threads: int | None) -> OnnxRuntimeGenerator:
-    try:
-        import onnxruntime as ort
-    except (ImportError, OSError) as exc:
-        raise BackendUnavailableError(
-            f"pipeperf: backend 'onnxruntime' cannot import onnxruntime ({exc})") from exc
-    onnx_path, _, _ = export_generation_onnx(model_dir, cache_dir)
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    if device.kind == "cuda":
-        from pytest_pipeperf.backends.onnxruntime import (
-            CUDA_EP,
-            create_gpu_session,
-            cuda_ep_options,
-            gpu_package_reason,
-        )
-        from pytest_pipeperf.precision import Precision
+    from pytest_pipeperf.backends._generate import ort_step
 
-        reason = gpu_package_reason("onnxruntime")
-        if reason:
-            raise BackendUnavailableError(reason)
-        index = device.index or 0
-        session = create_gpu_session(ort, "onnxruntime", onnx_path, options,
-                                     [(CUDA_EP, cuda_ep_options(index, Precision.FP32))], device)
-        where = ("cuda", index)
-    else:
-        try:
-            session = ort.InferenceSession(str(onnx_path), options,
-                                           providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own RuntimeError subclasses
-            raise BackendError(f"onnxruntime could not load {onnx_path}: {exc}") from exc
-        where = ("cpu", 0)
-    try:
-        config = json.loads((model_dir / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise BackendError(f"cannot read {model_dir / 'config.json'}: {exc}") from exc
-    return OnnxRuntimeGenerator(session, where[0], where[1], config)
+    step, _, _, _ = ort_step(model_dir, device, cache_dir, threads)
+    return OnnxRuntimeGenerator(step)
 
 
 def load_generator(model_dir: str | Path, backend: str, *, cache_dir: Path,
