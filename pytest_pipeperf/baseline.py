@@ -83,6 +83,8 @@ class Run:
     :param memory: the case's memory in MB, ``{"rss_growth": ..., "device_peak": ...}`` (the
         figures :func:`pytest_pipeperf.verdicts.memory.judge_memory` compares; either may be absent);
         stored only when set.
+    :param subject: what ran when the test benched its own callable or transformers pipeline:
+        ``{"name", "model", "device"}`` (strings); stored only when set.
     """
 
     recorded_at: str
@@ -94,6 +96,7 @@ class Run:
     normalized: RatioStats | None = None
     reference: str | None = None
     memory: Mapping[str, float] | None = None
+    subject: Mapping[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -111,6 +114,8 @@ class Run:
             out["reference"] = self.reference
         if self.memory:
             out["memory"] = {k: round(v, 3) for k, v in sorted(self.memory.items())}
+        if self.subject:
+            out["subject"] = dict(sorted(self.subject.items()))
         return out
 
 
@@ -286,8 +291,13 @@ def _parse_run(data: Any, path: Path, where: str) -> Run:
         and not isinstance(v, bool) and _finite(v) and v >= 0 for k, v in memory.items())),
         path, f"{where}.memory",
         f"expected null or an object of rss_growth / device_peak MB >= 0, got {memory!r}")
+    subject = data.get("subject")
+    _need(subject is None or (isinstance(subject, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in subject.items())),
+        path, f"{where}.subject", f"expected null or an object of strings, got {subject!r}")
     return Run(data["recorded_at"], parsed, float(thr), dict(versions), threads, recipe, normalized,
-               reference, {k: float(v) for k, v in memory.items()} if memory else None)
+               reference, {k: float(v) for k, v in memory.items()} if memory else None,
+               dict(subject) if subject else None)
 
 
 def _parse_calibration(data: Any, path: Path, where: str) -> Calibration:

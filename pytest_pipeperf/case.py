@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 Outputs = Mapping[str, "np.ndarray"]
 
 
+class PipeperfWarning(UserWarning):
+    """A case's measurement is suspect (shown in pytest's warnings summary, attached to the
+    test): e.g. the subject ignores the run's thread setting."""
+
+
 def misuse(message: str) -> NoReturn:
     """Fail the test with ``message`` alone: a bad call of the pipeperf API, not a crash."""
     raise pytest.fail.Exception(f"pipeperf: {message}", pytrace=False)
@@ -63,7 +68,7 @@ class PointRun:
     :param parity: the outputs compared with the reference's.
     """
 
-    outputs: Outputs
+    outputs: Any
     first_ns: int
     parity: ParityResult
 
@@ -73,32 +78,44 @@ class PointRun:
         return self.first_ns / 1e6
 
 
-def run_point(subject: Callable[[Batch], Outputs], batch: Batch,
-              reference: Callable[[Batch], Outputs], preset: ParityPreset, timer: Timer, *,
+def run_point(subject: Callable[[Any], Any], batch: Any,
+              reference: Callable[[Any], Any] | None, preset: ParityPreset, timer: Timer, *,
               name: str, first_call: contextlib.AbstractContextManager[Any] | None = None,
+              compare: Callable[[Any, Any, ParityPreset], ParityResult] | None = None,
               ) -> PointRun:
     """Run the reference and the candidate's first call on ``batch`` and compare them.
 
-    :param subject: the candidate: any callable mapping a batch to named outputs.
+    :param subject: the candidate: any callable mapping a batch to outputs.
     :param batch: the point's inputs.
-    :param reference: computes the reference outputs of ``batch`` (PyTorch eager fp32).
+    :param reference: computes the reference outputs of ``batch`` (PyTorch eager fp32, or the
+        user's ``reference=``); ``None``: parity is not checked (:meth:`ParityResult.unchecked`).
     :param preset: the tolerances of this precision.
     :param timer: times the first call (CUDA events on a GPU).
     :param name: the candidate's name in error messages (``backend 'onnxruntime'``).
     :param first_call: a context entered around the first call (e.g. a progress phase).
+    :param compare: (expected, outputs, preset) -> the parity result; default
+        :func:`~pytest_pipeperf.parity.compare_outputs` (named float arrays).
     """
-    with backend_errors("the eager fp32 reference failed"):
-        expected = reference(batch)
+    expected: Any = None
+    if reference is not None:
+        with backend_errors("the reference failed"):
+            expected = reference(batch)
 
     with first_call if first_call is not None else contextlib.nullcontext():
         outputs, first_ns = timed_call(guarded(subject, batch, name), timer)
-    return PointRun(outputs, first_ns, compare_outputs(expected, outputs, preset))
+    if reference is None:
+        return PointRun(outputs, first_ns, ParityResult.unchecked())
+    comparator: Callable[[Any, Any, ParityPreset], ParityResult] = compare or compare_outputs
+    try:
+        parity = comparator(expected, outputs, preset)
+    except (TypeError, ValueError) as exc:  # outputs of a type parity cannot read
+        misuse(f"{name}: cannot compare its outputs with the reference's: {exc}")
+    return PointRun(outputs, first_ns, parity)
 
 
-def guarded(subject: Callable[[Batch], Outputs], batch: Batch,
-            name: str) -> Callable[[], Outputs]:
+def guarded(subject: Callable[[Any], Any], batch: Any, name: str) -> Callable[[], Any]:
     """A zero-argument timed call of ``subject(batch)`` whose backend errors skip or fail."""
-    def call() -> Outputs:
+    def call() -> Any:
         with backend_errors(f"{name} failed"):
             return subject(batch)
     return call

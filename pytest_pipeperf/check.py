@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +33,13 @@ from pytest_pipeperf.recipe import merge
 from pytest_pipeperf.results import USER_PROPERTY, CaseResult, PointResult
 from pytest_pipeperf.scenario import SCENARIO_PROPERTY, Scenario
 from pytest_pipeperf.collection import suite_of
-from pytest_pipeperf.inputs import ImageInputs, InputFactory
+from pytest_pipeperf.inputs import ImageInputs, InputFactory, batch_of
 from pytest_pipeperf.kernels import blas_threads
-from pytest_pipeperf.measurer import measurer_of
+from pytest_pipeperf.matrix import OWN_BACKEND
+from pytest_pipeperf.measurer import InterleavedMeasurer, measurer_of
+from pytest_pipeperf.parity import compare_outputs
+from pytest_pipeperf import subject as subjects
+from pytest_pipeperf.subject import Subject
 from pytest_pipeperf.timing import Measurement, MeasurePlan, Timer, measure, timer_for
 from pytest_pipeperf.verdicts import MemoryVerdict, Status, gate
 
@@ -225,33 +229,53 @@ class PipeperfCheck:
         item.user_properties.append((SCENARIO_PROPERTY, scenario.to_dict()))
         return scenario
 
-    def pipeline(self, model: str | Path, task: str | None = None,
-                 trust_remote_code: bool | None = None) -> Pipeline:
+    def pipeline(self, model: str | Path | Any, task: str | None = None,
+                 trust_remote_code: bool | None = None, *, example_inputs: Any = None,
+                 reference: Any = None) -> Pipeline:
         """Build ``model`` for this case's backend, precision and device.
 
-        :param model: a local model directory (``save_pretrained`` layout); nothing downloads.
+        :param model: a local model directory (``save_pretrained`` layout; nothing downloads), a
+            ``torch.nn.Module`` (with ``example_inputs``) or the path of an ``.onnx`` file (see
+            docs/backends.md, "Your own nn.Module or .onnx file").
         :param task: the pipeline task; defaults to the marker's ``task``.
         :param trust_remote_code: run the model's own code; defaults to the marker's (off).
-        :raises pytest.fail.Exception: for a missing directory or task.
+        :param example_inputs: for a module: a tensor, a tuple of tensors or a dict name ->
+            tensor, batch on axis 0 (its forward arguments).
+        :param reference: for an ``.onnx`` file: what parity compares with, a callable (a batch's
+            inputs by name -> outputs by name) or the path of the fp32 original ``.onnx`` (run on
+            ONNX Runtime's CPU provider); default: the file's own fp32 ONNX Runtime CPU run.
+        :raises pytest.fail.Exception: for a missing directory, file or task, or bad arguments.
         """
-        path = Path(model)
-        if not path.is_dir():
-            misuse(
-                f"pipeperf.pipeline({str(model)!r}): no such model directory; pass a local "
-                "directory saved with save_pretrained() (models are never downloaded)"
-            )
-        name = task or (self.marker.task.value if self.marker.task else None)
-        if name is None:
-            misuse(
-                f"pipeperf.pipeline({str(model)!r}): no task; pass task=... or set "
-                f"@pytest.mark.pipeperf(task=...) (valid: {', '.join(t.value for t in Task)})"
-            )
+        from pytest_pipeperf.backends import _user
+
         try:
-            parsed = Task.parse(name)
-        except ValueError as exc:
-            misuse(f"pipeperf.pipeline(): {exc}")
-        trust = self.marker.trust_remote_code if trust_remote_code is None else trust_remote_code
-        spec = ModelSpec(path.resolve(), parsed, trust)
+            user = _user.user_spec(model, task, self.marker.task, example_inputs=example_inputs,
+                                   reference=reference)
+        except _user.UserModelError as exc:
+            misuse(str(exc))
+        if user is not None:
+            spec = user
+        else:
+            path = Path(model)
+            if not path.is_dir():
+                misuse(
+                    f"pipeperf.pipeline({str(model)!r}): no such model directory; pass a local "
+                    "directory saved with save_pretrained() (models are never downloaded)"
+                )
+            name = task or (self.marker.task.value if self.marker.task else None)
+            if name is None:
+                misuse(
+                    f"pipeperf.pipeline({str(model)!r}): no task; pass task=... or set "
+                    f"@pytest.mark.pipeperf(task=...) (valid: {', '.join(t.value for t in Task)})"
+                )
+            try:
+                parsed = Task.parse(name)
+            except ValueError as exc:
+                misuse(f"pipeperf.pipeline(): {exc}")
+            trust = self.marker.trust_remote_code if trust_remote_code is None \
+                else trust_remote_code
+            spec = ModelSpec(path.resolve(), parsed, trust)
+        path = spec.path
         stand_in = measurer_of(self.session.config).stand_in(self, spec)
         if stand_in is not None:  # built elsewhere (the A/B workers); this only if called
             self._built.append(stand_in)
@@ -265,6 +289,11 @@ class PipeperfCheck:
     def build(self, spec: ModelSpec) -> Runnable:
         """Build ``spec`` for this case's backend, precision and device; a missing backend or
         package skips the test, a failed build fails it."""
+        if self.backend == OWN_BACKEND:
+            misuse(f"pipeperf.pipeline({spec.path.name!r}): this test has "
+                   "@pytest.mark.pipeperf(matrix=False), so it has no backend to build for; "
+                   "bench your own callable (pipeperf.bench(fn, inputs, reference=...)), or "
+                   "drop matrix=False to build for every backend x precision x device")
         backend = self.session.backend(self.backend)
         if backend is None:
             pytest.skip(f"pipeperf: backend {self.backend!r} unavailable")
@@ -280,19 +309,26 @@ class PipeperfCheck:
         while self._built:
             self._built.pop().close()
 
-    def bench(self, pipe: Pipeline, inputs: Sequence[str] | ImageInputs,
-              batch_sizes: Sequence[int] | None = None) -> CaseResult:
-        """Check parity and measure ``pipe`` at every batch size; judge against the baseline.
+    def bench(self, subject: Pipeline | Callable[[Any], Any], inputs: Any,
+              batch_sizes: Sequence[int] | None = None, *, reference: Any = None) -> CaseResult:
+        """Check parity and measure ``subject`` at every batch size; judge against the baseline.
 
         Fails the test on a parity failure, or on a regression when ``--pipeperf-fail-on`` is
         ``regression`` and baselines are not being updated.
 
-        :param pipe: from :meth:`pipeline`.
-        :param inputs: texts, e.g. ``pipeperf.inputs.texts(n=64, seq_len=128)``, or for an image
-            model images, e.g. ``pipeperf.inputs.images(n=64, size=224)``; batch ``b`` is
-            ``inputs[:b]``.
+        :param subject: what :meth:`pipeline` built; or a ``transformers.Pipeline`` (called as
+            ``pipe(items, batch_size=b)``, task-level parity); or any callable
+            ``fn(batch) -> outputs`` (see :mod:`pytest_pipeperf.subject`).
+        :param inputs: texts, e.g. ``pipeperf.inputs.texts(n=64, seq_len=128)``, images, e.g.
+            ``pipeperf.inputs.images(n=64, size=224)``, or for your own subject any list, array,
+            tensor or dict of them; batch ``b`` is the first ``b`` items.
         :param batch_sizes: override :attr:`batch_sizes` (``--pipeperf-batch-sizes`` or the
             marker's).
+        :param reference: for your own subject: a callable run on the same batch (its outputs
+            are what parity expects, and it is timed alongside for the speed-up while cheap), a
+            ``transformers.Pipeline``, or outputs recorded earlier (of all the inputs, or a dict
+            batch size -> outputs). ``None``: a ``transformers.Pipeline`` is compared with an
+            eager fp32 CPU pipeline of its local model; a callable is not compared.
         :raises pytest.fail.Exception: for empty inputs, too few inputs, a bad batch size, a sequence
             longer than the model accepts, texts for an image model or images for a text model
             (or images of another size than the model's), or a second call in one test.
@@ -302,15 +338,38 @@ class PipeperfCheck:
         self._benched = True
         settings = self.session.settings
         sizes = tuple(batch_sizes) if batch_sizes is not None else self.batch_sizes
-        texts = inputs if isinstance(inputs, ImageInputs) else tuple(inputs)
-        max_length = getattr(inputs, "max_length", None)
-        self._validate(pipe, texts, sizes, max_length)
         measurer = measurer_of(self.session.config)
-        points = measurer.measure_points(self, pipe, texts, sizes, max_length)
+        if isinstance(subject, Pipeline):
+            if reference is not None:
+                misuse("pipeperf.bench(pipe, reference=...): a pipeline built by "
+                       "pipeperf.pipeline() is compared with its eager fp32 reference; give an "
+                       ".onnx file's reference to pipeperf.pipeline(path, reference=...), or "
+                       "bench your own callable with reference=")
+            pipe = subject
+            texts = inputs if isinstance(inputs, ImageInputs) or pipe.model.source != "directory" \
+                else tuple(inputs)  # a user module's / .onnx file's tensors stay as given
+            max_length = getattr(inputs, "max_length", None)
+            self._validate(pipe, texts, sizes, max_length)
+            points = measurer.measure_points(self, pipe, texts, sizes, max_length)
+            info = pipe.runnable.info
+            recipe, label, device = pipe.recipe, None, str(self.device)
+            task, model = pipe.model.task.value, str(pipe.model.path)
+            costs = {"build_s": pipe.build_s, "load_s": info.load_s, "export_s": info.export_s,
+                     "export_cache": info.export_cache,
+                     **{k: v for k, v in info.notes.items() if k != "recipe"}}
+        else:
+            own = self._own_subject(subject, inputs, reference, sizes)
+            if not isinstance(measurer, InterleavedMeasurer):
+                misuse(f"pipeperf.bench({own.name}): the A/B gate (--pipeperf-ab) compares "
+                       "pipelines built by pipeperf.pipeline() in this version, not your own "
+                       "callable; run this test without --pipeperf-ab")
+            points = measurer.measure_subject(self, own, sizes)
+            recipe, label, device = own.recipe, own.label, own.device or str(
+                own.timing_device or self.device)
+            task, model = own.task, own.model
+            costs = dict(own.notes)
         item = self.node
         suite, case = self.suite, item.name
-        info = pipe.runnable.info
-        recipe = pipe.recipe
         parity_ok = all(p.parity for p in points)
         memory = self._memory.snapshot()
         memory_verdict = None
@@ -320,12 +379,9 @@ class PipeperfCheck:
                 self.device, recipe)
         result = CaseResult(
             nodeid=parallel.strip_group(item.nodeid), suite=suite, case=case, backend=self.backend,
-            precision=self.precision.value, device=str(self.device), task=pipe.model.task.value,
-            model=str(pipe.model.path), threads=settings.threads, points=tuple(points),
-            costs={"build_s": pipe.build_s, "load_s": info.load_s, "export_s": info.export_s,
-                   "export_cache": info.export_cache,
-                   **{k: v for k, v in info.notes.items() if k != "recipe"}},
-            recipe=recipe,
+            precision=self.precision.value, device=device, task=task,
+            model=model, threads=settings.threads, points=tuple(points),
+            costs=costs, recipe=recipe, subject=label,
             peak_rss_mb=process_peak_rss_mb(), memory=memory, memory_verdict=memory_verdict,
             versions=self.session.versions,
             update=(settings.update_baselines or settings.calibrate
@@ -336,6 +392,40 @@ class PipeperfCheck:
             item.user_properties.append((USER_PROPERTY, result.to_dict()))
             self._fail_if_needed(points, memory_verdict)
         return result
+
+    def _own_subject(self, fn: Any, inputs: Any, reference: Any, sizes: Sequence[int]) -> Subject:
+        """The :class:`~pytest_pipeperf.subject.Subject` of a user's callable or
+        ``transformers.Pipeline``, its inputs and batch sizes checked."""
+        from pytest_pipeperf.backends import _pipeline
+
+        if _pipeline.is_pipeline(fn):
+            own = subjects.for_transformers(fn, inputs, reference, EAGER_COST_LIMIT)
+        elif callable(fn):
+            own = subjects.for_callable(fn, inputs, reference, EAGER_COST_LIMIT)
+        else:
+            misuse(f"pipeperf.bench(): the subject is a {type(fn).__name__}, which is not "
+                   "callable; pass what pipeperf.pipeline() built, a transformers pipeline, "
+                   "or a function batch -> outputs")
+        subjects.sizes_of(sizes, subjects.count(inputs, f"pipeperf.bench({own.name})"),
+                         f"pipeperf.bench({own.name})",
+                         f"inputs with {max(sizes, default=1)} items")
+        return own
+
+    def subject_of(self, pipe: Pipeline, inputs: tuple[str, ...] | ImageInputs | Any,
+                   max_length: int | None) -> Subject:
+        """The subject of a pipeline this case built: its runnable on batches of ``inputs``,
+        compared with the session's eager fp32 reference, the eager reference timed alongside
+        where cheap."""
+        session = self.session
+        return Subject(
+            name=f"backend {self.backend!r}", label=None, model=str(pipe.model.path),
+            task=pipe.model.task.value, call=pipe.runnable,
+            batch=lambda size: batch_of(inputs, size, max_length),
+            reference=functools.partial(session.reference_outputs, pipe.model),
+            compare=compare_outputs,
+            alongside=lambda batch, first_ns, timer: self.eager_alongside(pipe, batch, first_ns,
+                                                                          timer),
+            recipe=pipe.recipe)
 
     @property
     def node(self) -> pytest.Item:
@@ -397,6 +487,13 @@ class PipeperfCheck:
 
     def _validate(self, pipe: Pipeline, texts: tuple[str, ...] | ImageInputs,
                   sizes: Sequence[int], max_length: int | None) -> None:
+        if pipe.model.source != "directory":  # a user's module / .onnx file: tensors
+            from pytest_pipeperf.backends import _user
+
+            message = _user.validate_inputs(pipe.model, texts, sizes)
+            if message:
+                misuse(message)
+            return
         task = pipe.model.task
         images = isinstance(texts, ImageInputs)
         factory = "images" if task.modality == "image" else "texts"

@@ -10,6 +10,9 @@ from pytest_pipeperf.devices import Device
 from pytest_pipeperf.precision import Precision
 
 ARGNAMES = ("pipeperf_backend", "pipeperf_precision", "pipeperf_device")
+# The backend (and default id) of a matrix=False test's one case: the subject's backend and
+# precision are the user's.
+OWN_BACKEND = "own"
 
 
 @dataclass(frozen=True, slots=True)

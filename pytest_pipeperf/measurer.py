@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
+from pytest_pipeperf import threads
 from pytest_pipeperf.case import misuse, run_point
 from pytest_pipeperf.inputs import ImageInputs, batch_of
 from pytest_pipeperf.kernels import blas_threads, reference_kernels
 from pytest_pipeperf.results import PointResult, point_key
+from pytest_pipeperf.subject import device_of
 from pytest_pipeperf.stats import (
     RatioStats,
     geometric_mean_rounds,
@@ -31,6 +33,7 @@ from pytest_pipeperf.timing import measure, timer_for
 if TYPE_CHECKING:
     from pytest_pipeperf.backends.base import ModelSpec, Runnable
     from pytest_pipeperf.check import Pipeline, PipeperfCheck
+    from pytest_pipeperf.subject import Subject
 
 measurer_key = pytest.StashKey["Measurer"]()
 
@@ -83,43 +86,56 @@ class InterleavedMeasurer:
     def measure_points(self, check: PipeperfCheck, pipe: Pipeline,
                        inputs: tuple[str, ...] | ImageInputs, sizes: Sequence[int],
                        max_length: int | None) -> list[PointResult]:
+        if sizes:
+            check.prepare(pipe, batch_of(inputs, max(sizes), max_length))
+        return self.measure_subject(check, check.subject_of(pipe, inputs, max_length), sizes)
+
+    def measure_subject(self, check: PipeperfCheck, subject: Subject,
+                        sizes: Sequence[int]) -> list[PointResult]:
+        """Run, check and time ``subject`` at each batch size; one point per size.
+
+        The candidate is timed with the reference kernels and, where the subject has one, its
+        reference alongside (the speed-up). A subject that uses more CPU threads than
+        ``--pipeperf-threads`` allows is named in a warning (its timings are not comparable).
+        """
         session = check.session
         settings = session.settings
         preset = check.marker.parity_preset(check.precision)
-        recipe = pipe.recipe
-        timer = timer_for(check.device.kind, check.device.index)
-        if sizes:
-            check.prepare(pipe, batch_of(inputs, max(sizes), max_length))
+        device = subject.timing_device or check.device
+        timer = timer_for(device.kind, device.index)
         points: list[PointResult] = []
         kernels: dict[str, Any] | None = None
         kernel_set = ""
         for size in sizes:
-            batch = batch_of(inputs, size, max_length)
+            batch = subject.batch(size)
             run = run_point(
-                pipe.runnable, batch, functools.partial(session.reference_outputs, pipe.model),
-                preset, timer, name=f"backend {check.backend!r}",
+                subject.call, batch, subject.reference, preset, timer, name=subject.name,
+                compare=subject.compare,
                 first_call=session.progress.phase(f"{check.where()}: first call, batch {size}"))
+            if subject.label is not None and subject.device is None:
+                subject.device = device_of(run.outputs)
             if not run.parity or settings.disabled:
                 points.append(PointResult(size, run.parity, run.first_ms))
                 continue
             if kernels is None:
-                kernel_set, kernels = reference_kernels(check.device.kind, check.device.index,
+                kernel_set, kernels = reference_kernels(device.kind, device.index,
                                                        settings.threads)
-            fns: dict[str, Any] = {"candidate": functools.partial(pipe.runnable, batch)}
+            fns: dict[str, Any] = {"candidate": functools.partial(subject.call, batch)}
             fns.update(kernels)
-            eager = check.eager_alongside(pipe, batch, run.first_ns, timer)
+            eager = subject.alongside(batch, run.first_ns, timer) if subject.alongside else None
             if eager is not None:
                 fns["eager"] = eager
             with blas_threads(settings.threads), session.progress.phase(
-                    f"{check.where()}: measuring batch {size}", kind="measure", report=False):
+                    f"{check.where()}: measuring batch {size}", kind="measure", report=False), \
+                    threads.watch(settings.threads, f"{check.where()} batch {size}"):
                 measurement = measure(fns, settings.plan, timer)
             samples = measurement.samples_ns
             stats = summarize(samples["candidate"])
             normalized = ratios(samples["candidate"],
                                 geometric_mean_rounds([samples[k] for k in kernels]))
             speedup = ratios(samples["eager"], samples["candidate"]) if eager else None
-            verdict = check.judge(point_key(size), stats, recipe, normalized=normalized,
-                                  reference=kernel_set)
+            verdict = check.judge(point_key(size), stats, subject.recipe,
+                                  normalized=normalized, reference=kernel_set)
             points.append(PointResult(size, run.parity, run.first_ms, stats,
                                       throughput(size, stats), verdict, normalized, speedup,
                                       measurement.rounds, kernel_set,

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+# ParityResult.metric of a point compared with nothing.
+UNCHECKED = "unchecked"
+
+
 @dataclass(frozen=True, slots=True)
 class ParityResult:
     """The outcome of comparing every output of one workload point.
@@ -42,8 +46,22 @@ class ParityResult:
     def __bool__(self) -> bool:
         return self.passed
 
+    @classmethod
+    def unchecked(cls) -> ParityResult:
+        """The result of a point whose subject has no reference (``bench(fn)`` without
+        ``reference=``): passes, and says in the report that nothing was compared."""
+        return cls(True, UNCHECKED, None, "no reference", None,
+                   "not checked: no reference= given")
+
+    @property
+    def checked(self) -> bool:
+        """Whether outputs were compared at all."""
+        return self.metric != UNCHECKED
+
     def summary(self) -> str:
         """One line for the report: ``max_abs=2.3e-06`` / ``cos=0.99991``."""
+        if self.metric == UNCHECKED:
+            return "parity not checked (no reference=)"
         if self.value is None:
             return f"{self.metric}: {self.detail}"
         if self.metric == ParityMetric.ALLCLOSE.value:

@@ -25,7 +25,9 @@ from pytest_pipeperf.fixtures import (
     pipeperf_device,
     pipeperf_precision,
 )
-from pytest_pipeperf.matrix import ARGNAMES, backends_for, cells, precisions_for
+from pytest_pipeperf.devices import Device
+from pytest_pipeperf.matrix import ARGNAMES, OWN_BACKEND, backends_for, cells, precisions_for
+from pytest_pipeperf.precision import Precision
 from pytest_pipeperf.options import add_options
 from pytest_pipeperf.measurer import InterleavedMeasurer, measurer_key
 from pytest_pipeperf.roles import role_key
@@ -123,20 +125,31 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrise tests that use the ``pipeperf`` fixture over backend x precision x device."""
+    """Parametrise tests that use the ``pipeperf`` fixture over backend x precision x device
+    (one ``own`` case for ``matrix=False``). A bad marker gives that test alone one case that
+    fails with the message, so the other tests of the file still run."""
     if "pipeperf" not in metafunc.fixturenames:
         return
     session = metafunc.config.stash[session_key]
+    settings = session.settings
     try:
         options = marker_options(metafunc.definition)
         recipes = session.recipes_for(options, metafunc.definition.nodeid)
-    except ValueError as exc:
-        # A collection error showing only the message (a UsageError here shows pluggy's traceback).
-        raise pytest.fail.Exception(f"pipeperf: {exc}", pytrace=False) from None
-    settings = session.settings
+    except ValueError:
+        # The pipeperf fixture fails this case with the marker's error (config.marker_options
+        # raises it again there).
+        metafunc.parametrize(list(ARGNAMES), [pytest.param(
+            OWN_BACKEND, Precision.FP32.value, Device("cpu"), id="invalid-marker")], indirect=True)
+        return
+    grouped = parallel.distributed(metafunc.config) and not settings.disabled
+    if not options.matrix:
+        device = Device("cpu")
+        metafunc.parametrize(list(ARGNAMES), [pytest.param(
+            OWN_BACKEND, Precision.FP32.value, device, id=options.name or OWN_BACKEND,
+            marks=parallel.group_mark(device) if grouped else ())], indirect=True)
+        return
     backends = backends_for(settings.backends, session.default_backends(), options.backends)
     precisions = precisions_for(settings.precisions, options.precisions)
-    grouped = parallel.distributed(metafunc.config) and not settings.disabled
     params = [
         pytest.param(
             cell.backend, cell.precision.value, cell.device, id=cell.id,

@@ -120,7 +120,9 @@ def updates(records: Iterable[CaseResult],
             norm = point.normalized
             run = Run(now, point.stats, float(point.throughput or 0.0), rec.versions,
                       rec.threads, rec.recipe, norm, point.reference if norm else None,
-                      _stored_memory(rec))
+                      _stored_memory(rec),
+                      {"name": rec.subject, "model": rec.model, "device": rec.device}
+                      if rec.subject else None)
             status = point.verdict.status.value if point.verdict is not None else None
             grouped.setdefault((rec.suite, rec.case, point.key), []).append((run, status))
     queued: list[Update] = []

@@ -48,11 +48,19 @@ def _speedup_cell(speedup: RatioStats | None) -> str:
 
 def _parity_cell(parity: ParityResult) -> str:
     value = parity.value
+    if not parity.checked:
+        return "unchecked"
     if value is None:
         return "error"
     if parity.metric == "allclose":
         return f"max_abs {value:.1e}"
     return f"cos {value:.5f}"
+
+
+def backend_cell(rec: CaseResult) -> str:
+    """The backend, and the test's own subject that ran (``own: my_fn``,
+    ``onnxruntime: OrtEngine.__call__``) when the test benched its own callable."""
+    return f"{rec.backend}: {rec.subject}" if rec.subject else rec.backend
 
 
 def precision_cell(rec: CaseResult) -> str:
@@ -76,7 +84,7 @@ def rows(records: Sequence[CaseResult]) -> list[tuple[str, ...]]:
         for point in rec.points:
             stats = point.stats
             out.append((
-                name, rec.backend, precision_cell(rec), rec.device, str(point.batch_size),
+                name, backend_cell(rec), precision_cell(rec), rec.device, str(point.batch_size),
                 _num(stats.p50_ms if stats else None), _num(stats.p90_ms if stats else None),
                 _num(stats.p99_ms if stats else None),
                 _num(point.throughput, 1),
@@ -469,7 +477,7 @@ def _md_rows(records: Sequence[CaseResult], files: Mapping[str, str | None]) -> 
             judged = verdict if verdict is not None and _judged(verdict) else None
             cells = (
                 _LABELS.get(status, status),
-                _case_cell(rec), md_text(rec.backend), md_text(precision_cell(rec)),
+                _case_cell(rec), md_text(backend_cell(rec)), md_text(precision_cell(rec)),
                 md_text(rec.device), str(point.batch_size),
                 "parity only" if status == "parity-only" and rec.disabled else
                 _change_cell(verdict),

@@ -2,7 +2,8 @@
 
 The JSON form (``CaseResult.to_dict()``) is the documented record schema::
 
-    {"nodeid", "suite", "case", "backend", "precision", "recipe": str | null, "device", "task",
+    {"nodeid", "suite", "case", "backend", "precision", "recipe": str | null,
+     "subject": str | null (the user's callable or pipeline that ran), "device", "task",
      "model", "threads",
      "costs": {"load_s", "export_s", "export_cache", "build_s", "model_bytes", ...backend notes},
      "peak_rss_mb", "memory": {"rss_start_mb", "peak_rss_mb", "growth_mb", "device_peak_mb",
@@ -125,6 +126,9 @@ class CaseResult:
     update: bool = False
     disabled: bool = False
     recipe: str | None = None
+    # What ran when the test benched its own callable or transformers pipeline (its name);
+    # None for a pipeline that pipeperf.pipeline() built for the case's cell.
+    subject: str | None = None
     memory: CaseMemory | None = None
     memory_verdict: MemoryVerdict | None = None
     # Where the test is defined ({"path", "line"}), set by the controller from pytest's report;
@@ -144,6 +148,7 @@ class CaseResult:
             "backend": self.backend,
             "precision": self.precision,
             "recipe": self.recipe,
+            "subject": self.subject,
             "device": self.device,
             "task": self.task,
             "model": self.model,
@@ -180,6 +185,7 @@ class CaseResult:
             versions={str(k): str(v) for k, v in data["versions"].items()},
             update=bool(data["update"]), disabled=bool(data["disabled"]),
             recipe=None if data["recipe"] is None else str(data["recipe"]),
+            subject=None if data.get("subject") is None else str(data["subject"]),
             memory=CaseMemory.from_dict(memory) if memory is not None else None,
             memory_verdict=MemoryVerdict.from_dict(verdict) if verdict is not None else None,
             location=_location(data.get("location")),
