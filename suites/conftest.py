@@ -119,3 +119,17 @@ def gpt2_model(request: pytest.FixtureRequest) -> Path:
     if not (target / "config.json").is_file():
         build_tiny_gpt2(target)
     return target
+
+
+@pytest.fixture(scope="session")
+def bart_model(request: pytest.FixtureRequest, minilm_model: Path) -> Path:
+    """A small random-weight BART encoder-decoder (1 encoder + 1 decoder layer, d_model 64) on
+    MiniLM's tokenizer, for text2text-generation / summarization, built once (see
+    :func:`pytest_pipeperf.scenarios.seq2seq.build_tiny_bart`)."""
+    pytest.importorskip("torch", exc_type=ImportError)
+    from pytest_pipeperf.scenarios.seq2seq import build_tiny_bart
+
+    target = Path(request.config.rootpath) / ".pipeperf" / "models" / "bart-1+1l-d64-minilm-seed0"
+    if not (target / "config.json").is_file():
+        build_tiny_bart(minilm_model, target)
+    return target

@@ -51,6 +51,7 @@ def build_tiny_bart(minilm: Path, target: Path, seed: int = 0, *,
 
     tokenizer = AutoTokenizer.from_pretrained(  # type: ignore[no-untyped-call]
         str(minilm), local_files_only=True, model_input_names=["input_ids", "attention_mask"])
+    tokenizer.model_max_length = BART_CONFIG["max_position_embeddings"]  # truncate to fit
     cls, sep, pad = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
     extra = {} if init_std is None else {"init_std": init_std}
     config = BartConfig(  # type: ignore[no-untyped-call]
