@@ -84,7 +84,7 @@ def rows(records: Sequence[CaseResult]) -> list[tuple[str, ...]]:
         for point in rec.points:
             stats = point.stats
             out.append((
-                name, backend_cell(rec), precision_cell(rec), rec.device, str(point.batch_size),
+                name, backend_cell(rec), precision_cell(rec), rec.device, point.label,
                 _num(stats.p50_ms if stats else None), _num(stats.p90_ms if stats else None),
                 _num(stats.p99_ms if stats else None),
                 _num(point.throughput, 1),
@@ -145,7 +145,7 @@ def detail_lines(records: Sequence[CaseResult]) -> list[str]:
     lines = []
     for rec in records:
         for point in rec.points:
-            where = f"{rec.nodeid} batch_size={point.batch_size}"
+            where = f"{rec.nodeid} {point.key}"
             if not point.parity.passed:
                 lines.append(f"PARITY {where}: {_parity_text(point.parity)}")
                 continue
@@ -183,9 +183,10 @@ def _verdict_text(verdict: Verdict) -> str:
 
 def best_batch(rec: CaseResult) -> tuple[int, float, list[tuple[int, float]]] | None:
     """``(best batch size, its items/s, [(batch size, items/s), ...])`` of a case timed at two
-    or more batch sizes with passing parity, else ``None``."""
+    or more batch sizes with passing parity, else ``None``. A generative case's throughput is
+    that of its ``tokens_per_s`` points (tokens/s)."""
     sweep = sorted((p.batch_size, float(p.throughput)) for p in rec.points
-                   if p.throughput and p.parity.passed)
+                   if p.throughput and p.parity.passed and p.metric in (None, "tokens_per_s"))
     if len(sweep) < 2:
         return None
     size, best = max(sweep, key=lambda bt: (bt[1], -bt[0]))
@@ -210,7 +211,7 @@ def best_verdict(rec: CaseResult, size: int) -> str:
     """The baseline verdict of the best batch size's point (``new``, ``ok``, ...), which is
     the verdict on the case's best throughput."""
     for point in rec.points:
-        if point.batch_size == size:
+        if point.batch_size == size and point.metric in (None, "tokens_per_s"):
             return point.status
     return "-"
 
@@ -221,7 +222,8 @@ def one_off_lines(records: Sequence[CaseResult]) -> list[str]:
     lines = []
     for rec in records:
         costs = rec.costs
-        firsts = ", ".join(f"bs{p.batch_size} {p.first_call_ms:.1f} ms" for p in rec.points)
+        firsts = ", ".join(dict.fromkeys(  # a generative case's metrics share a first call
+            f"bs{p.batch_size} {p.first_call_ms:.1f} ms" for p in rec.points))
         export = ""
         if costs.get("export_cache"):
             export = f", export {costs.get('export_s', 0.0):.1f} s (cache {costs['export_cache']})"
@@ -241,9 +243,12 @@ def one_off_lines(records: Sequence[CaseResult]) -> list[str]:
                 rss += f"; {memory_text(verdict)}"
         else:
             rss = f"peak RSS {rec.peak_rss_mb:.0f} MB"
-        lines.append(f"{rec.case}: build {costs.get('build_s', 0.0):.2f} s (load "
-                     f"{costs.get('load_s', 0.0):.2f} s{export}){model}, first call {firsts}, "
-                     f"{rss}")
+        if rec.subject is not None and "build_s" not in costs:  # the test built its own subject
+            built = f"{rec.subject} vs reference {costs.get('reference', 'none')}"
+        else:
+            built = (f"build {costs.get('build_s', 0.0):.2f} s (load "
+                     f"{costs.get('load_s', 0.0):.2f} s{export})")
+        lines.append(f"{rec.case}: {built}{model}, first call {firsts}, {rss}")
     return lines
 
 
@@ -478,7 +483,7 @@ def _md_rows(records: Sequence[CaseResult], files: Mapping[str, str | None]) -> 
             cells = (
                 _LABELS.get(status, status),
                 _case_cell(rec), md_text(backend_cell(rec)), md_text(precision_cell(rec)),
-                md_text(rec.device), str(point.batch_size),
+                md_text(rec.device), md_text(point.label),
                 "parity only" if status == "parity-only" and rec.disabled else
                 _change_cell(verdict),
                 "—" if threshold is None else f"{threshold * 100:g}%",
@@ -882,14 +887,14 @@ def github_annotations(
             level = _annotation_level(status, fail_on_regression)
             if level is None:
                 continue
-            where = f"{rec.case} batch_size={point.batch_size}"
+            where = f"{rec.case} {point.key}"
             if status == "parity-failed":
                 text = f"parity {_parity_text(point.parity)}"
             else:
                 text = point.verdict.message() if point.verdict is not None else ""
             suffix = " (report-only)" if status == "regressed" and level != "error" else ""
             title = f"pipeperf: {status}{suffix}: {where}"
-            message = f"{rec.nodeid} batch_size={point.batch_size}\n{text}"
+            message = f"{rec.nodeid} {point.key}\n{text}"
             command = (f"::{level} {','.join([*props, f'title={escape_property(title)}'])}"
                        f"::{escape_data(message)}")
             found.append((_LEVEL_ORDER.index(level), _RANK.get(status, len(ATTENTION)), command))
