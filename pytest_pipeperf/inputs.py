@@ -69,7 +69,13 @@ class ImageInputs(Sequence["np.ndarray"]):
 
 
 def batch_of(inputs: tuple[str, ...] | ImageInputs, size: int, max_length: int | None) -> Batch:
-    """``bench()``'s batch of ``size``: the first ``size`` texts or images of ``inputs``."""
+    """``bench()``'s batch of ``size``: the first ``size`` texts or images of ``inputs`` (or,
+    for a user's module or ``.onnx`` file, the first ``size`` rows of each of its tensors: a
+    :class:`~pytest_pipeperf.backends.base.TensorBatch`)."""
+    from pytest_pipeperf.backends._user import is_tensor_inputs, tensor_batch
+
+    if is_tensor_inputs(inputs):
+        return tensor_batch(inputs, size)
     if isinstance(inputs, ImageInputs):
         return inputs.batch(size)
     return TextBatch(inputs[:size], max_length)

@@ -66,7 +66,7 @@ class PipeperfSession:
         self.versions = library_versions()
         self.store = BaselineStore(settings.baseline_dir, machine, __version__)
         self._backends: dict[str, Backend | None] = {}
-        self._references: dict[tuple[str, str], Runnable] = {}
+        self._references: dict[tuple[str, ...], Runnable] = {}
         self._reference_outputs: dict[tuple[Any, ...], Mapping[str, np.ndarray]] = {}
         # Case results, typed once where they arrive (a record that is not one is a session error).
         self.records: list[CaseResult] = []
@@ -187,7 +187,12 @@ class PipeperfSession:
 
     def reference_runnable(self, model: ModelSpec) -> Runnable:
         """The reference backend's fp32 CPU runnable for ``model`` (built once per session)."""
-        ref_key = (str(model.path), model.task.value)
+        ref_key = (str(model.path), model.task.value, model.digest)
+        if ref_key not in self._references and model.source == "onnx":
+            # a user's .onnx file: its reference= (callable / fp32 original) or its own ORT run
+            from pytest_pipeperf.backends._user import onnx_reference
+
+            self._references[ref_key] = onnx_reference(model, self.build_context())
         if ref_key not in self._references:
             name = self.settings.reference_backend
             backend = self.backend(name)
@@ -202,7 +207,7 @@ class PipeperfSession:
 
     def reference_outputs(self, model: ModelSpec, batch: Batch) -> Mapping[str, np.ndarray]:
         """Outputs of the reference backend (eager fp32 on the CPU) for ``batch``, cached."""
-        key = (str(model.path), model.task.value, batch)
+        key = (str(model.path), model.task.value, model.digest, batch)
         if key not in self._reference_outputs:
             self._reference_outputs[key] = self.reference_runnable(model)(batch)
         return self._reference_outputs[key]

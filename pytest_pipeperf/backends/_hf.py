@@ -7,7 +7,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_pipeperf.backends.base import BackendError, Batch, ImageBatch, ModelSpec
+from pytest_pipeperf.backends.base import BackendError, Batch, ImageBatch, ModelSpec, TextBatch
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,6 +48,9 @@ def encode(tokenizer: Any, batch: Batch, names: Collection[str]) -> dict[str, np
     if tokenizer is None:
         raise BackendError("this pipeline runs an image model, which takes images, not texts; "
                            "pass images, e.g. pipeperf.inputs.images(n=8, size=224)")
+    if not isinstance(batch, TextBatch):
+        raise BackendError(f"this pipeline runs a text model, which takes texts, not "
+                           f"{type(batch).__name__}; pass texts, e.g. pipeperf.inputs.texts(n=8)")
     if not batch.texts:
         raise BackendError("cannot run an empty batch")
     if batch.max_length is None:

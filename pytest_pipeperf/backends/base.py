@@ -12,7 +12,7 @@ import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,18 +78,41 @@ class Availability:
 AVAILABLE = Availability(True)
 
 
+ModelSource = Literal["directory", "module", "onnx"]
+"""Where a :class:`ModelSpec`'s model comes from (see :mod:`pytest_pipeperf.backends._user`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """A local model directory (``save_pretrained`` layout) and what to do with it.
+    """A model and what to do with it: a local model directory (``save_pretrained`` layout), a
+    user's ``torch.nn.Module`` or a user's ``.onnx`` file.
 
-    :param path: the directory; nothing is ever downloaded.
-    :param task: the pipeline task.
+    Equality and hashing go by ``path``, ``task``, ``trust_remote_code``, ``source`` and
+    ``digest``; the module, its example inputs and the reference stay out of them (``digest``
+    stands for their content).
+
+    :param path: the directory; for an ``.onnx`` source the file; for a module a pseudo path
+        naming its class (``SmallCNN``), since messages use ``path.name``. Nothing is ever
+        downloaded.
+    :param task: the pipeline task (for a user's module or graph only a label).
     :param trust_remote_code: allow the model's own Python code (off unless the user opts in).
+    :param source: ``directory`` (the default), ``module`` or ``onnx``.
+    :param digest: the content digest of a module (class, state and example input shapes) or of
+        an ``.onnx`` file and its reference; empty for a directory.
+    :param module: the user's ``torch.nn.Module`` (``source="module"``); never modified.
+    :param example_inputs: the module's example inputs, as the user gave them.
+    :param reference: an ``.onnx`` source's parity reference: a callable or the :class:`Path`
+        of the fp32 original ``.onnx``; ``None``: the file's own ONNX Runtime CPU fp32 run.
     """
 
     path: Path
     task: Task
     trust_remote_code: bool = False
+    source: ModelSource = "directory"
+    digest: str = ""
+    module: Any = field(default=None, compare=False, hash=False, repr=False)
+    example_inputs: Any = field(default=None, compare=False, hash=False, repr=False)
+    reference: Any = field(default=None, compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +181,68 @@ class ImageBatch:
                      flat[-_HASHED_PIXELS:].tobytes()))
 
 
-Batch = TextBatch | ImageBatch
-"""What a :class:`Runnable` runs: texts for text tasks, pixel arrays for image tasks."""
+@dataclass(frozen=True, slots=True, eq=False)
+class TensorBatch:
+    """One batch of a user model's input tensors (a ``torch.nn.Module`` or an ``.onnx`` file).
+
+    Equality and hashing go by content (names, shapes, dtypes and bytes), as for
+    :class:`ImageBatch`, so an equal batch finds the session's cached reference outputs.
+
+    :param arrays: C-contiguous numpy arrays, batch on axis 0, all with the same batch size
+        ``N >= 1``; kept as given (not copied).
+    :param names: the input names, one per array, when the inputs were given by name (a dict);
+        ``None`` when given by position (a tensor or a tuple): a runnable then maps them onto its
+        own inputs in order (the module's forward arguments, the graph's inputs).
+    :raises ValueError: for anything else.
+    """
+
+    arrays: tuple[np.ndarray, ...]
+    names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.arrays:
+            raise ValueError("TensorBatch(arrays=...) needs at least one array")
+        sizes = set()
+        for array in self.arrays:
+            shape = tuple(getattr(array, "shape", ()))
+            flags = getattr(array, "flags", None)
+            if not shape or shape[0] < 1 or flags is None or not flags["C_CONTIGUOUS"]:
+                raise ValueError(f"TensorBatch(arrays=...) needs C-contiguous numpy arrays with a "
+                                 f"batch axis 0 of size >= 1; got {type(array).__name__} "
+                                 f"{list(shape)}")
+            sizes.add(shape[0])
+        if len(sizes) != 1:
+            raise ValueError(f"TensorBatch(arrays=...): the arrays have different batch sizes "
+                             f"{sorted(sizes)} on axis 0")
+        if self.names is not None and len(self.names) != len(self.arrays):
+            raise ValueError(f"TensorBatch: {len(self.names)} names for {len(self.arrays)} arrays")
+
+    @property
+    def batch_size(self) -> int:
+        """How many rows (axis 0) each array holds."""
+        return int(self.arrays[0].shape[0])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TensorBatch):
+            return NotImplemented
+        if self.names != other.names or len(self.arrays) != len(other.arrays):
+            return False
+        return all(a is b or (a.shape == b.shape and a.dtype == b.dtype
+                              and a.tobytes() == b.tobytes())
+                   for a, b in zip(self.arrays, other.arrays))
+
+    def __hash__(self) -> int:
+        parts: list[object] = [self.names]
+        for array in self.arrays:
+            flat = array.reshape(-1)
+            parts.append((array.shape, str(array.dtype), flat[:_HASHED_PIXELS].tobytes(),
+                          flat[-_HASHED_PIXELS:].tobytes()))
+        return hash(tuple(parts))
+
+
+Batch = TextBatch | ImageBatch | TensorBatch
+"""What a :class:`Runnable` runs: texts for text tasks, pixel arrays for image tasks, input
+tensors for a user's own module or ``.onnx`` file."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,12 +44,14 @@ from pytest_pipeperf.backends.base import (
     BuildInfo,
     ImageBatch,
     ModelSpec,
+    TensorBatch,
     missing_packages,
     package_availability,
 )
 from pytest_pipeperf.precision import Precision
 
 if TYPE_CHECKING:
+    from pytest_pipeperf.backends._user import ModuleRunnable
     import numpy as np
 
     from pytest_pipeperf.backends._torch import EagerRunnable
@@ -103,6 +105,8 @@ def shape_label(batch: Batch) -> str:
     longest text) or ``8x3x224x224`` (an image batch's ``pixel_values``)."""
     if isinstance(batch, ImageBatch):
         return "x".join(str(d) for d in batch.pixel_values.shape)
+    if isinstance(batch, TensorBatch):  # a user's module: each input's shape
+        return ",".join("x".join(str(d) for d in a.shape) for a in batch.arrays)
     return f"{len(batch.texts)}x{batch.max_length or 'longest'}"
 
 
@@ -153,6 +157,7 @@ class CompileRunnable:
                         "shape of this model class in this process): raise "
                         "torch._dynamo.config.recompile_limit or run fewer shapes")
             what = (f"{shape_label(batch)} pixel values" if isinstance(batch, ImageBatch) else
+                    f"{shape_label(batch)} tensors" if isinstance(batch, TensorBatch) else
                     f"{len(batch.texts)} x {batch.max_length or 'longest'} tokens")
             raise BackendError(
                 f"torch.compile (inductor, fullgraph) failed on a batch of {what}: "
@@ -203,7 +208,12 @@ class CompileBackend:
 
     def build(
         self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
-    ) -> CompileRunnable:
+    ) -> CompileRunnable | ModuleRunnable:
+        if model.source != "directory":  # a user's nn.Module / .onnx file: backends/_user.py
+            from pytest_pipeperf.backends._user import build_user_compiled
+
+            return build_user_compiled(model, precision, device, context,
+                                       use_inductor_cache, RECOMPILE_LIMIT)
         found = self.supports(precision, device)
         if not found:
             raise BackendError(found.reason)
@@ -215,9 +225,12 @@ class CompileBackend:
             raise BackendUnavailableError(
                 f"pipeperf: backend 'compile' cannot import torch's compiler ({exc})"
             ) from exc
+        from pytest_pipeperf.backends._torch import EagerRunnable
         from pytest_pipeperf.backends.eager import EagerBackend
 
         eager = EagerBackend().build(model, precision, device, context)
+        if not isinstance(eager, EagerRunnable):  # other models are dispatched above
+            raise BackendError(f"backend 'compile' cannot compile a {type(eager).__name__}")
         cache = (context.cache_dir / "inductor").resolve()
         use_inductor_cache(str(cache))
         dynamo_config = torch._dynamo.config

@@ -20,6 +20,7 @@ from pytest_pipeperf.backends._torch import AUTO_CLASS, EagerRunnable, import_tr
 from pytest_pipeperf.precision import Precision
 
 if TYPE_CHECKING:
+    from pytest_pipeperf.backends._user import ModuleRunnable
     from pytest_pipeperf.backends._generate import CausalLMRunnable
     from pytest_pipeperf.devices import Device
 
@@ -54,7 +55,11 @@ class EagerBackend:
 
     def build(
         self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
-    ) -> EagerRunnable | CausalLMRunnable:
+    ) -> EagerRunnable | CausalLMRunnable | ModuleRunnable:
+        if model.source != "directory":  # a user's nn.Module / .onnx file: backends/_user.py
+            from pytest_pipeperf.backends._user import build_user_module
+
+            return build_user_module(self.name, model, precision, device, context)
         if model.task.value == "text-generation":  # text-generation: backends/_generate.py
             from pytest_pipeperf.backends._generate import build_eager
 

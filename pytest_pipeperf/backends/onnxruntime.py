@@ -40,6 +40,7 @@ from pytest_pipeperf.backends.base import (
     ImageBatch,
     ModelSpec,
     Task,
+    TensorBatch,
     TextBatch,
     missing_packages,
     package_availability,
@@ -511,7 +512,7 @@ class OnnxRuntimeTrtRunnable(OnnxRuntimeRunnable):
         """
         start = time.perf_counter()
         self(batch)
-        if batch.batch_size > 1:
+        if batch.batch_size > 1 and not isinstance(batch, TensorBatch):
             self(ImageBatch(batch.pixel_values[:1]) if isinstance(batch, ImageBatch)
                  else TextBatch(batch.texts[:1], batch.max_length))
         self.info.load_s += time.perf_counter() - start
