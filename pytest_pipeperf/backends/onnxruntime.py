@@ -49,6 +49,7 @@ from pytest_pipeperf.precision import Precision
 from pytest_pipeperf.recipe import select as select_recipe
 
 if TYPE_CHECKING:
+    from pytest_pipeperf.backends._user import GraphRunnable
     import numpy as np
 
     from pytest_pipeperf.backends._generate import CausalLMRunnable
@@ -212,7 +213,11 @@ class OnnxRuntimeBackend:
 
     def build(
         self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
-    ) -> OnnxRuntimeRunnable | CausalLMRunnable:
+    ) -> OnnxRuntimeRunnable | CausalLMRunnable | GraphRunnable:
+        if model.source != "directory":  # a user's nn.Module / .onnx file: backends/_user.py
+            from pytest_pipeperf.backends._user import build_user_onnxruntime
+
+            return build_user_onnxruntime(model, precision, device, context)
         if model.task.value == "text-generation":  # with-past export: backends/_generate.py
             from pytest_pipeperf.backends._generate import build_onnxruntime
 
