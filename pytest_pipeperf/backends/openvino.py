@@ -39,6 +39,7 @@ from pytest_pipeperf.machine import AVX512_CORE, cpu_flags
 from pytest_pipeperf.precision import Precision
 
 if TYPE_CHECKING:
+    from pytest_pipeperf.backends._user import GraphRunnable
     import numpy as np
 
     from pytest_pipeperf.devices import Device
@@ -131,7 +132,11 @@ class OpenVinoBackend:
 
     def build(
         self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
-    ) -> OpenVinoRunnable:
+    ) -> OpenVinoRunnable | GraphRunnable:
+        if model.source != "directory":  # a user's nn.Module / .onnx file: backends/_user.py
+            from pytest_pipeperf.backends._user import build_user_openvino
+
+            return build_user_openvino(model, precision, device, context, HINTS)
         found = self.supports(precision, device)
         if not found:
             raise BackendError(found.reason)

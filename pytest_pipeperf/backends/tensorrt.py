@@ -431,6 +431,10 @@ class TensorRTBackend:
     def build(
         self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
     ) -> TensorRTRunnable:
+        if model.source != "directory":  # a user's nn.Module / .onnx file: backends/_user.py
+            from pytest_pipeperf.backends._user import tensorrt_unsupported
+
+            raise tensorrt_unsupported(model)
         if model.task.modality != "text":
             raise BackendUnavailableError(
                 f"pipeperf: backend 'tensorrt' task {model.task.value!r} is not supported yet "
