@@ -55,13 +55,12 @@ class Leaf:
     value: Any
 
     def describe(self) -> str:
-        """A short human form for messages: ``'POSITIVE'``, ``float array (2, 3)``, ``0.93``."""
+        """A short human form for messages: ``exact 'POSITIVE'``, ``float-array (2, 3) float32``,
+        ``float-scalar 0.93``, ``length 4``."""
         if self.kind is LeafKind.EXACT:
-            return repr(self.value)
-        if self.kind is LeafKind.LENGTH:
-            return f"{self.value} item(s)"
-        if self.kind is LeafKind.FLOAT_SCALAR:
-            return f"{self.value:.6g}"
+            return f"exact {self.value!r}"
+        if self.kind in (LeafKind.LENGTH, LeafKind.FLOAT_SCALAR):
+            return f"{self.kind.value} {self.value:.6g}"
         return f"{self.kind.value} {tuple(self.value.shape)} {self.value.dtype}"
 
 
@@ -85,7 +84,7 @@ def _tensor_to_numpy(path: str, tensor: Any) -> np.ndarray:
         t = t.float()
     try:
         return t.cpu().numpy()  # type: ignore[no-any-return]
-    except (RuntimeError, TypeError) as exc:
+    except (RuntimeError, TypeError, NotImplementedError) as exc:  # meta, sparse, quantized
         raise TypeError(f"pipeperf: output {_where(path)} is a torch tensor ({t.dtype} on "
                         f"{t.device}) that cannot be read as a numpy array: {exc}") from exc
 
@@ -211,8 +210,7 @@ def _int_mismatch(path: str, ref: np.ndarray, out: np.ndarray) -> str | None:
 def _exact_mismatch(path: str, ref: Leaf, out: Leaf) -> str | None:
     """Why ``out`` does not equal ``ref`` (exact, length and int-array leaves), or ``None``."""
     if out.kind is not ref.kind:
-        return f"output {path}: candidate has {out.kind.value} {out.describe()}, reference " \
-               f"{ref.kind.value} {ref.describe()}"
+        return f"output {path}: candidate has {out.describe()}, reference {ref.describe()}"
     if ref.kind is LeafKind.INT_ARRAY:
         return _int_mismatch(path, ref.value, out.value)
     if ref.kind is LeafKind.LENGTH:

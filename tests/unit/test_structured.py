@@ -105,6 +105,13 @@ def test_torch_tensors_cpu_bf16_and_integer() -> None:
     np.testing.assert_allclose(found["logits"].value, (x * 2).detach().numpy(), rtol=1e-2)
 
 
+def test_a_tensor_without_data_is_refused_naming_the_path() -> None:
+    torch = pytest.importorskip("torch", exc_type=ImportError)
+    with pytest.raises(TypeError, match=r"output \[0\]\.x is a torch tensor \(torch.float32 on "
+                                        r"meta\) that cannot be read"):
+        leaves([{"x": torch.empty(2, device="meta")}])
+
+
 def test_bf16_tensor_outputs_pass_at_bf16_and_fail_at_fp32() -> None:
     torch = pytest.importorskip("torch", exc_type=ImportError)
     torch.manual_seed(0)
@@ -169,8 +176,10 @@ def test_a_different_number_of_items_fails_before_the_missing_ones() -> None:
 def test_kind_mismatch_names_both_kinds() -> None:
     result = compare_structured({"ids": np.arange(3)}, {"ids": np.arange(3.0)}, FP32)
     assert not result
-    assert result.detail == ("output ids: candidate has float-array float-array (3,) float64, "
-                             "reference int-array int-array (3,) int64")
+    assert result.detail == ("output ids: candidate has float-array (3,) float64, reference "
+                             "int-array (3,) int64")
+    scalar = compare_structured([{"score": 0.5}], [{"score": "high"}], FP32)
+    assert scalar.detail == "output [0].score: candidate has exact 'high', reference float-scalar 0.5"
 
 
 def test_integer_arrays_compare_exactly_naming_the_first_differing_index() -> None:
