@@ -347,7 +347,9 @@ def marker_options(item: pytest.Item) -> MarkerOptions:
     if cached is None:
         marker = item.get_closest_marker("pipeperf")
         try:
-            cached = MarkerOptions.from_kwargs(dict(marker.kwargs) if marker else {}, item.nodeid)
+            # named without the case's parameters: the marker belongs to the test function
+            where = item.nodeid.split("[", 1)[0]
+            cached = MarkerOptions.from_kwargs(dict(marker.kwargs) if marker else {}, where)
         except ValueError as exc:
             cached = exc
         item.stash[marker_key] = cached

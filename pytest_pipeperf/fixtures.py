@@ -73,7 +73,7 @@ def pipeperf(
         options = marker_options(request.node)
         session.recipes_for(options, request.node.nodeid)
     except ValueError as exc:
-        misuse(str(exc))
+        raise pytest.fail.Exception(f"pipeperf: {exc}", pytrace=False) from None
     check = PipeperfCheck(request, session, pipeperf_backend, pipeperf_precision, pipeperf_device,
                           options)
     yield check

@@ -134,7 +134,11 @@ def _length(value: Any, what: str) -> int:
 
 
 def name_of(fn: Any) -> str:
-    """A short name of a callable for reports: its qualified name, or its class's."""
+    """A short name of a callable for reports: its qualified name, or its class's
+    (``Sequential (torch.compile)`` for a compiled module)."""
+    original = getattr(fn, "_orig_mod", None)  # torch.compile's OptimizedModule
+    if original is not None:
+        return f"{name_of(original)} (torch.compile)"
     for attr in ("__qualname__", "__name__"):
         value = getattr(fn, attr, None)
         if isinstance(value, str) and value and "<lambda>" not in value:

@@ -15,10 +15,10 @@ from .conftest import ROOT
 MARK = "<!-- readme-example: test_my_model.py"
 
 
-def readme_example() -> str:
+def readme_example(mark: str = MARK) -> str:
     """The first python block after the example marker."""
     text = (ROOT / "README.md").read_text()
-    start = text.index(MARK)
+    start = text.index(mark)
     match = re.search(r"```python\n(.*?)```", text[start:], re.S)
     assert match, "README example block not found"
     return match.group(1)
@@ -66,6 +66,36 @@ def test_readme_example_records_then_compares(real_backends: None, tiny_classifi
     statuses = {p["verdict"]["status"] for c in result["cases"] for p in c["points"]}
     assert statuses <= {"ok", "inconclusive", "improved", "regressed"}
     assert all(p["verdict"]["baseline_runs"] == 1 for c in result["cases"] for p in c["points"])
+
+
+def _short(block: str) -> int:
+    """Lines of a README example without blank lines."""
+    return sum(1 for line in block.splitlines() if line.strip())
+
+
+def test_readme_own_callable_and_own_module_examples_run(real_backends: None,
+                                                         pytester: pytest.Pytester) -> None:
+    callable_block = readme_example("<!-- readme-example: test_my_callable.py")
+    module_block = readme_example("<!-- readme-example: test_my_module.py")
+    # the issue's promise: bringing your own callable / nn.Module takes <= 15 lines each
+    assert _short(callable_block) <= 15 and _short(module_block) <= 15
+    pytester.makefile(".py", test_my_callable=callable_block, test_my_module=module_block)
+    fast = ["-p", "no:cacheprovider", "--pipeperf-min-time=0.1", "--pipeperf-min-rounds=5",
+            "--pipeperf-warmup=0", "-W", "ignore::DeprecationWarning"]
+
+    first = pytester.runpytest_subprocess(*fast, "--pipeperf-update-baselines")
+    first.assert_outcomes(passed=3)  # [own], eager-fp32-cpu, onnxruntime-fp32-cpu
+    first.stdout.fnmatch_lines([
+        "*test_my_callable*own: Sequential (torch.compile)*fp32*cpu*16*max_abs*new*",
+        "*test_my_module*eager*fp32*cpu*8*max_abs*new*",
+        "*test_my_module*onnxruntime*fp32*cpu*8*max_abs*new*",
+    ])
+    second = pytester.runpytest_subprocess(*fast, "--pipeperf-fail-on=never",
+                                           "--pipeperf-json=result.json")
+    second.assert_outcomes(passed=3)
+    result = json.loads((pytester.path / "result.json").read_text())
+    assert {p["verdict"]["status"] for c in result["cases"] for p in c["points"]} <= \
+        {"ok", "inconclusive", "improved", "regressed"}
 
 
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
