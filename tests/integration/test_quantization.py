@@ -1,7 +1,7 @@
 """Real int8 / int4 recipes (torchao, bitsandbytes, ONNX Runtime quantisation) on real models.
 
 Every recipe runs on the random BERT classifier; each backend's default int8 and int4 recipe
-also runs on MiniLM. Each case must pass its precision's default parity preset, really be
+also runs on MiniLM, and onnxruntime's on the image suite's ViT. Each case must pass its precision's default parity preset, really be
 quantised (not bit-identical to fp32, a smaller model) and report the recipe that ran.
 """
 
@@ -23,6 +23,7 @@ from pytest_pipeperf.backends._ort_quant import quant_key, quantize_onnx  # noqa
 from pytest_pipeperf.backends.base import (  # noqa: E402
     BackendUnavailableError,
     BuildContext,
+    ImageBatch,
     ModelSpec,
     Task,
     TextBatch,
@@ -33,6 +34,8 @@ from pytest_pipeperf.devices import Device  # noqa: E402
 from pytest_pipeperf.parity import compare_outputs  # noqa: E402
 from pytest_pipeperf.precision import DEFAULT_TOLERANCES, Precision  # noqa: E402
 from pytest_pipeperf.recipe import UnknownRecipeError  # noqa: E402
+
+from .conftest import suite_models  # noqa: E402
 
 CPU = Device("cpu")
 TEXTS = InputFactory().texts(n=4, seq_len=32, seed=5)
@@ -63,7 +66,7 @@ def test_every_shipped_recipe_is_listed() -> None:
         ("eager", INT8, "torchao-int8-weight"), ("eager", INT8, "torchao-int8-dynamic"),
         ("eager", INT8, "bnb-int8"), ("eager", INT4, "torchao-int4-weight"),
         ("eager", INT4, "bnb-nf4"), ("onnxruntime", INT8, "ort-dynamic-per-channel"),
-        ("onnxruntime", INT4, "ort-matmul-4bit"),
+        ("onnxruntime", INT4, "ort-matmul-4bit-b16-asym"),
     ]
 
 
@@ -99,12 +102,32 @@ def test_default_recipe_on_minilm(backend: str, precision: Precision, fp32: dict
     assert ratio < 0.7
 
 
+@pytest.mark.parametrize("precision", [INT8, INT4])
+def test_onnxruntime_default_recipe_on_the_image_suites_vit(
+    precision: Precision, tmp_path_factory: pytest.TempPathFactory, context: BuildContext,
+) -> None:
+    """The cell ``suites/test_images.py`` runs with ``--pipeperf-precision=int4`` / ``int8``: the
+    suite's own random ViT (seed 0) on its 32 images. Symmetric int4 blocks of 32 (the recipe
+    before 2026-12-04) fail here at cosine 0.905 (docs/benchmarks/2026-12-04-int4-images.md)."""
+    vit = suite_models().build_vit_classifier(tmp_path_factory.mktemp("models") / "vit")
+    spec = ModelSpec(vit, Task.IMAGE_CLASSIFICATION)
+    images = ImageBatch(InputFactory().images(n=32, size=224).pixel_values)
+    eager = load_backend("eager").build(spec, Precision.FP32, CPU, context)
+    runnable = load_backend("onnxruntime").build(spec, precision, CPU, context)
+    assert runnable.info.notes["recipe"] == load_backend("onnxruntime").recipes(precision)[0]  # type: ignore[attr-defined]
+    result = compare_outputs(eager(images), runnable(images), DEFAULT_TOLERANCES[precision])
+    assert result, result.message()
+    assert result.value is not None and result.value < 1.0 - 1e-7  # really quantised
+    size = runnable.info.notes["model_bytes"]
+    assert isinstance(size, int) and 0 < size < 0.5 * eager.info.notes["model_bytes"]  # type: ignore[operator]
+
+
 @pytest.mark.parametrize("backend", ["eager", "onnxruntime"])
 def test_unknown_recipe_is_a_build_error_listing_the_valid_ones(
     backend: str, tiny_classifier: Path, context: BuildContext,
 ) -> None:
     spec = ModelSpec(tiny_classifier, Task.TEXT_CLASSIFICATION)
-    wrong = "ort-matmul-4bit" if backend == "eager" else "bnb-nf4"
+    wrong = "ort-matmul-4bit-b16-asym" if backend == "eager" else "bnb-nf4"
     with pytest.raises(UnknownRecipeError, match=rf"backend '{backend}' has no int4 recipe "
                                                  rf"'{wrong}'; valid: "):
         load_backend(backend).build(spec, INT4, CPU,
@@ -130,15 +153,15 @@ def test_quantised_graphs_are_cached_per_recipe_and_a_tampered_one_is_rebuilt(
     export, _, _ = export_onnx(spec, tmp_path)
     int8, _, status1 = quantize_onnx(export, "ort-dynamic-per-channel")
     again, seconds, status2 = quantize_onnx(export, "ort-dynamic-per-channel")
-    int4, _, status3 = quantize_onnx(export, "ort-matmul-4bit")
+    int4, _, status3 = quantize_onnx(export, "ort-matmul-4bit-b16-asym")
     assert (status1, status2, status3) == ("miss", "hit", "miss")
     assert again == int8 and seconds == 0.0
     # next to the export, one entry per recipe, named after both
     assert int8.parent.parent == int4.parent.parent == export.parent.parent
     assert int8.parent.name.startswith(f"{export.parent.name}-ort-dynamic-per-channel-")
-    assert int4.parent.name.startswith(f"{export.parent.name}-ort-matmul-4bit-")
+    assert int4.parent.name.startswith(f"{export.parent.name}-ort-matmul-4bit-b16-asym-")
     key = quant_key(export.parent, "ort-dynamic-per-channel")
-    assert key != quant_key(export.parent, "ort-matmul-4bit")
+    assert key != quant_key(export.parent, "ort-matmul-4bit-b16-asym")
     manifest = json.loads((int8.parent / "pipeperf-export.json").read_text())
     assert manifest["key"] == key and manifest["recipe"] == "ort-dynamic-per-channel"
     assert cached_export_valid(int8.parent, key)
@@ -157,6 +180,6 @@ def test_onnxruntime_build_reports_quantisation_costs(tiny_classifier: Path,
     backend.build(spec, INT4, CPU, context)
     runnable = backend.build(spec, INT4, CPU, context)
     notes = runnable.info.notes
-    assert notes["recipe"] == "ort-matmul-4bit" and notes["quantize_cache"] == "hit"
-    assert "-ort-matmul-4bit-" in Path(str(notes["onnx"])).parent.name  # the quantised graph ran
+    assert notes["recipe"] == "ort-matmul-4bit-b16-asym" and notes["quantize_cache"] == "hit"
+    assert "-ort-matmul-4bit-b16-asym-" in Path(str(notes["onnx"])).parent.name  # it ran
     assert notes["model_bytes"] == Path(str(notes["onnx"])).stat().st_size

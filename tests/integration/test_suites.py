@@ -54,7 +54,7 @@ def test_suites_parity_only() -> None:
         for backend, precision in (("eager", "int8/torchao-int8-weight"),
                                    ("eager", "int4/torchao-int4-weight"),
                                    ("onnxruntime", "int8/ort-dynamic-per-channel"),
-                                   ("onnxruntime", "int4/ort-matmul-4bit")):
+                                   ("onnxruntime", "int4/ort-matmul-4bit-b16-asym")):
             assert re.search(rf"{case}\s+{backend}\s+{precision}\s+cpu\s+8\s", out), (case, precision)
     # points: the two suites (2 batch sizes per case), the sweep (4 sizes x 3 backends), images
     # (2 sizes x 6 or 7 cases)
@@ -118,5 +118,5 @@ def test_suites_update_then_compare(tmp_path: Path) -> None:
     recipes = {(c["backend"], c["precision"]): c["recipe"] for c in doc["cases"]
                if c["suite"] == "suites/test_embeddings"}
     assert recipes[("eager", "int8")] == "torchao-int8-weight"
-    assert recipes[("onnxruntime", "int4")] == "ort-matmul-4bit"
+    assert recipes[("onnxruntime", "int4")] == "ort-matmul-4bit-b16-asym"
     assert recipes[("eager", "fp32")] is None
