@@ -274,3 +274,58 @@ def test_feature_extraction_advice_for_bart_on_onnxruntime_works(bart: Path,
     ort, eager = build("onnxruntime", bart, cache_dir, task=task), build("eager", bart, cache_dir)
     result = compare_outputs(eager(BATCH), ort(BATCH), DEFAULT_TOLERANCES[Precision.FP32])
     assert result, result.message
+
+
+SUITE_CONFTEST = '''
+import pytest
+
+
+@pytest.fixture
+def bart_model():
+    return {model!r}
+'''
+
+SUITE_INI = """
+[pytest]
+pipeperf_device = cpu
+pipeperf_threads = 1
+pipeperf_min_time = 0.1
+pipeperf_max_time = 1
+pipeperf_min_rounds = 8
+pipeperf_warmup = 0.02
+"""
+
+
+def test_the_shipped_suite_records_ttft_itl_and_tokens_per_s_points(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, bart: Path) -> None:
+    """suites/test_seq2seq.py as shipped, run by the real plugin (in process) at batch size 1 and
+    fp32: every case checks parity on logits and records the three generation points."""
+    import json
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    root = Path(__file__).resolve().parents[2]
+    pytester.makeconftest(SUITE_CONFTEST.format(model=str(bart)))
+    pytester.makeini(SUITE_INI)
+    pytester.makepyfile(test_seq2seq=(root / "suites" / "test_seq2seq.py").read_text())
+    report = pytester.path / "r.json"
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+                                "-p", "no:benchmark", "--pipeperf-batch-sizes=1",
+                                "--pipeperf-precision=fp32", f"--pipeperf-json={report}")
+    result.assert_outcomes(passed=4)
+    doc = json.loads(report.read_text())
+    cases = {(c["case"].split("[")[0], c["backend"]): c for c in doc["cases"]}
+    assert set(cases) == {(t, b) for t in ("test_text2text", "test_summarize")
+                          for b in ("eager", "onnxruntime")}
+    for (test, _), case in cases.items():
+        assert case["task"] == ("text2text-generation" if test == "test_text2text"
+                                else "summarization")
+        points = {p["key"]: p for p in case["points"]}
+        assert set(points) == {f"batch_size=1/{m}" for m in ("ttft", "itl", "tokens_per_s")}
+        for point in points.values():
+            assert point["parity"]["passed"] and point["parity"]["metric"] == "allclose"
+            assert point["verdict"]["status"] == "new"
+            assert point["stats"]["p50_ms"] > 0 and point["rounds"] > 0
+        whole = points["batch_size=1/tokens_per_s"]
+        assert whole["throughput"] == pytest.approx(16 * 1e3 / whole["stats"]["p50_ms"])
+    result.stdout.fnmatch_lines_random(["*test_text2text*onnxruntime*fp32*cpu*1 ttft*new*",
+                                        "*test_summarize*eager*fp32*cpu*1 itl*new*"])
