@@ -85,7 +85,7 @@ def _tensor_to_numpy(path: str, tensor: Any) -> np.ndarray:
     try:
         return t.cpu().numpy()  # type: ignore[no-any-return]
     except (RuntimeError, TypeError, NotImplementedError) as exc:  # meta, sparse, quantized
-        raise TypeError(f"pipeperf: output {_where(path)} is a torch tensor ({t.dtype} on "
+        raise TypeError(f"output {_where(path)} is a torch tensor ({t.dtype} on "
                         f"{t.device}) that cannot be read as a numpy array: {exc}") from exc
 
 
@@ -95,7 +95,7 @@ def _array_leaf(path: str, array: np.ndarray) -> Leaf:
         return Leaf(LeafKind.FLOAT_ARRAY, array)
     if kind in "biu":
         return Leaf(LeafKind.INT_ARRAY, array)
-    raise TypeError(f"pipeperf: output {_where(path)} is an array of dtype {array.dtype}, which "
+    raise TypeError(f"output {_where(path)} is an array of dtype {array.dtype}, which "
                     "parity cannot compare; return float, integer or bool arrays, and lists of "
                     "str for text")
 
@@ -130,7 +130,7 @@ def _walk(path: str, obj: Any, depth: int) -> Iterator[tuple[str, Leaf]]:
     import numpy as np
 
     if depth > _MAX_DEPTH:
-        raise TypeError(f"pipeperf: output {_where(path)} is nested more than {_MAX_DEPTH} "
+        raise TypeError(f"output {_where(path)} is nested more than {_MAX_DEPTH} "
                         "levels deep (a structure that contains itself?)")
     if obj is None or isinstance(obj, (str, bool)):
         yield _where(path), Leaf(LeafKind.EXACT, obj)
@@ -160,7 +160,7 @@ def _walk(path: str, obj: Any, depth: int) -> Iterator[tuple[str, Leaf]]:
     else:
         kind = type(obj)
         raise TypeError(
-            f"pipeperf: output {_where(path)} is a {kind.__module__}.{kind.__qualname__}, which "
+            f"output {_where(path)} is a {kind.__module__}.{kind.__qualname__}, which "
             "parity cannot compare; return mappings, lists, tuples, numpy arrays, torch tensors, "
             "numbers, str, bool or None")
 
@@ -178,12 +178,13 @@ def leaves(outputs: Any) -> dict[str, Leaf]:
 
     :param outputs: what a subject returned.
     :raises TypeError: naming the path and the type of a value parity cannot compare (an object,
-        a complex or string array, a tensor that cannot be read).
+        a complex or string array, a tensor that cannot be read). Messages carry no
+        ``pipeperf:`` prefix: the check layer that calls this adds it.
     """
     found: dict[str, Leaf] = {}
     for path, leaf in _walk("", outputs, 0):
         if path in found:
-            raise TypeError(f"pipeperf: output path {path!r} occurs twice (a mapping key that "
+            raise TypeError(f"output path {path!r} occurs twice (a mapping key that "
                             "contains '.' or '[' collides with a nested one); rename the key")
         found[path] = leaf
     return found
@@ -334,11 +335,11 @@ def _batch_len(path: str, obj: Any) -> int:
         return len(obj)
     if isinstance(obj, np.ndarray) or is_tensor(obj):
         if len(obj.shape) == 0:
-            raise ValueError(f"pipeperf: output {_where(path)} is a 0-d array, which has no "
+            raise ValueError(f"output {_where(path)} is a 0-d array, which has no "
                              "batch axis to slice")
         return int(obj.shape[0])
     kind = type(obj)
-    raise ValueError(f"pipeperf: output {_where(path)} is a {kind.__module__}.{kind.__qualname__}"
+    raise ValueError(f"output {_where(path)} is a {kind.__module__}.{kind.__qualname__}"
                      ", which has no batch axis to slice; record reference outputs as per-item "
                      "lists, batch-first arrays/tensors, or mappings of those")
 
@@ -358,7 +359,7 @@ def _slice(path: str, obj: Any, n: int) -> Any:
         return tuple(_slice(f"{path}[{i}]", x, n) for i, x in enumerate(obj))
     have = _batch_len(path, obj)
     if have < n:
-        raise ValueError(f"pipeperf: output {_where(path)} has {have} item(s), fewer than the "
+        raise ValueError(f"output {_where(path)} has {have} item(s), fewer than the "
                          f"{n} needed; record the reference on at least {n} inputs")
     if isinstance(obj, list):
         return list(obj[:n])
@@ -380,5 +381,5 @@ def slice_outputs(outputs: Any, n: int) -> Any:
         string, a 0-d array).
     """
     if n < 0:
-        raise ValueError(f"pipeperf: slice_outputs() needs n >= 0, got {n}")
+        raise ValueError(f"slice_outputs() needs n >= 0, got {n}")
     return _slice("", outputs, n)

@@ -159,17 +159,17 @@ def _top(item: Any, what: str) -> dict[str, Any]:
     """The first (highest-scoring) of a pipeline's ranked candidates, or the one dict given."""
     if isinstance(item, list):
         if not item:
-            raise BackendError(f"the pipeline returned no {what} for an input")
+            raise ValueError(f"the pipeline returned no {what} for an input")
         item = item[0]
     if not isinstance(item, dict):
-        raise BackendError(f"expected a {what} dict from the pipeline, got {item!r:.80}")
+        raise ValueError(f"expected a {what} dict from the pipeline, got {item!r:.80}")
     return item
 
 
 def _pick(item: dict[str, Any], exact: tuple[str, ...], what: str) -> dict[str, Any]:
     missing = [k for k in (*exact, "score") if k not in item]
     if missing:
-        raise BackendError(f"the pipeline's {what} lacks {missing}; it has {sorted(item)}")
+        raise ValueError(f"the pipeline's {what} lacks {missing}; it has {sorted(item)}")
     view = {k: item[k] for k in exact}
     view["score"] = float(item["score"])
     return view
@@ -177,9 +177,11 @@ def _pick(item: dict[str, Any], exact: tuple[str, ...], what: str) -> dict[str, 
 
 def _entities(item: Any) -> list[dict[str, Any]]:
     if not isinstance(item, list):
-        raise BackendError(f"expected a list of entities per input, got {item!r:.80}")
+        raise ValueError(f"expected a list of entities per input, got {item!r:.80}")
     found = []
     for entity in item:
+        if not isinstance(entity, dict):
+            raise ValueError(f"expected an entity dict from the pipeline, got {entity!r:.80}")
         key = "entity_group" if "entity_group" in entity else "entity"
         found.append(_pick(entity, ("word", key, "start", "end"), "entity"))
     return found
@@ -196,7 +198,7 @@ def _generated(item: Any) -> Any:
     views = []
     for seq in sequences:
         if not isinstance(seq, dict):
-            raise BackendError(f"expected a generated-sequence dict, got {seq!r:.80}")
+            raise ValueError(f"expected a generated-sequence dict, got {seq!r:.80}")
         ids = [k for k in seq if k.endswith("_token_ids")]
         texts = [k for k in seq if k.endswith("_text")]
         if ids:
@@ -205,7 +207,7 @@ def _generated(item: Any) -> Any:
         elif texts:
             views.append({texts[0]: seq[texts[0]]})
         else:
-            raise BackendError(f"a generated sequence has neither token ids nor text: {sorted(seq)}")
+            raise ValueError(f"a generated sequence has neither token ids nor text: {sorted(seq)}")
     return views[0] if len(views) == 1 else views
 
 
@@ -217,7 +219,7 @@ def _embedding(item: Any) -> Any:
     try:
         return np.asarray(item, dtype=np.float32)
     except ValueError as exc:
-        raise BackendError(f"a feature-extraction output is not a rectangular array: {exc}") \
+        raise ValueError(f"a feature-extraction output is not a rectangular array: {exc}") \
             from exc
 
 
@@ -241,10 +243,14 @@ def task_view(task: str, raw: list[Any]) -> Any:
 
     :param task: the pipeline's task (:func:`task_of`).
     :param raw: the per-item outputs from :func:`run`.
-    :raises BackendError: when ``raw`` does not have the task's shape.
+    :raises ValueError: when ``raw`` does not have the task's shape (the check layer reports
+        it as a parity error, as it does the ``TypeError`` below).
     :raises TypeError: from :func:`~pytest_pipeperf.structured.leaves`, for an unknown task's
         output that parity cannot compare.
     """
+    if not isinstance(raw, list):
+        raise ValueError(f"a pipeline's outputs are a list with one entry per input, got a "
+                         f"{type(raw).__name__}")
     if task in ("text-classification", "sentiment-analysis", "image-classification"):
         return [_pick(_top(item, "class"), ("label",), "class") for item in raw]
     if task in ("token-classification", "ner"):

@@ -241,6 +241,29 @@ def test_run_refuses_bad_batches(model_dirs: dict[str, Path]) -> None:
         run(qa, QUESTIONS, 0)
 
 
+@pytest.mark.parametrize(("task", "raw", "message"), [
+    ("text-classification", {"label": "A", "score": 0.5}, "a list with one entry per input"),
+    ("text-classification", [42], "expected a class dict from the pipeline, got 42"),
+    ("text-classification", [[]], "returned no class for an input"),
+    ("question-answering", [{"answer": "x", "score": 0.5}], r"answer lacks \['start', 'end'\]"),
+    ("token-classification", [["word"]], "expected an entity dict"),
+    ("text-generation", [[{"x": 1}]], "neither token ids nor text"),
+    ("feature-extraction", [[[0.5, 0.25], [0.5]]], "not a rectangular array"),
+])
+def test_a_view_of_outputs_of_the_wrong_shape_is_a_value_error(task: str, raw: Any,
+                                                               message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        task_view(task, raw)
+
+
+def test_text_is_compared_when_no_token_ids_came_back() -> None:
+    view = task_view("summarization", [{"summary_text": "a cat"}])
+    assert view == [{"summary_text": "a cat"}]
+    result = compare_structured(view, task_view("summarization", [{"summary_text": "a dog"}]),
+                                FP32)
+    assert result.detail == "output [0].summary_text: 'a dog' != reference 'a cat'"
+
+
 def test_an_unknown_task_is_viewed_raw() -> None:
     raw = [{"sequence": "x", "labels": ["a", "b"], "scores": [0.75, 0.25]}]
     assert task_view("zero-shot-classification", raw) is raw
