@@ -27,6 +27,19 @@ class TextInputs(tuple[str, ...]):
         return obj
 
 
+class QuestionInputs(tuple[tuple[str, str], ...]):
+    """``(question, context)`` pairs for question-answering, plus the sequence length every batch
+    is padded/truncated to (the context is truncated, never the question)."""
+
+    max_length: int | None
+
+    def __new__(cls, pairs: Sequence[tuple[str, str]],
+                max_length: int | None = None) -> QuestionInputs:
+        obj = super().__new__(cls, pairs)
+        obj.max_length = max_length
+        return obj
+
+
 class ImageInputs(Sequence["np.ndarray"]):
     """Images for an image model: one float32 array ``[n, C, H, W]`` of normalised pixels.
 
@@ -101,6 +114,58 @@ class InputFactory:
         texts = [" ".join(rng.choice(WORDS) for _ in range(seq_len)) for _ in range(n)]
         return TextInputs(texts, seq_len)
 
+    def questions(self, n: int = 64, seq_len: int = 128, seed: int = 0) -> QuestionInputs:
+        """``n`` pseudo-random ``(question, context)`` pairs for question-answering, padded and
+        truncated together to ``seq_len`` tokens (only the context is truncated).
+
+        Each question has ``max(1, min(8, seq_len // 4))`` words and ends in ``?``; each context
+        has ``seq_len`` words, so it fills the sequence. Same seed, same pairs.
+
+        :param n: how many pairs (>= 1); must cover the largest batch size.
+        :param seq_len: tokens per pair after tokenisation (>= 8, special tokens included).
+        :param seed: the generator seed.
+        :raises ValueError: for ``n < 1`` or ``seq_len < 8``.
+        """
+        _check_count("questions", n)
+        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 8:
+            raise ValueError(f"pipeperf.inputs.questions(seq_len={seq_len!r}): seq_len must be "
+                             "an integer >= 8 (room for a question and some context)")
+        rng = random.Random(seed)
+        words = max(1, min(8, seq_len // 4))
+        pairs = [(" ".join(rng.choice(WORDS) for _ in range(words)) + "?",
+                  " ".join(rng.choice(WORDS) for _ in range(seq_len))) for _ in range(n)]
+        return QuestionInputs(pairs, seq_len)
+
+    def masked(self, n: int = 64, seq_len: int = 128, seed: int = 0,
+               mask_token: str = "[MASK]") -> TextInputs:
+        """``n`` texts as :meth:`texts` makes them, each with one word replaced by
+        ``mask_token``, for fill-mask.
+
+        The mask sits in the first half of the text, so truncation to ``seq_len`` tokens keeps
+        it. Same seed, same texts.
+
+        :param n: how many texts (>= 1); must cover the largest batch size.
+        :param seq_len: tokens per sequence after tokenisation (>= 4, special tokens included).
+        :param seed: the generator seed.
+        :param mask_token: the model tokenizer's mask token: ``[MASK]`` for BERT-style
+            tokenizers, ``<mask>`` for RoBERTa-style ones (``tokenizer.mask_token``).
+        :raises ValueError: for ``n < 1``, ``seq_len < 4`` or an empty ``mask_token``.
+        """
+        _check_count("masked", n)
+        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 4:
+            raise ValueError(f"pipeperf.inputs.masked(seq_len={seq_len!r}): seq_len must be an "
+                             "integer >= 4")
+        if not isinstance(mask_token, str) or not mask_token.strip():
+            raise ValueError(f"pipeperf.inputs.masked(mask_token={mask_token!r}): the "
+                             "tokenizer's mask token, e.g. '[MASK]' or '<mask>'")
+        rng = random.Random(seed)
+        texts = []
+        for _ in range(n):
+            words = [rng.choice(WORDS) for _ in range(seq_len)]
+            words[rng.randrange(max(1, (seq_len - 2) // 2))] = mask_token
+            texts.append(" ".join(words))
+        return TextInputs(texts, seq_len)
+
     def images(self, n: int = 64, size: int = 224, seed: int = 0) -> ImageInputs:
         """``n`` pseudo-random RGB images of ``size`` x ``size`` pixels, already normalised.
 
@@ -122,3 +187,8 @@ class InputFactory:
 
         pixels = np.random.default_rng(seed).random((n, 3, size, size), dtype=np.float32)
         return ImageInputs((pixels - np.float32(0.5)) / np.float32(0.5))
+
+
+def _check_count(factory: str, n: object) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"pipeperf.inputs.{factory}(n={n!r}): n must be an integer >= 1")

@@ -124,8 +124,11 @@ def _bnb_config(recipe: str) -> Any:
     raise AssertionError(recipe)
 
 
-def load_quantised(auto: Any, model: ModelSpec, recipe: str) -> Any:
+def load_quantised(auto: Any, model: ModelSpec, recipe: str,
+                   loading: dict[str, Any] | None = None) -> Any:
     """Load ``model`` with ``auto`` (a transformers ``Auto*`` class) quantised by ``recipe``.
+
+    :param loading: when given, receives transformers' load report (``missing_keys``, ...).
 
     :raises BackendUnavailableError: when the recipe's package is missing or fails to import.
     :raises BackendError: when loading or quantising fails.
@@ -147,13 +150,15 @@ def load_quantised(auto: Any, model: ModelSpec, recipe: str) -> Any:
             f"pipeperf: backend 'eager' recipe {recipe!r} cannot import its package ({exc})"
         ) from exc
     try:
-        net = auto.from_pretrained(str(model.path), **kwargs)
+        net, report = auto.from_pretrained(str(model.path), output_loading_info=True, **kwargs)
     except ImportError as exc:  # transformers imports bitsandbytes / accelerate when loading
         raise BackendUnavailableError(
             f"pipeperf: backend 'eager' recipe {recipe!r} cannot import its package ({exc})"
         ) from exc
     except (OSError, ValueError) as exc:
         raise BackendError(f"cannot load {model.task.value} model from {model.path}: {exc}") from exc
+    if loading is not None:
+        loading.update(report)
     if not recipe.startswith("bnb-"):
         from torchao.quantization import quantize_
 
@@ -179,14 +184,16 @@ def build_quantised(model: ModelSpec, precision: Precision, device: Device,
     if device.kind != "cpu":
         raise BackendUnavailableError(f"pipeperf: backend 'eager' runs {precision.value} on cpu "
                                       "only in this version")
-    from pytest_pipeperf.backends._hf import load_tokenizer
-    from pytest_pipeperf.backends._torch import AUTO_CLASS, EagerRunnable, import_transformers
+    from pytest_pipeperf.backends._hf import load_tokenizer, loading_notes
+    from pytest_pipeperf.backends._torch import EagerRunnable, auto_class, import_transformers
 
     transformers = import_transformers(context.threads)
     start = time.perf_counter()
-    net = load_quantised(getattr(transformers, AUTO_CLASS[model.task]), model, recipe)
+    loading: dict[str, Any] = {}
+    net = load_quantised(auto_class(transformers, model.task), model, recipe, loading)
     tokenizer = load_tokenizer(model)
     info = BuildInfo(load_s=time.perf_counter() - start)
+    loading_notes(info, loading)
     info.notes["recipe"] = recipe
     info.notes["model_bytes"] = module_bytes(net)
     return EagerRunnable(net, tokenizer, model.task, str(device), info)

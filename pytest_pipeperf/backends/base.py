@@ -38,9 +38,26 @@ class Task(str, enum.Enum):
         return self.value
 
     @property
+    def output_names(self) -> tuple[str, ...]:
+        """The outputs a pipeline of this task returns and parity compares, in order (the same
+        names in eager and in the ONNX export): ``last_hidden_state`` for feature-extraction,
+        ``start_logits`` and ``end_logits`` for question-answering, ``logits`` otherwise (for
+        fill-mask only the rows of the masked tokens: ``[masks in the batch, vocabulary]``)."""
+        if self is Task.FEATURE_EXTRACTION:
+            return ("last_hidden_state",)
+        if self is Task.QUESTION_ANSWERING:
+            return ("start_logits", "end_logits")
+        return ("logits",)
+
+    @property
     def output_name(self) -> str:
-        """The output compared for parity (same name in eager and in the ONNX export)."""
-        return "last_hidden_state" if self is Task.FEATURE_EXTRACTION else "logits"
+        """The task's first output (:attr:`output_names`), for callers that use one."""
+        return self.output_names[0]
+
+    @property
+    def paired(self) -> bool:
+        """Whether the task's texts are ``(question, context)`` pairs (question-answering)."""
+        return self is Task.QUESTION_ANSWERING
 
     @property
     def modality(self) -> Literal["text", "image"]:
@@ -119,12 +136,13 @@ class ModelSpec:
 class TextBatch:
     """One batch of text inputs.
 
-    :param texts: the input strings.
+    :param texts: the input strings, or for question-answering ``(question, context)`` pairs
+        (tokenised together; only the context is truncated).
     :param max_length: pad/truncate every sequence to this many tokens; ``None`` pads to the
         longest in the batch (truncating at the model's limit).
     """
 
-    texts: tuple[str, ...]
+    texts: tuple[str, ...] | tuple[tuple[str, str], ...]
     max_length: int | None = None
 
     @property

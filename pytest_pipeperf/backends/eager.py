@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from pytest_pipeperf.backends.base import (
     AVAILABLE,
     Availability,
-    BackendError,
     BackendUnavailableError,
     BuildContext,
     BuildInfo,
@@ -16,7 +15,12 @@ from pytest_pipeperf.backends.base import (
     package_availability,
 )
 from pytest_pipeperf.backends._quant import EAGER_RECIPES, eager_recipes, module_bytes
-from pytest_pipeperf.backends._torch import AUTO_CLASS, EagerRunnable, import_transformers
+from pytest_pipeperf.backends._torch import (
+    EagerRunnable,
+    auto_class,
+    import_transformers,
+    load_pretrained,
+)
 from pytest_pipeperf.precision import Precision
 
 if TYPE_CHECKING:
@@ -71,24 +75,19 @@ class EagerBackend:
         transformers = import_transformers(context.threads)
         import torch
 
-        from pytest_pipeperf.backends._hf import load_tokenizer
+        from pytest_pipeperf.backends._hf import load_tokenizer, loading_notes
 
         if device.kind == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailableError("pipeperf: device 'cuda' needs a CUDA build of torch "
                                           "and an NVIDIA GPU; torch sees none")
         dtype = {Precision.FP32: torch.float32, Precision.BF16: torch.bfloat16,
                  Precision.FP16: torch.float16}[precision]
-        auto = getattr(transformers, AUTO_CLASS[model.task])
+        auto = auto_class(transformers, model.task)
         start = time.perf_counter()
-        try:
-            net = auto.from_pretrained(
-                str(model.path), dtype=dtype, local_files_only=True,
-                trust_remote_code=model.trust_remote_code,
-            )
-        except (OSError, ValueError) as exc:
-            raise BackendError(f"cannot load {model.task.value} model from {model.path}: {exc}") from exc
+        net, loading = load_pretrained(auto, model, dtype=dtype)
         net = net.to(str(device)).eval()
         tokenizer = load_tokenizer(model)
         info = BuildInfo(load_s=time.perf_counter() - start)
+        loading_notes(info, loading)
         info.notes["model_bytes"] = module_bytes(net)
         return EagerRunnable(net, tokenizer, model.task, str(device), info)

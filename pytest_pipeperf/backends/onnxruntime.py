@@ -138,20 +138,41 @@ def export_task_onnx(source: Path, task: str, key: str, cache_dir: Path, *, dtyp
             "install optimum-onnx"
         ) from exc
 
+    facts: dict[str, object] = {"source": str(source), "task": task}
+
     def write(tmp: Path) -> None:
-        main_export(
-            str(source), output=tmp, task=task, library_name="transformers", device=device,
-            dtype=dtype, do_validation=False, local_files_only=True,
-            trust_remote_code=trust_remote_code,
-        )
+        from pytest_pipeperf.backends._hf import newly_initialized_log
+
+        with newly_initialized_log() as fresh:
+            main_export(
+                str(source), output=tmp, task=task, library_name="transformers", device=device,
+                dtype=dtype, do_validation=False, local_files_only=True,
+                trust_remote_code=trust_remote_code,
+            )
+        if fresh:  # read back by export_notes(): the head the export initialised at random
+            facts["newly_initialized"] = sorted(fresh)
         if not (tmp / "model.onnx").is_file():
             raise BackendError(f"optimum's {task} export of {source} produced no model.onnx "
                                f"(got {sorted(p.name for p in tmp.iterdir())})")
 
-    seconds = build_entry(entry, key, "model.onnx", EXPORT_MANIFEST, write,
-                          {"source": str(source), "task": task},
+    seconds = build_entry(entry, key, "model.onnx", EXPORT_MANIFEST, write, facts,
                           failure=f"optimum ONNX export of {source} ({task}) failed")
     return entry / "model.onnx", seconds, "miss"
+
+
+def export_notes(onnx_path: Path, info: BuildInfo) -> None:
+    """Copy what the export's manifest knows about the model into ``info.notes``: the weights
+    the checkpoint lacked, initialised at random by the export's load (``newly_initialized``;
+    see :func:`pytest_pipeperf.backends._hf.parity_hint`)."""
+    from pytest_pipeperf.backends._hf import loading_notes
+
+    try:
+        manifest = json.loads((onnx_path.parent / EXPORT_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return
+    fresh = manifest.get("newly_initialized") if isinstance(manifest, dict) else None
+    if isinstance(fresh, list) and fresh:
+        loading_notes(info, {"missing_keys": fresh})
 
 
 class OnnxRuntimeRunnable:
@@ -164,24 +185,36 @@ class OnnxRuntimeRunnable:
     """
 
     def __init__(self, session: Any, tokenizer: Any, task: Task, info: BuildInfo) -> None:
+        from pytest_pipeperf.backends._hf import encoder_decoder_message
+
         self._session = session
         self._tokenizer = tokenizer
-        self._output = task.output_name
+        self._task = task
+        self._outputs = list(task.output_names)
         self._names = {i.name for i in session.get_inputs()}
         self._float16 = {i.name for i in session.get_inputs()
                          if getattr(i, "type", "") == "tensor(float16)"}
+        # Stand-in sessions without output metadata leave the check to the run.
+        graph_outputs = sorted(o.name for o in getattr(session, "get_outputs", list)())
+        absent = [n for n in self._outputs if n not in graph_outputs]
+        if graph_outputs and absent:
+            raise BackendError(f"the ONNX graph has no output {absent[0]!r} for {task.value} "
+                               f"(outputs: {graph_outputs})")
+        if "decoder_input_ids" in self._names and not task.generative:
+            raise BackendError(encoder_decoder_message(task, "the ONNX graph"))
         self.info = info
 
     def __call__(self, batch: Batch) -> Mapping[str, np.ndarray]:
         import numpy as np
 
-        from pytest_pipeperf.backends._hf import encode
+        from pytest_pipeperf.backends._hf import encode, missing_inputs, task_outputs
 
-        feed = encode(self._tokenizer, batch, self._names)
+        feed = encode(self._tokenizer, batch, self._names, self._task)
+        missing_inputs(self._names, feed, self._task, "the ONNX graph")
         if self._float16:
             feed = {k: v.astype(np.float16) if k in self._float16 else v for k, v in feed.items()}
-        (out,) = self._session.run([self._output], feed)
-        return {self._output: np.asarray(out, dtype=np.float32)}
+        values = self._session.run(self._outputs, feed)
+        return task_outputs(self._task, dict(zip(self._outputs, values)), self._tokenizer, feed)
 
     def close(self) -> None:
         self._session = None
@@ -233,6 +266,7 @@ class OnnxRuntimeBackend:
         from pytest_pipeperf.backends._hf import load_tokenizer
 
         onnx_path, export_s, cache = export_onnx(model, context.cache_dir)
+        export_path = onnx_path
         recipe = select_recipe(self.name, precision, self.recipes(precision), context.recipes)
         if recipe is not None:  # int8 / int4: quantise the export (cached next to it)
             from pytest_pipeperf.backends._ort_quant import quantize_onnx
@@ -254,6 +288,7 @@ class OnnxRuntimeBackend:
         tokenizer = load_tokenizer(model)
         info = BuildInfo(load_s=time.perf_counter() - start, export_s=export_s, export_cache=cache)
         info.notes["onnx"] = str(onnx_path)
+        export_notes(export_path, info)
         from pytest_pipeperf.backends._ort_quant import onnx_bytes
 
         info.notes["model_bytes"] = onnx_bytes(onnx_path)
@@ -565,6 +600,7 @@ def build_on_cuda(ort: Any, backend: str, model: ModelSpec, precision: Precision
     tokenizer = load_tokenizer(model)
     info = BuildInfo(load_s=time.perf_counter() - start, export_s=export_s, export_cache=cache)
     info.notes["onnx"] = str(onnx_path)
+    export_notes(onnx_path, info)
     from pytest_pipeperf.backends._ort_quant import onnx_bytes
 
     info.notes["model_bytes"] = onnx_bytes(onnx_path)

@@ -77,25 +77,33 @@ class OpenVinoRunnable:
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         self._tokenizer = tokenizer
-        self._output_name = task.output_name
-        try:
-            self._output = compiled.output(task.output_name)
-        except RuntimeError as exc:
-            outputs = sorted(n for port in compiled.outputs for n in port.get_names())
-            raise BackendError(f"the OpenVINO model has no output {task.output_name!r} "
-                               f"(outputs: {outputs})") from exc
+        self._task = task
+        self._outputs = {}
+        for name in task.output_names:
+            try:
+                self._outputs[name] = compiled.output(name)
+            except RuntimeError as exc:
+                outputs = sorted(n for port in compiled.outputs for n in port.get_names())
+                raise BackendError(f"the OpenVINO model has no output {name!r} "
+                                   f"(outputs: {outputs})") from exc
         self._names = {port.get_any_name() for port in compiled.inputs}
+        if "decoder_input_ids" in self._names and not task.generative:
+            from pytest_pipeperf.backends._hf import encoder_decoder_message
+
+            raise BackendError(encoder_decoder_message(task, "the OpenVINO model"))
         self.info = info
 
     def __call__(self, batch: Batch) -> Mapping[str, np.ndarray]:
-        from pytest_pipeperf.backends._hf import encode
+        from pytest_pipeperf.backends._hf import encode, missing_inputs, task_outputs
 
-        feed = encode(self._tokenizer, batch, self._names)
+        feed = encode(self._tokenizer, batch, self._names, self._task)
+        missing_inputs(self._names, feed, self._task, "the OpenVINO model")
         try:
             result = self._request.infer(feed)  # outputs are copied (share_outputs=False)
         except Exception as exc:
             raise BackendError(f"OpenVINO inference failed: {type(exc).__name__}: {exc}") from exc
-        return {self._output_name: result[self._output]}
+        return task_outputs(self._task, {n: result[port] for n, port in self._outputs.items()},
+                            self._tokenizer, feed)
 
     def close(self) -> None:
         self._request = None
@@ -147,7 +155,7 @@ class OpenVinoBackend:
                 f"pipeperf: backend 'openvino' cannot import openvino ({exc})"
             ) from exc
         from pytest_pipeperf.backends._hf import load_tokenizer
-        from pytest_pipeperf.backends.onnxruntime import export_onnx
+        from pytest_pipeperf.backends.onnxruntime import export_notes, export_onnx
 
         try:
             onnx_path, export_s, cache = export_onnx(model, context.cache_dir)
@@ -184,6 +192,7 @@ class OpenVinoBackend:
         tokenizer = load_tokenizer(model)
         info = BuildInfo(load_s=time.perf_counter() - start, export_s=export_s, export_cache=cache)
         info.notes["onnx"] = str(onnx_path)
+        export_notes(onnx_path, info)
         data = onnx_path.with_name(onnx_path.name + "_data")  # external weights, if any
         info.notes["model_bytes"] = onnx_path.stat().st_size + (
             data.stat().st_size if data.is_file() else 0)

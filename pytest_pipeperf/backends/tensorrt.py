@@ -304,9 +304,16 @@ class TensorRTRunnable:
         """Build (or load) the engine for ``batch``'s shape now; see the module docstring."""
         from pytest_pipeperf.backends._hf import encode
 
-        feed = encode(self._tokenizer, batch, self._tokenizer.model_input_names)
+        feed = encode(self._tokenizer, batch, self._feed_names(), self._task)
         rows, seq = next(iter(feed.values())).shape
         self._ensure_engine(int(rows), int(seq))
+
+    def _feed_names(self) -> set[str]:
+        """What to encode: the engine's inputs once there is one, else the tokenizer's outputs
+        plus ``position_ids`` (a decoder-only export needs them; extra ones are not bound)."""
+        if self._inputs:
+            return set(self._inputs)
+        return {*self._tokenizer.model_input_names, "position_ids"}
 
     def _ensure_engine(self, batch: int, seq: int) -> None:
         wanted = range_for(self._range, batch, seq)
@@ -344,9 +351,14 @@ class TensorRTRunnable:
         mode = self._trt.TensorIOMode
         self._inputs = [n for n in names if engine.get_tensor_mode(n) == mode.INPUT]
         self._outputs = [n for n in names if engine.get_tensor_mode(n) == mode.OUTPUT]
-        if self._task.output_name not in self._outputs:
-            raise BackendError(f"the TensorRT engine has no output {self._task.output_name!r} "
+        absent = [n for n in self._task.output_names if n not in self._outputs]
+        if absent:
+            raise BackendError(f"the TensorRT engine has no output {absent[0]!r} "
                                f"(outputs: {self._outputs})")
+        if "decoder_input_ids" in self._inputs and not self._task.generative:
+            from pytest_pipeperf.backends._hf import encoder_decoder_message
+
+            raise BackendError(encoder_decoder_message(self._task, "the TensorRT engine"))
         self._engine, self._context, self._range = engine, context, wanted
         builds = int(self.info.notes.get("engine_builds", 0)) + (0 if hit else 1)
         self.info.notes.update({
@@ -365,17 +377,14 @@ class TensorRTRunnable:
     # -- runner --------------------------------------------------------------------------------
 
     def __call__(self, batch: TextBatch) -> Mapping[str, np.ndarray]:
-        from pytest_pipeperf.backends._hf import encode
+        from pytest_pipeperf.backends._hf import encode, missing_inputs, task_outputs
 
         torch = self._torch
-        feed = encode(self._tokenizer, batch, self._tokenizer.model_input_names)
+        feed = encode(self._tokenizer, batch, self._feed_names(), self._task)
         rows, seq = next(iter(feed.values())).shape
         self._ensure_engine(int(rows), int(seq))
         context = self._context
-        missing = [n for n in self._inputs if n not in feed]
-        if missing:
-            raise BackendError(f"the TensorRT engine needs inputs {missing} that the tokenizer does "
-                               f"not produce (it gives {sorted(feed)})")
+        missing_inputs(self._inputs, feed, self._task, "the TensorRT engine")
         device = f"cuda:{self._index}"
         current = torch.cuda.current_stream(self._index)
         self._stream.wait_stream(current)
@@ -397,10 +406,10 @@ class TensorRTRunnable:
                     raise BackendError(f"TensorRT rejected the address of tensor {name!r}")
             if not context.execute_async_v3(self._stream.cuda_stream):
                 raise BackendError(f"TensorRT execute_async_v3 failed:\n{self._logger.tail()}")
-            name = self._task.output_name
-            out = buffers[name].float().cpu().numpy()  # device-to-host copy waits for the stream
+            # device-to-host copies wait for the stream
+            out = {name: buffers[name].float().cpu().numpy() for name in self._task.output_names}
         current.wait_stream(self._stream)
-        return {name: out}
+        return task_outputs(self._task, out, self._tokenizer, feed)
 
     def close(self) -> None:
         self._context = None
@@ -453,7 +462,7 @@ class TensorRTBackend:
             raise BackendUnavailableError("pipeperf: backend 'tensorrt' needs a CUDA build of torch "
                                           "and an NVIDIA GPU; torch sees none")
         from pytest_pipeperf.backends._hf import load_tokenizer, model_digest
-        from pytest_pipeperf.backends.onnxruntime import export_key, export_onnx
+        from pytest_pipeperf.backends.onnxruntime import export_key, export_notes, export_onnx
 
         index = device.index or 0
         dtype, flag = precision_plan(precision, set(trt.BuilderFlag.__members__))
@@ -465,6 +474,7 @@ class TensorRTBackend:
         tokenizer = load_tokenizer(model)
         info = BuildInfo(load_s=0.0, export_s=export_s, export_cache=cache)
         info.notes["onnx"] = str(onnx_path)
+        export_notes(onnx_path, info)
         info.notes["trt_precision"] = flag or f"{dtype} graph"
         try:
             runnable = TensorRTRunnable(
