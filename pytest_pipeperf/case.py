@@ -23,7 +23,6 @@ from pytest_pipeperf.timing import Timer, timed_call
 if TYPE_CHECKING:
     import numpy as np  # noqa: F401 (the Outputs alias names it)
 
-    from pytest_pipeperf.backends.base import Batch
     from pytest_pipeperf.precision import ParityPreset
 
 Outputs = Mapping[str, "np.ndarray"]
@@ -102,7 +101,11 @@ def run_point(subject: Callable[[Any], Any], batch: Any,
             expected = reference(batch)
 
     with first_call if first_call is not None else contextlib.nullcontext():
-        outputs, first_ns = timed_call(guarded(subject, batch, name), timer)
+        try:
+            outputs, first_ns = timed_call(guarded(subject, batch, name), timer)
+        except Exception as exc:  # the subject's own error: keep its traceback, say what it got
+            exc.add_note(f"pipeperf: {name} raised on its first call, given {describe(batch)}")
+            raise
     if reference is None:
         return PointRun(outputs, first_ns, ParityResult.unchecked())
     comparator: Callable[[Any, Any, ParityPreset], ParityResult] = compare or compare_outputs
@@ -111,6 +114,20 @@ def run_point(subject: Callable[[Any], Any], batch: Any,
     except (TypeError, ValueError) as exc:  # outputs of a type parity cannot read
         misuse(f"{name}: cannot compare its outputs with the reference's: {exc}")
     return PointRun(outputs, first_ns, parity)
+
+
+def describe(batch: Any) -> str:
+    """What a batch is, for an error note: ``numpy.ndarray float32 [1, 3]``, ``list of 4 str``."""
+    shape = getattr(batch, "shape", None)
+    kind = f"{type(batch).__module__.split('.')[0]}.{type(batch).__name__}"
+    if shape is not None:
+        return f"{kind} {getattr(batch, 'dtype', '')} {list(shape)}".replace("  ", " ")
+    if isinstance(batch, Mapping):
+        return "a dict of " + ", ".join(f"{k!r}: {describe(v)}" for k, v in list(batch.items())[:8])
+    if isinstance(batch, (list, tuple)):
+        types = sorted({type(item).__name__ for item in batch})
+        return f"a {type(batch).__name__} of {len(batch)} {'/'.join(types) or 'items'}"
+    return kind
 
 
 def guarded(subject: Callable[[Any], Any], batch: Any, name: str) -> Callable[[], Any]:

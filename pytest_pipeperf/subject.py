@@ -149,12 +149,11 @@ def name_of(fn: Any) -> str:
     return type(fn).__name__ if type(fn).__name__ != "function" else "lambda"
 
 
-def reference_call(reference: Any, inputs_size: int, what: str) -> Callable[[Any], Any] | None:
+def reference_call(reference: Any, what: str) -> Callable[[Any], Any] | None:
     """Turn ``reference=`` into batch -> expected outputs.
 
     :param reference: a callable (run on the same batch); a mapping of batch size -> outputs;
         or outputs recorded earlier on all the inputs (sliced to each batch); ``None``.
-    :param inputs_size: how many inputs there are (recorded outputs must cover them).
     """
     if reference is None:
         return None
@@ -181,8 +180,7 @@ def reference_call(reference: Any, inputs_size: int, what: str) -> Callable[[Any
             return slice_outputs(reference, size)
         except (ValueError, TypeError) as exc:
             misuse(f"{what}: reference= (outputs recorded earlier) cannot give the outputs of "
-                   f"the first {size} inputs: {exc}; record the outputs of all "
-                   f"{inputs_size} inputs, or pass a callable")
+                   f"the first {size} inputs: {exc}; or pass a callable")
     return sliced
 
 
@@ -199,8 +197,8 @@ def for_callable(fn: Callable[[Any], Any], inputs: Any, reference: Any,
 
     name = name_of(fn)
     what = f"pipeperf.bench({name})"
-    n = count(inputs, what)
-    expected = reference_call(reference, n, what)
+    count(inputs, what)
+    expected = reference_call(reference, what)
     alongside = None
     if expected is not None and callable(reference) and reference is not fn:
         alongside = _alongside(expected, eager_cost_limit)
@@ -250,7 +248,7 @@ def for_transformers(pipe: Any, inputs: Any, reference: Any,
     facts = _pipeline.describe(pipe)
     label = facts.get("name", type(pipe).__name__)
     what = f"pipeperf.bench({label})"
-    n = count(inputs, what)
+    count(inputs, what)
     task = str(getattr(pipe, "task", "") or "own")
     built = None
     if reference is None:
@@ -268,7 +266,7 @@ def for_transformers(pipe: Any, inputs: Any, reference: Any,
             return _pipeline.run(ref_pipe, batch, len(batch))
         expected: Callable[[Any], Any] | None = synchronized(expected_raw)
     else:
-        expected = reference_call(reference, n, what)
+        expected = reference_call(reference, what)
 
     def call(batch: Any) -> Any:
         return _pipeline.run(pipe, batch, len(batch))
