@@ -276,6 +276,34 @@ def test_feature_extraction_advice_for_bart_on_onnxruntime_works(bart: Path,
     assert result, result.message
 
 
+def test_a_t5_family_model_matches_eager_on_onnxruntime(minilm: Path, tmp_path: Path) -> None:
+    """T5 (relative positions, no position limit, ``[PAD]`` as decoder start) runs the same
+    path: the prompt's and the cached steps' logits agree with eager fp32."""
+    import torch
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm), local_files_only=True,
+                                              model_input_names=["input_ids", "attention_mask"])
+    config = T5Config(vocab_size=len(tokenizer), d_model=64, d_kv=16, d_ff=128, num_layers=1,
+                      num_decoder_layers=1, num_heads=2, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.sep_token_id,
+                      decoder_start_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    target = tmp_path / "t5"
+    T5ForConditionalGeneration(config).eval().save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    eager = build("eager", target, tmp_path, task=Task.SUMMARIZATION)
+    ort = build("onnxruntime", target, tmp_path, task=Task.SUMMARIZATION)
+    preset = DEFAULT_TOLERANCES[Precision.FP32]
+    result = compare_outputs(eager(BATCH), ort(BATCH), preset)
+    assert result, result.message
+    tokens = np.array([[1996, 2003, 1037, 2178], [2460, 102, 1996, 2003]], dtype=np.int64)
+    result = compare_outputs({"logits": eager.decode_logits(BATCH, tokens)},
+                             {"logits": ort.decode_logits(BATCH, tokens)}, preset)
+    assert result, result.message
+    assert ort.generate(BATCH, 4).tokens.shape == (2, 4)
+
+
 SUITE_CONFTEST = '''
 import pytest
 
