@@ -100,19 +100,23 @@ def _array_leaf(path: str, array: np.ndarray) -> Leaf:
                     "str for text")
 
 
-def _is_number(obj: Any) -> bool:
+def _all_numbers(items: list[Any] | tuple[Any, ...]) -> bool:
+    """Whether every item is an int or float (Python or numpy), bools excluded."""
+    kinds = {type(x) for x in items}
+    if kinds <= {int, float}:  # the common case (``tolist()`` output), without a per-item call
+        return True
     import numpy as np
 
-    return (isinstance(obj, (int, float, np.integer, np.floating))
-            and not isinstance(obj, (bool, np.bool_)))
+    return all(isinstance(x, (int, float, np.integer, np.floating))
+               and not isinstance(x, (bool, np.bool_)) for x in items)
 
 
 def _numeric_shape(obj: Any) -> tuple[int, ...] | None:
     """The shape of a non-empty rectangular nested list/tuple of numbers, else ``None``."""
     if not isinstance(obj, (list, tuple)) or not obj:
         return None
-    if all(_is_number(x) for x in obj):
-        return (len(obj),)
+    if not isinstance(obj[0], (list, tuple)):
+        return (len(obj),) if _all_numbers(obj) else None
     first = _numeric_shape(obj[0])
     if first is None:
         return None

@@ -379,3 +379,23 @@ def test_slice_outputs_errors_name_the_path() -> None:
         slice_outputs("text", 1)
     with pytest.raises(ValueError, match="n >= 0"):
         slice_outputs([1], -1)
+
+
+def test_comparing_and_asking_is_pipeline_import_no_heavy_library() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from pytest_pipeperf.structured import compare_structured, slice_outputs\n"
+        "from pytest_pipeperf.backends._pipeline import is_pipeline\n"
+        "from pytest_pipeperf.precision import DEFAULT_TOLERANCES, Precision\n"
+        "out = {'logits': np.ones((2, 3)), 'items': [{'label': 'A', 'score': 0.5}] * 2}\n"
+        "assert compare_structured(out, slice_outputs(out, 2), DEFAULT_TOLERANCES[Precision.BF16])\n"
+        "assert not is_pipeline(out)\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'onnxruntime') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
