@@ -68,6 +68,10 @@ class EagerBackend:
             from pytest_pipeperf.backends._generate import build_eager
 
             return build_eager(model, precision, device, context)
+        if model.task.value in ("text2text-generation", "summarization"):  # backends/_seq2seq.py
+            from pytest_pipeperf.backends._seq2seq import build_eager_seq2seq
+
+            return build_eager_seq2seq(model, precision, device, context)
         if precision in EAGER_RECIPES:
             from pytest_pipeperf.backends._quant import build_quantised
 
