@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from pytest_pipeperf.backends._generate import CausalLMRunnable
+    from pytest_pipeperf.backends._seq2seq import OrtSeq2SeqRunnable
     from pytest_pipeperf.devices import Device
 
 EXPORT_FORMAT = 1
@@ -246,7 +247,7 @@ class OnnxRuntimeBackend:
 
     def build(
         self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
-    ) -> OnnxRuntimeRunnable | CausalLMRunnable | GraphRunnable:
+    ) -> OnnxRuntimeRunnable | CausalLMRunnable | GraphRunnable | OrtSeq2SeqRunnable:
         if model.source != "directory":  # a user's nn.Module / .onnx file: backends/_user.py
             from pytest_pipeperf.backends._user import build_user_onnxruntime
 
@@ -255,6 +256,10 @@ class OnnxRuntimeBackend:
             from pytest_pipeperf.backends._generate import build_onnxruntime
 
             return build_onnxruntime(model, precision, device, context)
+        if model.task.value in ("text2text-generation", "summarization"):  # backends/_seq2seq.py
+            from pytest_pipeperf.backends._seq2seq import build_ort_seq2seq
+
+            return build_ort_seq2seq(model, precision, device, context, task_export_key)
         try:
             import onnxruntime as ort
         except (ImportError, OSError) as exc:
