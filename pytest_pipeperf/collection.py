@@ -63,7 +63,10 @@ class Collection:
             if "pipeperf" not in getattr(item, "fixturenames", ()) or item.get_closest_marker("skip"):
                 continue
             try:
-                count += max(len(settings.batch_sizes or marker_options(item).batch_sizes), 1)
+                marker = marker_options(item)
+                # a generative task times three points per batch size (TTFT, ITL, tokens/s)
+                metrics = 3 if marker.task is not None and marker.task.generative else 1
+                count += max(len(settings.batch_sizes or marker.batch_sizes), 1) * metrics
             except ValueError:
                 count += 1
         # An isolated child judges with its parent's family of timed points.

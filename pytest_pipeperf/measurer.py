@@ -86,6 +86,10 @@ class InterleavedMeasurer:
     def measure_points(self, check: PipeperfCheck, pipe: Pipeline,
                        inputs: tuple[str, ...] | ImageInputs, sizes: Sequence[int],
                        max_length: int | None) -> list[PointResult]:
+        if pipe.model.task.generative:  # TTFT / ITL / tokens/s points: decoding.py
+            from pytest_pipeperf import decoding
+
+            return decoding.measure_points(check, pipe, inputs, sizes, max_length)
         if sizes:
             check.prepare(pipe, batch_of(inputs, max(sizes), max_length))
         return self.measure_subject(check, check.subject_of(pipe, inputs, max_length), sizes)

@@ -176,25 +176,31 @@ def _scenario_bars(fig: Figure, group: Mapping[str, Any], title: str) -> bool:
     return True
 
 
+def _per_batch(rec: CaseResult) -> list[PointResult]:
+    """The timed points that stand for their batch size: latency points, or a generative
+    case's whole-run (``tokens_per_s``) points."""
+    return [p for p in _timed(rec) if p.metric in (None, "tokens_per_s")]
+
+
 def _batch_sizes(recs: Sequence[CaseResult]) -> list[int]:
-    return sorted({p.batch_size for r in recs for p in _timed(r)})
+    return sorted({p.batch_size for r in recs for p in _per_batch(r)})
 
 
 def _latency(fig: Figure, recs: Sequence[CaseResult], with_device: bool, title: str) -> bool:
     """Box plots of the raw samples, one panel per batch size, one row per variant."""
     labels = list(dict.fromkeys(variant(r, with_device) for r in recs))
-    panels = []
-    for size in _batch_sizes(recs):
+    panels = []  # one per batch size (and generation metric: ttft, itl, tokens_per_s)
+    for size, metric in sorted({(p.batch_size, p.metric or "") for r in recs for p in _timed(r)}):
         rows = {variant(r, with_device): p for r in recs for p in _timed(r)
-                if p.batch_size == size and p.samples_ms}
+                if p.batch_size == size and (p.metric or "") == metric and p.samples_ms}
         if rows:
-            panels.append((size, rows))
+            panels.append((size, metric, rows))
     if not panels:
         return False
     fig.set_size_inches(4.8 * len(panels) + 2.2, ROW_INCHES * len(labels) + 1.6)
     axes = fig.subplots(1, len(panels), squeeze=False, sharey=True,
                         gridspec_kw={"wspace": 0.18})[0]
-    for ax, (size, rows) in zip(axes, panels):
+    for ax, (size, metric, rows) in zip(axes, panels):
         present = [(i, rows[label]) for i, label in enumerate(labels, start=1) if label in rows]
         data = [[float(v) for v in p.samples_ms or ()] for _, p in present]
         ax.boxplot(data, positions=[i for i, _ in present], orientation="horizontal",
@@ -209,8 +215,8 @@ def _latency(fig: Figure, recs: Sequence[CaseResult], with_device: bool, title: 
             ax.annotate(f"{p50:.1f}", xy=(1.0, i),
                         xycoords=("axes fraction", "data"), xytext=(4, 0),
                         textcoords="offset points", fontsize=7.5, va="center", color="#7c2d12")
-        ax.set_xlabel("ms per call")
-        ax.set_title(f"batch size {size}", fontsize=9)
+        ax.set_xlabel(f"ms ({metric})" if metric else "ms per call")
+        ax.set_title(f"batch size {size} {metric}".rstrip(), fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(range(1, len(labels) + 1), labels, fontsize=8)
     axes[0].set_ylim(len(labels) + 0.6, 0.4)
@@ -229,7 +235,7 @@ def _speedup(fig: Figure, recs: Sequence[CaseResult], with_device: bool, title: 
     values: dict[int, list[tuple[float, float, float] | None]] = {s: [] for s in sizes}
     omitted = 0
     for rec in recs:
-        by_size = {p.batch_size: p for p in _timed(rec)}
+        by_size = {p.batch_size: p for p in _per_batch(rec)}
         for size in sizes:
             found = by_size.get(size)
             sp = found.speedup if found is not None else None
@@ -280,7 +286,7 @@ def _throughput(fig: Figure, recs: Sequence[CaseResult], with_device: bool, titl
     """Items/s against batch size, one line per variant, for swept functions only."""
     lines = []
     for rec in recs:
-        pts = sorted((p.batch_size, float(p.throughput)) for p in _timed(rec) if p.throughput)
+        pts = sorted((p.batch_size, float(p.throughput)) for p in _per_batch(rec) if p.throughput)
         if len(pts) > 1:
             lines.append((variant(rec, with_device), pts))
     if not lines:

@@ -9,7 +9,7 @@ The JSON form (``CaseResult.to_dict()``) is the documented record schema::
      "peak_rss_mb", "memory": {"rss_start_mb", "peak_rss_mb", "growth_mb", "device_peak_mb",
                               "sampled", "verdict": MemoryVerdict | null} | null,
      "versions": {...}, "update": bool, "disabled": bool,
-     "points": [{"batch_size", "key", "first_call_ms", "stats": LatencyStats | null,
+     "points": [{"batch_size", "key", "metric" (generation points only), "first_call_ms", "stats": LatencyStats | null,
                  "throughput": items/s | null, "parity": ParityResult, "verdict": Verdict | null,
                  "normalized": RatioStats | null, "speedup": RatioStats | null,
                  "rounds": int | null, "reference": str | null,
@@ -37,14 +37,26 @@ RESULT_SCHEMA_VERSION = 4
 USER_PROPERTY = "pipeperf"
 
 
-def point_key(batch_size: int) -> str:
-    """The baseline key of a workload point."""
-    return f"batch_size={batch_size}"
+def point_key(batch_size: int, metric: str | None = None) -> str:
+    """The baseline key of a workload point: ``batch_size=8`` (latency of one call), or for a
+    generation metric ``batch_size=1/ttft`` (``metric`` one of :data:`GENERATION_METRICS`)."""
+    return f"batch_size={batch_size}" if metric is None else f"batch_size={batch_size}/{metric}"
+
+
+# The timed points of a generative case (pytest_pipeperf.decoding), per batch size: time to first
+# token, inter-token latency (per run: the median latency of a decode step), and the whole
+# greedy run (its throughput is the case's tokens/s).
+GENERATION_METRICS = ("ttft", "itl", "tokens_per_s")
 
 
 @dataclass(frozen=True, slots=True)
 class PointResult:
-    """One workload point of a case."""
+    """One workload point of a case.
+
+    ``metric`` is ``None`` for the latency of one call on a batch (every non-generative task),
+    else the generation metric the point's stats measure (:data:`GENERATION_METRICS`); records
+    without it (older ones) are latency points.
+    """
 
     batch_size: int
     parity: ParityResult
@@ -57,12 +69,13 @@ class PointResult:
     rounds: int | None = None
     reference: str | None = None
     samples_ms: tuple[float, ...] | None = None
+    metric: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return {
             "batch_size": self.batch_size,
-            "key": point_key(self.batch_size),
+            "key": point_key(self.batch_size, self.metric),
             "first_call_ms": self.first_call_ms,
             "stats": self.stats.to_dict() if self.stats else None,
             "throughput": self.throughput,
@@ -73,6 +86,8 @@ class PointResult:
             "rounds": self.rounds,
             "reference": self.reference,
             "samples_ms": list(self.samples_ms) if self.samples_ms is not None else None,
+            # a generation metric only: latency points keep the record as it always was
+            **({"metric": self.metric} if self.metric is not None else {}),
         }
 
     @classmethod
@@ -91,12 +106,18 @@ class PointResult:
             speedup=RatioStats.from_dict(speedup) if speedup is not None else None,
             rounds=None if rounds is None else int(rounds), reference=data["reference"],
             samples_ms=tuple(float(v) for v in samples) if samples is not None else None,
+            metric=None if data.get("metric") is None else str(data["metric"]),
         )
 
     @property
     def key(self) -> str:
-        """The baseline key of this point (``batch_size=8``)."""
-        return point_key(self.batch_size)
+        """The baseline key of this point (``batch_size=8``, ``batch_size=1/itl``)."""
+        return point_key(self.batch_size, self.metric)
+
+    @property
+    def label(self) -> str:
+        """The point as report rows name it: ``8``, or ``1 itl`` for a generation metric."""
+        return str(self.batch_size) if self.metric is None else f"{self.batch_size} {self.metric}"
 
     @property
     def status(self) -> str:

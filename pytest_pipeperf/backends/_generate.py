@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from pytest_pipeperf.backends.base import (
@@ -529,29 +530,36 @@ def _check_task(model: ModelSpec) -> None:
 
 # -- onnxruntime builds -------------------------------------------------------------------------
 
-def export_generation_onnx(model_dir: Path, cache_dir: Path,
+def export_generation_onnx(model_dir: Path, cache_dir: Path, ort_backend: ModuleType,
                            trust_remote_code: bool = False) -> tuple[Path, float, str]:
     """optimum's ``text-generation-with-past`` export of ``model_dir``, once per content, in
     the ``onnxruntime`` backend's export cache (``cache_dir/onnx/<key>``: the model's content
     digest, the task and the exporter's versions, no opset field; sealed with the graph's
     SHA-256, so a stale or tampered entry is rebuilt, never used).
 
+    :param ort_backend: the module :mod:`pytest_pipeperf.backends.onnxruntime` (its export
+        cache and GPU session helpers), passed in: it imports this module to dispatch
+        ``text-generation`` here, so importing it back would be an import cycle.
     :returns: ``(model.onnx path, export seconds, "hit" | "miss")``.
     :raises BackendUnavailableError: optimum's ONNX exporter cannot be imported.
     :raises BackendError: the export failed, with optimum's reason.
     """
     from pytest_pipeperf.backends._hf import model_digest
-    from pytest_pipeperf.backends.onnxruntime import export_task_onnx, task_export_key
 
-    key = task_export_key(model_digest(model_dir), EXPORT_TASK, opset=None)
-    return export_task_onnx(model_dir, EXPORT_TASK, key, cache_dir,
-                            trust_remote_code=trust_remote_code)
+    key = ort_backend.task_export_key(model_digest(model_dir), EXPORT_TASK, opset=None)
+    result: tuple[Path, float, str] = ort_backend.export_task_onnx(
+        model_dir, EXPORT_TASK, key, cache_dir, trust_remote_code=trust_remote_code)
+    return result
 
 
 def ort_step(model_dir: Path, device: Device, cache_dir: Path, threads: int | None,
+             ort_backend: ModuleType,
              trust_remote_code: bool = False) -> tuple[OrtStep, float, str, Path]:
     """An :class:`OrtStep` on ``device`` (CPU, or the CUDA execution provider) for the cached
     export of ``model_dir``.
+
+    :param ort_backend: the module :mod:`pytest_pipeperf.backends.onnxruntime` (see
+        :func:`export_generation_onnx`).
 
     :returns: ``(step, export seconds, export cache "hit" | "miss", graph path)``.
     :raises BackendUnavailableError: onnxruntime / optimum / onnxruntime-gpu is missing.
@@ -562,25 +570,20 @@ def ort_step(model_dir: Path, device: Device, cache_dir: Path, threads: int | No
     except (ImportError, OSError) as exc:
         raise BackendUnavailableError(
             f"pipeperf: backend 'onnxruntime' cannot import onnxruntime ({exc})") from exc
-    onnx_path, export_s, hit = export_generation_onnx(model_dir, cache_dir, trust_remote_code)
+    onnx_path, export_s, hit = export_generation_onnx(model_dir, cache_dir, ort_backend,
+                                                      trust_remote_code)
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     if device.kind == "cuda":
-        from pytest_pipeperf.backends.onnxruntime import (
-            CUDA_EP,
-            create_gpu_session,
-            cuda_ep_options,
-            gpu_package_reason,
-        )
-
-        reason = gpu_package_reason("onnxruntime")
+        reason = ort_backend.gpu_package_reason("onnxruntime")
         if reason:
             raise BackendUnavailableError(reason)
         index = device.index or 0
-        session = create_gpu_session(ort, "onnxruntime", onnx_path, options,
-                                     [(CUDA_EP, cuda_ep_options(index, Precision.FP32))], device)
+        providers = [(ort_backend.CUDA_EP, ort_backend.cuda_ep_options(index, Precision.FP32))]
+        session = ort_backend.create_gpu_session(ort, "onnxruntime", onnx_path, options,
+                                                 providers, device)
         where = ("cuda", index)
     else:
         try:
@@ -597,9 +600,12 @@ def ort_step(model_dir: Path, device: Device, cache_dir: Path, threads: int | No
 
 
 def build_onnxruntime(model: ModelSpec, precision: Precision, device: Device,
-                      context: BuildContext) -> CausalLMRunnable:
+                      context: BuildContext, ort_backend: ModuleType) -> CausalLMRunnable:
     """The onnxruntime backend's ``text-generation`` build: fp32 only in this version (its
     int8 / int4 recipes quantise single-pass graphs; a with-past graph is not one of them).
+
+    :param ort_backend: the module :mod:`pytest_pipeperf.backends.onnxruntime` (see
+        :func:`export_generation_onnx`).
 
     :raises BackendUnavailableError: for another precision (the case skips, saying why), or a
         missing package.
@@ -615,7 +621,8 @@ def build_onnxruntime(model: ModelSpec, precision: Precision, device: Device,
             f"(not {precision.value}: its quantisation recipes do not handle the KV-cache graph)")
     start = time.perf_counter()
     step, export_s, hit, onnx_path = ort_step(model.path, device, context.cache_dir,
-                                              context.threads, model.trust_remote_code)
+                                              context.threads, ort_backend,
+                                              model.trust_remote_code)
     tokenizer = load_tokenizer(model)
     info = BuildInfo(load_s=time.perf_counter() - start - export_s, export_s=export_s,
                      export_cache=hit)

@@ -255,7 +255,7 @@ class OnnxRuntimeBackend:
         if model.task.value == "text-generation":  # with-past export: backends/_generate.py
             from pytest_pipeperf.backends._generate import build_onnxruntime
 
-            return build_onnxruntime(model, precision, device, context)
+            return build_onnxruntime(model, precision, device, context, sys.modules[__name__])
         if model.task.value in ("text2text-generation", "summarization"):  # backends/_seq2seq.py
             from pytest_pipeperf.backends._seq2seq import build_ort_seq2seq
 

@@ -430,9 +430,9 @@ def export_generation_onnx(model_dir: Path, cache_dir: Path) -> tuple[Path, floa
     :raises BackendUnavailableError: optimum's ONNX exporter cannot be imported.
     :raises BackendError: the export failed, with optimum's reason.
     """
-    from pytest_pipeperf.backends import _generate
+    from pytest_pipeperf.backends import _generate, onnxruntime
 
-    return _generate.export_generation_onnx(model_dir, cache_dir)
+    return _generate.export_generation_onnx(model_dir, cache_dir, onnxruntime)
 
 
 def _load_eager(model_dir: Path, device: Device, threads: int | None) -> EagerGenerator:
@@ -458,9 +458,10 @@ def _load_eager(model_dir: Path, device: Device, threads: int | None) -> EagerGe
 
 def _load_onnxruntime(model_dir: Path, device: Device, cache_dir: Path,
                       threads: int | None) -> OnnxRuntimeGenerator:
+    from pytest_pipeperf.backends import onnxruntime
     from pytest_pipeperf.backends._generate import ort_step
 
-    step, _, _, _ = ort_step(model_dir, device, cache_dir, threads)
+    step, _, _, _ = ort_step(model_dir, device, cache_dir, threads, onnxruntime)
     return OnnxRuntimeGenerator(step)
 
 
