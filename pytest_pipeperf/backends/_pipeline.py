@@ -67,8 +67,8 @@ def _model_path(pipe: Pipeline) -> str:
 
 
 def _short_name(name: str) -> str:
-    path = Path(name)
-    return path.name if name and path.is_dir() else name
+    """``bert-cls`` for ``/tmp/models/bert-cls/``, ``sst2`` for the hub id ``org/sst2``."""
+    return name.rstrip("/").rsplit("/", 1)[-1]
 
 
 def describe(pipe: Pipeline) -> dict[str, str]:
@@ -77,8 +77,8 @@ def describe(pipe: Pipeline) -> dict[str, str]:
     :param pipe: the pipeline.
     :returns: e.g. ``{"class": "TextClassificationPipeline", "task": "text-classification",
         "model": "bert-cls", "device": "cpu", "framework": "pt", "dtype": "torch.float32"}``;
-        the model is the directory's name for a local model, else the hub id (``"?"`` if
-        unknown); ``dtype`` only when the model has one.
+        the model is the last part of its directory or hub id (``"?"`` if unknown); ``dtype``
+        only when the model has one.
     """
     info = {
         "class": type(pipe).__name__,

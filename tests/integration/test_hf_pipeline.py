@@ -1,7 +1,7 @@
 """A real ``transformers.Pipeline`` as a subject: run, task-level view, eager fp32 reference.
 
 Tiny seeded random models (1 layer, hidden 32; MiniLM's tokenizer for the BERT family, the
-scenario's byte-level BPE for GPT-2) are saved into a module temp dir; every task's pipeline is
+scenario's byte-level BPE for GPT-2, a 32x32 ViT with its image processor) are saved into a module temp dir; every task's pipeline is
 compared with the reference :func:`reference_for` builds, at the fp32 preset, in bf16 at the bf16
 preset, and with a changed model (which must fail naming the output path).
 """
@@ -12,8 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+Image = pytest.importorskip("PIL.Image", exc_type=ImportError)
 torch = pytest.importorskip("torch", exc_type=ImportError)
 transformers = pytest.importorskip("transformers", exc_type=ImportError)
 
@@ -39,7 +41,12 @@ QUESTIONS = [{"question": "where did the cat sit?", "context": "the cat sat on t
              {"question": "who met alice?", "context": "bob met alice at the station"},
              {"question": "what is blue?", "context": "the sky is blue and the sea is green"}]
 MASKED = ["the [MASK] sat on the mat", "paris is the capital of [MASK]", "hello [MASK]"]
+IMAGES = [Image.fromarray(np.random.default_rng(seed).integers(0, 256, (40, 48, 3), dtype=np.uint8))
+          for seed in range(3)]
+VIT = {"image_size": 32, "patch_size": 8, "num_channels": 3, "hidden_size": 32,
+       "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
 LABELS = {"text-classification": ["NEGATIVE", "POSITIVE"],
+          "image-classification": ["cat", "dog", "bird"],
           "token-classification": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]}
 BERT_HEADS = {
     "text-classification": "BertForSequenceClassification",
@@ -51,6 +58,7 @@ BERT_HEADS = {
 INPUTS: dict[str, list[Any]] = {
     "text-classification": TEXTS, "token-classification": TEXTS, "feature-extraction": TEXTS,
     "question-answering": QUESTIONS, "fill-mask": MASKED, "text-generation": TEXTS,
+    "image-classification": IMAGES,
 }
 TASKS = sorted(INPUTS)
 # what the generative subject sets like a user would; run() must still decode greedily
@@ -65,11 +73,7 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory, minilm: Path) -> dict[s
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(minilm), local_files_only=True)
     dirs = {}
     for task, head in BERT_HEADS.items():
-        names = LABELS.get(task, [])
-        extra: dict[str, Any] = {}
-        if names:
-            extra = {"num_labels": len(names), "id2label": dict(enumerate(names)),
-                     "label2id": {n: i for i, n in enumerate(names)}}
+        extra = label_config(task)
         config = transformers.BertConfig(vocab_size=tokenizer.vocab_size, **BERT, **extra)
         torch.manual_seed(0)
         model = getattr(transformers, head)(config).eval()
@@ -78,7 +82,22 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory, minilm: Path) -> dict[s
         tokenizer.save_pretrained(target)
         dirs[task] = target
     dirs["text-generation"] = build_tiny_gpt2(root / "text-generation")
+    torch.manual_seed(0)
+    vit = transformers.ViTForImageClassification(transformers.ViTConfig(
+        **VIT, **label_config("image-classification"))).eval()
+    dirs["image-classification"] = root / "image-classification"
+    vit.save_pretrained(dirs["image-classification"])
+    transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(
+        dirs["image-classification"])
     return dirs
+
+
+def label_config(task: str) -> dict[str, Any]:
+    names = LABELS.get(task, [])
+    if not names:
+        return {}
+    return {"num_labels": len(names), "id2label": dict(enumerate(names)),
+            "label2id": {n: i for i, n in enumerate(names)}}
 
 
 def subject(model_dirs: dict[str, Path], task: str, **kwargs: Any) -> Any:
@@ -105,6 +124,7 @@ EXPECTED_LEAVES = {
     "fill-mask": {"[0].token", "[0].token_str", "[0].score"},
     "feature-extraction": {"[0]"},
     "text-generation": {"[0].generated_token_ids"},
+    "image-classification": {"[0].label", "[0].score"},
 }
 
 
@@ -142,10 +162,11 @@ def test_bf16_subject_passes_at_the_bf16_preset(model_dirs: dict[str, Path], tas
         assert not compare_structured(ref_view, view, FP32)
 
 
-def _flip_classes(model: Any) -> None:
+def _shift_classes(model: Any) -> None:
+    """Class ``i``'s weights move to class ``i + 1``: every top label changes."""
     with torch.no_grad():
-        model.classifier.weight.copy_(model.classifier.weight.flip(0))
-        model.classifier.bias.copy_(model.classifier.bias.flip(0))
+        model.classifier.weight.copy_(model.classifier.weight.roll(1, 0))
+        model.classifier.bias.copy_(model.classifier.bias.roll(1, 0))
 
 
 def _perturb_last_layer(model: Any) -> None:
@@ -163,7 +184,8 @@ def _perturb_gpt2(model: Any) -> None:
 
 
 CHANGES: dict[str, tuple[Callable[[Any], None], str]] = {
-    "text-classification": (_flip_classes, r"output \[\d\]\.label: '\w+' != reference '\w+'"),
+    "text-classification": (_shift_classes, r"output \[\d\]\.label: '\w+' != reference '\w+'"),
+    "image-classification": (_shift_classes, r"output \[\d\]\.label: '\w+' != reference '\w+'"),
     "token-classification": (_perturb_last_layer, r"output (len\()?\[\d\]"),
     "question-answering": (_perturb_last_layer, r"output \[\d\]\.(answer|start|end)"),
     "fill-mask": (_perturb_last_layer, r"output \[\d\]\.token(_str)?: "),
@@ -220,6 +242,7 @@ def test_no_reference_for_a_model_without_a_local_directory(model_dirs: dict[str
     in_memory.model.name_or_path = "some-org/some-model"  # a hub id: never downloaded
     in_memory.model.config._name_or_path = "some-org/some-model"
     assert reference_for(in_memory) is None
+    assert describe(in_memory)["model"] == "some-model"
 
 
 def test_the_reference_copies_the_subjects_settings(model_dirs: dict[str, Path]) -> None:
