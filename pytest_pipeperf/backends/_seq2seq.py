@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -103,7 +104,7 @@ def _check_tokens(tokens: np.ndarray, rows: int, vocab: int, limit: int | None) 
 
 def _check_length(steps: int, limit: int | None, where: str, name: str) -> None:
     """The decoder sees ``steps + 1`` positions (its start token first)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise BackendError(f"{where}: {name} must be an integer >= 1, got {steps!r}")
     if limit is not None and steps + 1 > limit:
         raise BackendError(f"{where}: {name}={steps} needs {steps + 1} decoder positions but the "
@@ -401,6 +402,16 @@ def quantize_seq2seq(export: Path, recipe: str) -> tuple[Path, float, str]:
     return entry, seconds, "miss"
 
 
+def _run_session(session: Any, names: list[str], feed: Mapping[str, np.ndarray],
+                 graph: str) -> list[np.ndarray]:
+    try:
+        return list(session.run(names, dict(feed)))
+    except Exception as exc:  # ORT raises RuntimeError subclasses of its own (Fail, ...)
+        shapes = {k: list(v.shape) for k, v in feed.items() if not k.startswith("past_")}
+        raise BackendError(f"onnxruntime failed running {graph} with inputs {shapes}: "
+                           f"{type(exc).__name__}: {exc}") from exc
+
+
 class OrtSeq2SeqRunnable:
     """An encoder session and the two decoder sessions plus the tokenizer, as a generative
     runnable.
@@ -432,13 +443,19 @@ class OrtSeq2SeqRunnable:
         self._limit = limit
         self.info = info
         self._encoder_names = {i.name for i in encoder.get_inputs()}
-        for session, wanted in ((first, {"input_ids", "encoder_hidden_states",
-                                         "encoder_attention_mask"}),
-                                (cached, {"input_ids", "encoder_attention_mask"})):
+        # The inputs this runnable feeds each graph: exactly what optimum's export takes.
+        for graph, session, fed in (
+                (ENCODER_GRAPH, encoder, {"input_ids", "attention_mask"}),
+                (FIRST_DECODER_GRAPH, first, {"input_ids", "encoder_hidden_states",
+                                              "encoder_attention_mask"}),
+                (CACHED_DECODER_GRAPH, cached, {"input_ids", "encoder_attention_mask"})):
             names = {i.name for i in session.get_inputs()}
-            if not wanted <= names:
-                raise BackendError(f"a decoder graph lacks the inputs {sorted(wanted - names)} "
-                                   f"(has {sorted(names)})")
+            unknown = sorted(n for n in names - fed if not n.startswith("past_key_values."))
+            if not fed <= names or unknown:
+                raise BackendError(f"{graph} takes the inputs {sorted(names)}; the seq2seq "
+                                   f"runnable feeds {sorted(fed)} (and past_key_values.* to "
+                                   f"{CACHED_DECODER_GRAPH}): an export this version does not "
+                                   "know how to run")
         self._first_outputs = [o.name for o in first.get_outputs()]
         self._cached_outputs = [o.name for o in cached.get_outputs()]
         self._cached_inputs = {i.name for i in cached.get_inputs()}
@@ -449,7 +466,7 @@ class OrtSeq2SeqRunnable:
         from pytest_pipeperf.backends._hf import encode
 
         feed = encode(self._tokenizer, _text_batch(batch, where), self._encoder_names)
-        (hidden,) = self._encoder.run(["last_hidden_state"], feed)
+        (hidden,) = _run_session(self._encoder, ["last_hidden_state"], feed, ENCODER_GRAPH)
         return hidden, feed["attention_mask"]
 
     def _run(self, ids: np.ndarray, hidden: np.ndarray, mask: np.ndarray,
@@ -459,13 +476,13 @@ class OrtSeq2SeqRunnable:
 
         if past is None:
             names = self._first_outputs
-            outputs = self._first_decoder.run(names, {
+            outputs = _run_session(self._first_decoder, names, {
                 "input_ids": ids, "encoder_hidden_states": hidden,
-                "encoder_attention_mask": mask})
+                "encoder_attention_mask": mask}, FIRST_DECODER_GRAPH)
         else:
             names = self._cached_outputs
             feed = {"input_ids": ids, "encoder_attention_mask": mask, **past}
-            outputs = self._cached_decoder.run(names, feed)
+            outputs = _run_session(self._cached_decoder, names, feed, CACHED_DECODER_GRAPH)
         values = dict(zip(names, outputs, strict=True))
         cache = {name.replace("present.", "past_key_values.", 1): value
                  for name, value in values.items() if name.startswith("present.")}

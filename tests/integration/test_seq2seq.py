@@ -357,3 +357,22 @@ def test_the_shipped_suite_records_ttft_itl_and_tokens_per_s_points(
         assert whole["throughput"] == pytest.approx(16 * 1e3 / whole["stats"]["p50_ms"])
     result.stdout.fnmatch_lines_random(["*test_text2text*onnxruntime*fp32*cpu*1 ttft*new*",
                                         "*test_summarize*eager*fp32*cpu*1 itl*new*"])
+
+
+def test_graphs_whose_inputs_the_runnable_does_not_feed_are_refused(
+        pair: tuple[Any, Any]) -> None:
+    """Sessions given in the wrong roles (the first-step decoder as the cached one, which takes
+    encoder_hidden_states the cached step never feeds) are a clear error at build time."""
+    import onnxruntime as ort
+
+    from pytest_pipeperf.backends._seq2seq import OrtSeq2SeqRunnable
+
+    entry = Path(pair[1].info.notes["onnx"]).parent
+    sessions = {name: ort.InferenceSession(str(entry / name), providers=["CPUExecutionProvider"])
+                for name in ("encoder_model.onnx", "decoder_model.onnx")}
+    with pytest.raises(BackendError, match=r"decoder_with_past_model.onnx takes the inputs "
+                                           r"\[.*'encoder_hidden_states'.*\]; the seq2seq "
+                                           r"runnable feeds"):
+        OrtSeq2SeqRunnable(sessions["encoder_model.onnx"], sessions["decoder_model.onnx"],
+                           sessions["decoder_model.onnx"], pair[1]._tokenizer, pair[1].info,
+                           start=101, limit=128)
