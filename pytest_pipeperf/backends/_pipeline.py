@@ -301,7 +301,7 @@ def reference_for(pipe: Pipeline) -> Pipeline | None:
             task, model=str(path), device="cpu", dtype=torch.float32,
             model_kwargs={"local_files_only": True},
             **{name: value for name, value in parts.items() if value is not None})
-    except (OSError, ValueError, KeyError, RuntimeError):
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError):  # a load that fails here
         return None
     for params in ("_preprocess_params", "_forward_params", "_postprocess_params"):
         if isinstance(getattr(pipe, params, None), dict):
