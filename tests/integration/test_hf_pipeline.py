@@ -8,6 +8,7 @@ preset, and with a changed model (which must fail naming the output path).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -205,8 +206,6 @@ def test_a_changed_model_fails_naming_the_output_path(model_dirs: dict[str, Path
     result = compare_structured(ref_view, view, FP32)
     assert not result
     assert result.detail.startswith("worst output") or result.value is None
-    import re
-
     assert re.search(detail, result.detail), result.detail
     assert "output" in result.message()
 
