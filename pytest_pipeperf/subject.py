@@ -246,7 +246,7 @@ def for_transformers(pipe: Any, inputs: Any, reference: Any,
     from pytest_pipeperf.structured import compare_structured
 
     facts = _pipeline.describe(pipe)
-    label = facts.get("name", type(pipe).__name__)
+    label = facts.get("class") or type(pipe).__name__
     what = f"pipeperf.bench({label})"
     count(inputs, what)
     task = str(getattr(pipe, "task", "") or "own")
