@@ -616,8 +616,16 @@ def user_export_key(spec: ModelSpec) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line, at most 400 characters of the message.
+
+    The TorchScript exporter puts a dump of the graph (``Torch IR graph at exception: ...``)
+    before its reason; the reason (the last line) is kept instead.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Torch IR graph at exception"):
+        lines = lines[-1:]
+    text = " ".join(" ".join(lines).split())
     return f"{type(exc).__name__}: {text[:400]}" + ("..." if len(text) > 400 else "")
 
 
@@ -649,7 +657,7 @@ def export_module_onnx(spec: ModelSpec, cache_dir: Path) -> tuple[Path, float, s
             probe = net(**dict(zip(inputs, examples))) if names else net(*examples)
     except Exception as exc:
         raise BackendError(f"{spec.path.name} failed on its example_inputs: "
-                           f"{_one_line(exc)}") from exc
+                           f"{one_line(exc)}") from exc
     outputs = output_names(probe)
     keyword = names is not None
 
@@ -674,7 +682,7 @@ def export_module_onnx(spec: ModelSpec, cache_dir: Path) -> tuple[Path, float, s
                                   dynamo=False, dynamic_axes=axes)
         except Exception as exc:
             raise BackendError(f"torch.onnx.export ({EXPORTER} exporter, opset {OPSET}) of "
-                               f"{spec.path.name} failed: {_one_line(exc)}") from exc
+                               f"{spec.path.name} failed: {one_line(exc)}") from exc
 
     seconds = build_entry(entry, key, "model.onnx", EXPORT_MANIFEST, write,
                           {"source": f"torch.nn.Module {type(spec.module).__qualname__}",
@@ -787,7 +795,7 @@ def ort_cpu_runnable(onnx_path: Path, threads: int | None) -> GraphRunnable:
         session = ort.InferenceSession(str(onnx_path), options,
                                        providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise BackendError(f"onnxruntime could not load {onnx_path}: {_one_line(exc)}") from exc
+        raise BackendError(f"onnxruntime could not load {onnx_path}: {one_line(exc)}") from exc
     got = session.get_providers()
     if got[:1] != ["CPUExecutionProvider"]:
         raise BackendError(f"onnxruntime session asked for CPUExecutionProvider but runs on {got}")
@@ -877,7 +885,7 @@ def build_user_openvino(spec: ModelSpec, precision: Precision, device: Device,
         compiled = ov.Core().compile_model(str(onnx_path), "CPU", config)
     except Exception as exc:
         raise BackendError(f"OpenVINO could not compile {onnx_path} with {config}: "
-                           f"{_one_line(exc)}") from exc
+                           f"{one_line(exc)}") from exc
     got = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
     if got != hint:
         raise BackendError(f"OpenVINO compiled {onnx_path.name} with INFERENCE_PRECISION_HINT="
@@ -896,7 +904,7 @@ def build_user_openvino(spec: ModelSpec, precision: Precision, device: Device,
         try:
             result = request.infer(feed)
         except Exception as exc:
-            raise BackendError(f"OpenVINO inference failed: {_one_line(exc)}") from exc
+            raise BackendError(f"OpenVINO inference failed: {one_line(exc)}") from exc
         return [result[port] for port in ports]
 
     info = BuildInfo(load_s=time.perf_counter() - start, export_s=export_s, export_cache=cache)
@@ -936,7 +944,7 @@ class CallableRunnable:
             else:
                 out = self._fn(**feed)
         except Exception as exc:
-            raise BackendError(f"the reference= callable failed: {_one_line(exc)}") from exc
+            raise BackendError(f"the reference= callable failed: {one_line(exc)}") from exc
         return named_outputs(out)
 
     def close(self) -> None:
