@@ -13,7 +13,9 @@ model behind PyTorch and behind ONNX Runtime must give the same answers, whateve
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,13 +68,13 @@ def gpt2_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def torch_threads(pipeperf: object) -> object:
+def torch_threads(pipeperf: Any) -> Iterator[int | None]:
     """Limit torch's intra-op pool to ``--pipeperf-threads`` for a test that builds its own
     PyTorch pipeline (the plugin's backends do this for what ``pipeperf.pipeline()`` builds;
     two threads on two shared cores made a tiny BERT 70x slower here), restored afterwards."""
     torch = pytest.importorskip("torch", exc_type=ImportError)
     before = torch.get_num_threads()
-    threads = getattr(pipeperf, "threads", None)
+    threads = pipeperf.threads
     if threads:
         torch.set_num_threads(threads)
     yield threads

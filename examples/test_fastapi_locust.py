@@ -40,10 +40,8 @@ def require(package, extra):
 
 def service(pipe, executor):
     """The guide's async handler: each request's texts classified on a worker thread."""
-    loop_call = asyncio.get_running_loop
-
     async def submit(texts):
-        return await loop_call().run_in_executor(executor, lambda: pipe(texts))
+        return await asyncio.get_running_loop().run_in_executor(executor, pipe, texts)
     return create_app(submit, name="sentiment")
 
 
