@@ -281,15 +281,15 @@ def as_arrays(value: object, what: str) -> tuple[tuple[np.ndarray, ...], tuple[s
 
     def one(item: object, label: str) -> np.ndarray:
         if _is_tensor(item):
-            array = np.ascontiguousarray(
-                item.detach().cpu().numpy())  # type: ignore[attr-defined,unused-ignore]
+            raw = item.detach().cpu().numpy()  # type: ignore[attr-defined,unused-ignore]
         elif isinstance(item, np.ndarray):
-            array = np.ascontiguousarray(item)
+            raw = item
         else:
             raise ValueError(f"{label} is a {type(item).__name__}; pass a torch tensor or numpy "
                              "array (batch on axis 0), a tuple of them or a dict name -> them")
-        if array.ndim == 0:
+        if raw.ndim == 0:  # before ascontiguousarray, which makes it 1-d
             raise ValueError(f"{label} is a scalar; it needs a batch axis 0")
+        array = np.ascontiguousarray(raw)
         if array.shape[0] < 1:
             raise ValueError(f"{label} has an empty batch axis 0 (shape {list(array.shape)})")
         return array
