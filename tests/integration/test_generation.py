@@ -1,4 +1,5 @@
-"""The generation suite on its tiny GPT-2: parity only, and a short timed run to the JSON."""
+"""The generation suite on its tiny GPT-2: parity only, and a short timed run whose TTFT / ITL /
+tokens-per-s points reach the JSON."""
 
 from __future__ import annotations
 
@@ -14,15 +15,14 @@ pytest.importorskip("onnxruntime", exc_type=ImportError)
 pytest.importorskip("tokenizers", exc_type=ImportError)
 
 SUITE = "suites/test_generation.py"
-METRICS = {"ttft_p50_ms", "ttft_p99_ms", "per_token_p50_ms", "per_token_p99_ms", "tokens_per_s",
-           "prompt_tokens", "new_tokens"}
+KEYS = {f"batch_size={b}/{m}" for b in (1, 4) for m in ("ttft", "itl", "tokens_per_s")}
 
 
 def test_generation_suite_parity_only() -> None:
     proc = run_suites(SUITE, "--pipeperf-disable", "-p", "no:cacheprovider", paths=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "2 passed" in proc.stdout
-    assert "scenario generation" not in proc.stdout  # parity only: nothing timed
+    assert "1 ttft" not in proc.stdout  # parity only: nothing timed
 
 
 def test_generation_suite_timed_run_reaches_the_json(tmp_path: Path) -> None:
@@ -32,13 +32,18 @@ def test_generation_suite_timed_run_reaches_the_json(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "2 passed" in proc.stdout
     doc = json.loads(report.read_text())
-    rows = {s["backend"]: s["rows"] for s in doc["scenarios"] if s["name"] == "generation"}
-    assert set(rows) == {"eager", "onnxruntime"}
-    for backend, table in rows.items():
-        assert [r["variant"] for r in table] == [f"{backend} kv-cache"]
-        metrics = table[0]["metrics"]
-        assert set(metrics) == METRICS
-        assert metrics["prompt_tokens"] == 32 and metrics["new_tokens"] == 32
-        assert 0 < metrics["ttft_p50_ms"] <= metrics["ttft_p99_ms"]
-        assert 0 < metrics["per_token_p50_ms"] <= metrics["per_token_p99_ms"]
-        assert metrics["tokens_per_s"] > 0
+    cases = {c["backend"]: c for c in doc["cases"] if c["suite"] == "suites/test_generation"}
+    assert set(cases) == {"eager", "onnxruntime"}
+    for backend, case in cases.items():
+        assert case["task"] == "text-generation"
+        points = {p["key"]: p for p in case["points"]}
+        assert set(points) == KEYS, (backend, sorted(points))
+        for key, point in points.items():
+            assert point["parity"]["passed"] and point["verdict"]["status"] == "new", key
+            assert point["stats"]["p50_ms"] > 0
+        for size in (1, 4):
+            itl = points[f"batch_size={size}/itl"]
+            whole = points[f"batch_size={size}/tokens_per_s"]
+            assert points[f"batch_size={size}/ttft"]["throughput"] is None
+            assert itl["throughput"] == pytest.approx(size * 1e3 / itl["stats"]["p50_ms"])
+            assert whole["throughput"] == pytest.approx(32 * size * 1e3 / whole["stats"]["p50_ms"])
