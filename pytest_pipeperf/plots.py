@@ -190,7 +190,9 @@ def _latency(fig: Figure, recs: Sequence[CaseResult], with_device: bool, title: 
     """Box plots of the raw samples, one panel per batch size, one row per variant."""
     labels = list(dict.fromkeys(variant(r, with_device) for r in recs))
     panels = []  # one per batch size (and generation metric: ttft, itl, tokens_per_s)
-    for size, metric in sorted({(p.batch_size, p.metric or "") for r in recs for p in _timed(r)}):
+    order = {"": 0, "ttft": 1, "itl": 2, "tokens_per_s": 3}
+    for size, metric in sorted({(p.batch_size, p.metric or "") for r in recs for p in _timed(r)},
+                               key=lambda sm: (sm[0], order.get(sm[1], 4), sm[1])):
         rows = {variant(r, with_device): p for r in recs for p in _timed(r)
                 if p.batch_size == size and (p.metric or "") == metric and p.samples_ms}
         if rows:
