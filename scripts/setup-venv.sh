@@ -17,6 +17,6 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # torch first, by this exact spec: the CPU wheel on local disk (anything else pulls CUDA builds).
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[eager,onnxruntime,openvino,quant,models,plots,serve,tuning,test,lint]"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[eager,onnxruntime,openvino,quant,models,plots,serve,tuning,load,test,lint]"
 echo "$want" > "$stamp"
 echo "pipeperf setup: .venv ready"
