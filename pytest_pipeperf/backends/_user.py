@@ -67,6 +67,9 @@ with the pins, environment.md); the TorchScript one needs only ``onnx`` and take
 axis through ``dynamic_axes``."""
 
 BATCH_AXIS = "batch"
+INT4_GROUP = 32
+"""The group size of the eager ``torchao-int4-weight`` recipe (``PerGroup(32)``, _quant.py): it
+quantises the ``nn.Linear`` layers whose ``in_features`` it divides, and leaves the others fp32."""
 _QUANTISED_OPS = frozenset({"MatMulInteger", "DynamicQuantizeLinear", "MatMulNBits",
                             "DynamicQuantizeMatMul", "QLinearMatMul", "ConvInteger"})
 _ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64",
@@ -491,10 +494,11 @@ def build_user_module(backend: str, spec: ModelSpec, precision: Precision, devic
                                       "and an NVIDIA GPU; torch sees none")
     start = time.perf_counter()
     net = _eval_copy(spec.module)
-    recipe = None
+    recipe: str | None = None
+    quantised = 0
     dtype = torch.float32
     if precision in EAGER_RECIPES:
-        recipe = _quantise_module(backend, net, precision, device, context)
+        recipe, quantised = _quantise_module(backend, net, precision, device, context)
     elif precision in (Precision.BF16, Precision.FP16):
         dtype = torch.bfloat16 if precision is Precision.BF16 else torch.float16
         net = net.to(dtype)
@@ -505,12 +509,14 @@ def build_user_module(backend: str, spec: ModelSpec, precision: Precision, devic
     info.notes["source"] = f"torch.nn.Module {type(spec.module).__qualname__}"
     if recipe is not None:
         info.notes["recipe"] = recipe
+        info.notes["quantised_layers"] = quantised
     return ModuleRunnable(net, list(names) if names else input_names(net, len(arrays)), dtype,
                           str(device), info)
 
 
 def _quantise_module(backend: str, net: Any, precision: Precision, device: Device,
-                     context: BuildContext) -> str:
+                     context: BuildContext) -> tuple[str, int]:
+    """Quantise ``net`` in place with the chosen torchao recipe: ``(recipe, layers quantised)``."""
     import torch
 
     from pytest_pipeperf.backends._quant import _require, _torchao_config, eager_recipes
@@ -526,22 +532,29 @@ def _quantise_module(backend: str, net: Any, precision: Precision, device: Devic
         raise BackendUnavailableError(
             f"pipeperf: backend {backend!r} recipe {recipe!r} loads a model through transformers; "
             "a torch.nn.Module is quantised with the torchao recipes only")
-    if not any(isinstance(m, torch.nn.Linear) for m in net.modules()):
+    group = INT4_GROUP if recipe == "torchao-int4-weight" else 1
+
+    def eligible(module: Any, fqn: str) -> bool:
+        return isinstance(module, torch.nn.Linear) and module.in_features % group == 0
+
+    count = sum(eligible(m, "") for m in net.modules())
+    if count == 0:
+        which = "nn.Linear layers" + (f" with in_features divisible by {group}" if group > 1 else "")
         raise BackendUnavailableError(
-            f"pipeperf: backend {backend!r} recipe {recipe!r} quantises nn.Linear layers and "
+            f"pipeperf: backend {backend!r} recipe {recipe!r} quantises {which} and "
             f"{type(net).__name__} has none")
     _require(recipe)
     try:
         from torchao.quantization import quantize_
 
-        quantize_(net, _torchao_config(recipe))
+        quantize_(net, _torchao_config(recipe), filter_fn=eligible)
     except (ImportError, OSError) as exc:
         raise BackendUnavailableError(f"pipeperf: backend {backend!r} recipe {recipe!r} cannot "
                                       f"import its package ({exc})") from exc
     except Exception as exc:
         raise BackendError(f"torchao recipe {recipe!r} failed on {type(net).__name__}: "
                            f"{type(exc).__name__}: {exc}") from exc
-    return recipe
+    return recipe, count
 
 
 class CompiledModuleRunnable(ModuleRunnable):

@@ -243,3 +243,33 @@ def test_a_dict_input_module_exports_and_runs_the_same_in_eager_and_onnxruntime(
     again = _user.build_user_onnxruntime(spec, Precision.FP32, Device("cpu"), context)
     assert again.info.export_cache == "hit"
     assert net.training  # the user's module was left in train mode, as given
+
+
+class Wide(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(64, 16)  # in_features 64: int4 groups of 32 fit
+        self.b = torch.nn.Linear(16, 4)  # in_features 16: left fp32 by the int4 recipe
+
+    def forward(self, x: Any) -> Any:
+        return self.b(torch.relu(self.a(x)))
+
+
+def test_eager_int4_quantises_the_linear_layers_its_groups_fit_and_skips_without_any(
+        tmp_path: Path) -> None:
+    pytest.importorskip("torchao", exc_type=ImportError)
+    from pytest_pipeperf.backends.base import BackendUnavailableError
+
+    context = BuildContext(cache_dir=tmp_path, threads=1)
+    net = seeded(Wide)
+    spec = spec_of(net, example_inputs=torch.zeros(1, 64))
+    built = _user.build_user_module("eager", spec, Precision.INT4, Device("cpu"), context)
+    assert built.info.notes["recipe"] == "torchao-int4-weight"
+    assert built.info.notes["quantised_layers"] == 1
+    int8 = _user.build_user_module("eager", spec, Precision.INT8, Device("cpu"), context)
+    assert int8.info.notes["quantised_layers"] == 2
+    assert type(net.a.weight) is torch.nn.Parameter  # the user's module stays fp32
+    narrow = spec_of(seeded(Net), example_inputs=torch.zeros(1, 4))
+    with pytest.raises(BackendUnavailableError, match="quantises nn.Linear layers with "
+                       "in_features divisible by 32 and Net has none"):
+        _user.build_user_module("eager", narrow, Precision.INT4, Device("cpu"), context)
