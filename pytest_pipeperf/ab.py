@@ -81,7 +81,7 @@ from pytest_pipeperf.backends.base import (
     ModelSpec,
     TextBatch,
 )
-from pytest_pipeperf.case import guarded, run_point
+from pytest_pipeperf.case import guarded, misuse, run_point
 from pytest_pipeperf.kernels import blas_threads
 from pytest_pipeperf.measurer import Measurer, text_only
 from pytest_pipeperf.parity import ParityResult
@@ -969,6 +969,10 @@ class PairedMeasurer:
     def measure_points(self, check: PipeperfCheck, pipe: Pipeline,
                        inputs: tuple[str, ...] | ImageInputs, sizes: Sequence[int],
                        max_length: int | None) -> list[PointResult]:
+        if pipe.model.task.generative:  # its points are TTFT / ITL / tokens/s (decoding.py)
+            misuse(f"pipeperf.bench(): the A/B gate (--pipeperf-ab) does not time "
+                   f"{pipe.model.task.value} yet (it would time the prompt call, not "
+                   "generation); run generation suites without --pipeperf-ab")
         return run_ab(check, pipe, text_only(inputs), sizes, max_length)
 
 

@@ -177,3 +177,14 @@ def test_int8_and_int4_run_their_recipe_and_report_the_model_size(
         assert 0 < case["costs"]["model_bytes"] < fp32_bytes
         assert all(p["parity"]["passed"] and p["parity"]["metric"] == "cosine"
                    for p in case["points"])
+
+
+def test_the_ab_gate_refuses_generation_instead_of_timing_the_prompt(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, gpt2: Path) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    _project(pytester, gpt2)
+    result = pytester.runpytest(*QUIET, f"--pipeperf-ab=python:{sys.executable}",
+                                "--pipeperf-backend=eager")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*pipeperf: pipeperf.bench(): the A/B gate (--pipeperf-ab) "
+                                 "does not time text-generation yet*"])
