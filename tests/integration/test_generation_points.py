@@ -144,7 +144,8 @@ QUANT_SUITE = '''
 import pytest
 
 
-@pytest.mark.pipeperf(task="text-generation", backends=["eager"], precisions=["int8", "int4"],
+@pytest.mark.pipeperf(task="text-generation", backends=["eager"],
+                      precisions=["bf16", "int8", "int4"],
                       recipes={{"int8": "{int8}", "int4": "{int4}"}}, new_tokens=4)
 def test_generate(pipeperf, gpt2_model):
     pipe = pipeperf.pipeline(gpt2_model)
@@ -154,7 +155,7 @@ def test_generate(pipeperf, gpt2_model):
 
 @pytest.mark.parametrize(("int8", "int4"), [("bnb-int8", "bnb-nf4"),
                                             ("torchao-int8-weight", "torchao-int4-weight")])
-def test_int8_and_int4_run_their_recipe_and_report_the_model_size(
+def test_bf16_int8_and_int4_run_their_recipe_and_report_the_model_size(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, gpt2: Path, int8: str,
         int4: str) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
@@ -167,6 +168,9 @@ def test_int8_and_int4_run_their_recipe_and_report_the_model_size(
     assert not outcomes.get("failed"), result.stdout.str()[-3000:]
     cases = {c["precision"]: c for c in json.loads(report.read_text())["cases"]}
     fp32_bytes = cases["fp32"]["costs"]["model_bytes"]
+    bf16 = cases["bf16"]
+    assert bf16["costs"]["model_bytes"] < 0.6 * fp32_bytes and bf16["recipe"] is None
+    assert all(p["parity"]["passed"] and p["parity"]["metric"] == "cosine" for p in bf16["points"])
     for precision, recipe in (("int8", int8), ("int4", int4)):
         if precision not in cases:  # only a missing package may skip it, saying which
             assert any(recipe in line and "needs package" in line for line in skipped), skipped
