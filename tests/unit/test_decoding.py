@@ -4,7 +4,6 @@ their rows do alone, on eager and onnxruntime, and the runnable's errors."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
