@@ -188,12 +188,26 @@ def _reference(model: str, reference: object) -> Callable[..., Any] | Path | Non
 
 
 def module_digest(module: Any, arrays: Sequence[np.ndarray], names: Sequence[str] | None) -> str:
-    """SHA-256 of a module's class (``module.qualname``), its ``state_dict`` (names, dtypes,
-    shapes, bytes) and its example inputs' names, shapes and dtypes (not their values)."""
+    """SHA-256 of what a module computes, as far as pipeperf can see it: its class
+    (``module.qualname``), the code of every class of its submodules that is not torch's (the
+    source, else the methods' bytecode), each submodule's plain attributes (numbers, strings, e.g.
+    ``self.scale = 2.0``), its ``state_dict`` (names, dtypes, shapes, bytes) and its example
+    inputs' names, shapes and dtypes (not their values). A changed ``forward``, weight or setting
+    gives another digest, so its cached export is not reused."""
     import torch
 
     cls = type(module)
     digest = hashlib.sha256(f"{cls.__module__}.{cls.__qualname__}\0".encode())
+    seen: set[type] = set()
+    for name, sub in module.named_modules():
+        plain = {k: v for k, v in sorted(vars(sub).items())
+                 if not k.startswith("_") and k != "training"
+                 and isinstance(v, (bool, int, float, str, type(None)))}
+        digest.update(f"{name}\0{type(sub).__qualname__}\0{plain!r}\0".encode())
+        for klass in type(sub).__mro__:
+            if klass not in seen and not klass.__module__.startswith("torch"):
+                seen.add(klass)
+                digest.update(_class_code(klass))
     for key, value in module.state_dict().items():
         tensor = value.detach().cpu().contiguous()
         digest.update(f"{key}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
@@ -202,6 +216,22 @@ def module_digest(module: Any, arrays: Sequence[np.ndarray], names: Sequence[str
     digest.update(json.dumps({"names": list(names) if names else None,
                               "examples": examples}).encode())
     return digest.hexdigest()
+
+
+def _class_code(klass: type) -> bytes:
+    """A class's source, or (defined where there is none, e.g. ``exec``) its functions' bytecode
+    and constants."""
+    try:
+        return inspect.getsource(klass).encode()
+    except (OSError, TypeError):
+        pass
+    parts = [klass.__qualname__.encode()]
+    for attr, value in sorted(vars(klass).items()):
+        code = getattr(value, "__code__", None)
+        if code is not None:
+            parts += [attr.encode(), code.co_code, repr(code.co_consts).encode(),
+                      repr(code.co_names).encode()]
+    return b"\0".join(parts)
 
 
 def onnx_digest(path: Path, reference: object) -> str:
@@ -662,7 +692,7 @@ def export_module_onnx(spec: ModelSpec, cache_dir: Path) -> tuple[Path, float, s
     import torch
 
     arrays, names = as_arrays(spec.example_inputs, "example_inputs")
-    net = _eval_copy(spec.module)
+    net = _eval_copy(spec.module).cpu()  # exported on the CPU, wherever the user's module is
     inputs = list(names) if names else input_names(net, len(arrays))
     examples = tuple(torch.from_numpy(a.copy()) for a in arrays)
     try:

@@ -273,3 +273,26 @@ def test_eager_int4_quantises_the_linear_layers_its_groups_fit_and_skips_without
     with pytest.raises(BackendUnavailableError, match="quantises nn.Linear layers with "
                        "in_features divisible by 32 and Net has none"):
         _user.build_user_module("eager", narrow, Precision.INT4, Device("cpu"), context)
+
+
+def test_module_digest_follows_forward_code_and_plain_settings() -> None:
+    x = [np.zeros((1, 4), np.float32)]
+    net = seeded(Net)
+    digest = _user.module_digest(net, x, None)
+    net.scale = 2.0  # a setting forward() might read
+    assert _user.module_digest(net, x, None) != digest
+    assert _user.module_digest(seeded(Net), x, None) == digest
+
+    def make(body: str) -> Any:
+        namespace: dict[str, Any] = {"torch": torch}
+        exec("class Edited(torch.nn.Module):\n"  # noqa: S102 (no source file: bytecode path)
+             "    def __init__(self):\n        super().__init__()\n"
+             "        self.fc = torch.nn.Linear(4, 3)\n"
+             f"    def forward(self, x):\n        return {body}\n", namespace)
+        torch.manual_seed(0)
+        return namespace["Edited"]()
+
+    assert _user.module_digest(make("self.fc(x)"), x, None) == \
+        _user.module_digest(make("self.fc(x)"), x, None)
+    assert _user.module_digest(make("self.fc(x)"), x, None) != \
+        _user.module_digest(make("self.fc(x) + 1.0"), x, None)
