@@ -110,7 +110,8 @@ def check_parity(reference: GenerativeRunnable, candidate: GenerativeRunnable, b
                            step_outputs(prompt_out, decode_out), preset), first_ns
 
 
-def _ratios(numerator: Sequence[int | float], denominator: Sequence[int | float]) -> RatioStats | None:
+def _ratios(numerator: Sequence[int | float],
+            denominator: Sequence[int | float]) -> RatioStats | None:
     try:
         return summarize_ratios(numerator, denominator)
     except ValueError:

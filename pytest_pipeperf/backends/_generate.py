@@ -300,7 +300,8 @@ class CausalLMRunnable:
         logits, cache = self._step.forward(ids, mask, prompt_positions(mask), None)
         return logits, cache, mask
 
-    def _advance(self, tokens: np.ndarray, mask: np.ndarray, cache: Any) -> tuple[Any, Any, np.ndarray]:
+    def _advance(self, tokens: np.ndarray, mask: np.ndarray,
+                 cache: Any) -> tuple[Any, Any, np.ndarray]:
         import numpy as np
 
         positions = mask.sum(axis=1, keepdims=True).astype(np.int64)
