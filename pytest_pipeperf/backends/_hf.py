@@ -84,10 +84,10 @@ def encode(tokenizer: Any, batch: Batch, names: Collection[str],
     try:
         enc = tokenizer(*args, **kwargs)
     except Exception as exc:  # tokenizers raises its own types (e.g. "second sequence not long enough")
-        if truncation == "only_second":
+        if truncation == "only_second" and "runcat" in str(exc):
             raise BackendError(f"cannot tokenise the (question, context) pairs to "
-                               f"{batch.max_length} tokens: {exc}; use a longer seq_len or "
-                               "shorter questions") from exc
+                               f"{batch.max_length} tokens, truncating only the context: {exc}; "
+                               "use a longer seq_len or shorter questions") from exc
         raise BackendError(f"the tokenizer failed: {type(exc).__name__}: {exc}") from exc
     feed = {k: v.astype("int64") for k, v in enc.items() if k in names}
     if "position_ids" in names and "position_ids" not in feed and "attention_mask" in enc:
