@@ -787,6 +787,11 @@ class GraphRunnable:
         self._outputs = list(outputs)
         self.info = info
 
+    @property
+    def outputs(self) -> list[str]:
+        """The graph's output names, in order."""
+        return list(self._outputs)
+
     def feed(self, batch: Batch) -> dict[str, np.ndarray]:
         """The graph's feed for ``batch`` (by position in graph-input order, or by name)."""
         if not isinstance(batch, TensorBatch):
@@ -969,7 +974,8 @@ def tensorrt_unsupported(spec: ModelSpec) -> BackendUnavailableError:
 
 class CallableRunnable:
     """A user's ``reference=`` callable as a runnable: called with the batch's arrays by the
-    graph's input names (keyword), its outputs named like a module's (:func:`named_outputs`)."""
+    graph's input names (keyword; a ``torch.nn.Module`` with tensors, by position). A dict it
+    returns keeps its keys; a tensor, tuple or list is matched to the graph's outputs in order."""
 
     def __init__(self, fn: Callable[..., Any], graph: GraphRunnable) -> None:
         self._fn = fn
@@ -988,7 +994,15 @@ class CallableRunnable:
                 out = self._fn(**feed)
         except Exception as exc:
             raise BackendError(f"the reference= callable failed: {one_line(exc)}") from exc
-        return named_outputs(out)
+        named = named_outputs(out)
+        if isinstance(out, Mapping):
+            return named
+        graph = self._graph.outputs
+        if len(named) != len(graph):
+            raise BackendError(f"the reference= callable returned {len(named)} output(s) but the "
+                               f"graph has {len(graph)} ({', '.join(graph)}); return one per graph "
+                               "output, in order, or a dict by output name")
+        return dict(zip(graph, named.values()))
 
     def close(self) -> None:
         self._graph.close()

@@ -296,3 +296,32 @@ def test_module_digest_follows_forward_code_and_plain_settings() -> None:
         _user.module_digest(make("self.fc(x)"), x, None)
     assert _user.module_digest(make("self.fc(x)"), x, None) != \
         _user.module_digest(make("self.fc(x) + 1.0"), x, None)
+
+
+def test_an_onnx_files_reference_is_its_original_a_module_or_a_callable(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", exc_type=ImportError)
+    net = seeded(Net).eval()
+    graph = tmp_path / "net.onnx"
+    torch.onnx.export(net, (torch.zeros(1, 4),), str(graph), input_names=["features"],
+                      output_names=["logits"], opset_version=17, dynamo=False,
+                      dynamic_axes={"features": {0: "n"}, "logits": {0: "n"}})
+    context = BuildContext(cache_dir=tmp_path / "cache", threads=1)
+    batch = _user.tensor_batch(np.random.default_rng(0).standard_normal((3, 4), np.float32), 3)
+    own = _user.onnx_reference(spec_of(graph), context)(batch)
+    assert list(own) == ["logits"]
+    weight = net.fc.weight.detach().numpy()
+    bias = net.fc.bias.detach().numpy()
+    for reference in (graph, net, lambda features: features @ weight.T + bias,
+                      lambda features: {"logits": features @ weight.T + bias}):
+        got = _user.onnx_reference(spec_of(graph, reference=reference), context)(batch)
+        assert list(got) == ["logits"]
+        np.testing.assert_allclose(got["logits"], own["logits"], atol=1e-5)
+    from pytest_pipeperf.backends.base import BackendError
+
+    two = _user.onnx_reference(spec_of(graph, reference=lambda features: (features, features)),
+                               context)
+    with pytest.raises(BackendError, match=r"returned 2 output\(s\) but the graph has 1 "
+                       r"\(logits\)"):
+        two(batch)
+    with pytest.raises(_user.UserModelError, match="reference= is a callable or the path"):
+        spec_of(graph, reference=tmp_path / "missing.onnx")
