@@ -26,7 +26,8 @@ For each batch size, :func:`measure_points`
      and a slower decode step shows in both.
 
 A point whose parity fails, and every point under ``--pipeperf-disable``, is one untimed point
-per batch size (``metric`` ``None``).
+per batch size (``metric`` ``None``). A backend that builds no
+:class:`~pytest_pipeperf.backends.base.GenerativeRunnable` for the task skips the case, saying so.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from pytest_pipeperf.backends.base import GenerativeRunnable, TextBatch
 from pytest_pipeperf.case import backend_errors, misuse
@@ -135,10 +138,10 @@ def measure_points(check: PipeperfCheck, pipe: Pipeline, prompts: tuple[str, ...
     if not isinstance(prompts, tuple) or not all(isinstance(p, str) for p in prompts):
         misuse(f"pipeperf.bench(): a {pipe.model.task.value} pipeline takes prompt texts, e.g. "
                "pipeperf.inputs.texts(n=8, seq_len=32)")
-    if not isinstance(runnable, GenerativeRunnable):
-        misuse(f"pipeperf.bench(): backend {check.backend!r} built a {type(runnable).__name__} "
-               f"for task {pipe.model.task.value!r}, which has no generate()/decode_logits(); "
-               "a generative task needs a GenerativeRunnable (pytest_pipeperf.backends.base)")
+    if not isinstance(runnable, GenerativeRunnable):  # a backend without generation: skip
+        pytest.skip(f"pipeperf: backend {check.backend!r} does not build "
+                    f"{pipe.model.task.value} (its {type(runnable).__name__} has no generate() "
+                    "or decode_logits(); see GenerativeRunnable in pytest_pipeperf.backends.base)")
     session = check.session
     settings = session.settings
     new_tokens = check.marker.new_tokens

@@ -192,3 +192,15 @@ def test_the_ab_gate_refuses_generation_instead_of_timing_the_prompt(
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*pipeperf: pipeperf.bench(): the A/B gate (--pipeperf-ab) "
                                  "does not time text-generation yet*"])
+
+
+def test_a_backend_without_generation_skips_saying_so(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, gpt2: Path) -> None:
+    pytest.importorskip("openvino", exc_type=ImportError)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    _project(pytester, gpt2, SUITE.replace('backends=["eager", "onnxruntime"]',
+                                           'backends=["openvino"]'))
+    result = pytester.runpytest(*QUIET, "-rs", "--pipeperf-disable")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*pipeperf: backend 'openvino' does not build text-generation "
+                                 "(its OpenVinoRunnable has no generate() or decode_logits()*"])
