@@ -121,6 +121,34 @@ def test_task_runs_on_eager_and_onnxruntime_with_parity(task: Task, models: dict
             assert np.array_equal(out[key].argmax(-1), reference[key].argmax(-1)), (name, key)
 
 
+@pytest.mark.parametrize("task", list(HEADS), ids=lambda t: t.value)
+def test_task_runs_on_openvino_with_parity(task: Task, models: dict[str, Path],
+                                           context: BuildContext) -> None:
+    pytest.importorskip("openvino", exc_type=ImportError)
+    spec = ModelSpec(models[task.value], task)
+    batch = _inputs(task)
+    reference = load_backend("eager").build(spec, Precision.FP32, CPU, context)(batch)
+    out = load_backend("openvino").build(spec, Precision.FP32, CPU, context)(batch)
+    assert tuple(out) == task.output_names
+    result = compare_outputs(reference, out, FP32)
+    assert result, result.message()
+
+
+@pytest.mark.parametrize("task", list(HEADS), ids=lambda t: t.value)
+def test_task_runs_with_the_default_int8_and_int4_recipes(task: Task, models: dict[str, Path],
+                                                          context: BuildContext) -> None:
+    pytest.importorskip("torchao", exc_type=ImportError)
+    spec = ModelSpec(models[task.value], task)
+    batch = _inputs(task)
+    reference = load_backend("eager").build(spec, Precision.FP32, CPU, context)(batch)
+    for name in ("eager", "onnxruntime"):
+        for precision in (Precision.INT8, Precision.INT4):
+            runnable = load_backend(name).build(spec, precision, CPU, context)
+            assert runnable.info.notes["recipe"]
+            result = compare_outputs(reference, runnable(batch), DEFAULT_TOLERANCES[precision])
+            assert result, (name, precision, result.message())
+
+
 def test_fill_mask_rows_are_the_masked_positions(models: dict[str, Path],
                                                  context: BuildContext) -> None:
     import torch
