@@ -214,6 +214,9 @@ class CompileBackend:
 
             return build_user_compiled(model, precision, device, context,
                                        use_inductor_cache, RECOMPILE_LIMIT)
+        if model.task.generative:  # no generative runnable here (decoding.py skips others too)
+            raise BackendUnavailableError(f"pipeperf: backend 'compile' does not build "
+                                          f"{model.task.value} (one-call pipelines only)")
         found = self.supports(precision, device)
         if not found:
             raise BackendError(found.reason)

@@ -194,13 +194,24 @@ def test_the_ab_gate_refuses_generation_instead_of_timing_the_prompt(
                                  "does not time text-generation yet*"])
 
 
+@pytest.mark.parametrize(("backend", "reason"), [
+    ("openvino", "(its OpenVinoRunnable has no generate() or decode_logits()*"),
+    ("compile", "(one-call pipelines only)"),
+])
 def test_a_backend_without_generation_skips_saying_so(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, gpt2: Path) -> None:
-    pytest.importorskip("openvino", exc_type=ImportError)
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, gpt2: Path, backend: str,
+        reason: str) -> None:
+    from pytest_pipeperf.backends import load_backend
+    from pytest_pipeperf.devices import Device
+    from pytest_pipeperf.precision import Precision
+
+    found = load_backend(backend)
+    if not (found.availability() and found.supports(Precision.FP32, Device("cpu"))):
+        pytest.skip(f"backend {backend!r} cannot run here")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     _project(pytester, gpt2, SUITE.replace('backends=["eager", "onnxruntime"]',
-                                           'backends=["openvino"]'))
+                                           f'backends=["{backend}"]'))
     result = pytester.runpytest(*QUIET, "-rs", "--pipeperf-disable")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*pipeperf: backend 'openvino' does not build text-generation "
-                                 "(its OpenVinoRunnable has no generate() or decode_logits()*"])
+    result.stdout.fnmatch_lines([f"*pipeperf: backend '{backend}' does not build "
+                                 f"text-generation {reason}"])
