@@ -44,9 +44,10 @@ def test_suites_parity_only() -> None:
     # openvino fp32/bf16 (int8/int4 skip)
     # + batch sweep (eager, onnxruntime, openvino), serving (eager, onnxruntime), session tuning
     # (onnxruntime), images (eager, compile, openvino fp32/bf16, onnxruntime fp32; its bf16
-    # skips), generation (eager, onnxruntime), tasks (3 tests x eager, onnxruntime); openvino
+    # skips), generation (eager, onnxruntime), tasks (3 tests x eager, onnxruntime), seq2seq
+    # (text2text eager/onnxruntime fp32/int8, summarization eager/onnxruntime); openvino
     # bf16 (3 cases) only where the CPU has it
-    passed, skipped = (43, 11) if OV_BF16 else (40, 14)
+    passed, skipped = (49, 11) if OV_BF16 else (46, 14)
     assert f"{passed} passed, {skipped} skipped" in out
     for case in ("test_embeddings::test_embed", "test_classification::test_classify"):
         for backend in ("eager", "onnxruntime"):
@@ -58,9 +59,11 @@ def test_suites_parity_only() -> None:
                                    ("onnxruntime", "int4/ort-matmul-4bit-b16-asym")):
             assert re.search(rf"{case}\s+{backend}\s+{precision}\s+cpu\s+8\s", out), (case, precision)
     # points: the two suites (2 batch sizes per case), the sweep (4 sizes x 3 backends), images
-    # (2 sizes x 6 or 7 cases), tasks (2 sizes x 6 cases)
+    # (2 sizes x 6 or 7 cases), tasks (2 sizes x 6 cases), generation (2 sizes x 2 cases),
+    # seq2seq (2 sizes x 4 cases + 1 size x 2 cases)
     two_suites = 44 if OV_BF16 else 40
-    assert out.count("parity only") == two_suites + 3 * 4 + (7 if OV_BF16 else 6) * 2 + 6 * 2
+    assert out.count("parity only") == (two_suites + 3 * 4 + (7 if OV_BF16 else 6) * 2 + 6 * 2
+                                        + 2 * 2 + 10)
     assert "pipeperf: backend 'onnxruntime' precision 'bf16' is not supported yet" in out
     assert ("needs a CPU with AVX-512 or AVX2-VNNI-2" in out) is not OV_BF16
 
@@ -79,6 +82,9 @@ def test_suites_backend_selection_and_ids() -> None:
         "suites/test_images.py::test_classify_image[onnxruntime-fp32-cpu]",
         "suites/test_images.py::test_classify_image[onnxruntime-bf16-cpu]",
         "suites/test_ort_tuning.py::test_session_knobs[onnxruntime-fp32-cpu]",
+        "suites/test_seq2seq.py::test_text2text[onnxruntime-fp32-cpu]",
+        "suites/test_seq2seq.py::test_text2text[onnxruntime-int8-cpu]",
+        "suites/test_seq2seq.py::test_summarize[onnxruntime-fp32-cpu]",
         "suites/test_serving.py::test_serve[onnxruntime-fp32-cpu]",
         *(f"suites/test_tasks.py::{test}[onnxruntime-fp32-cpu]"
           for test in ("test_tag_tokens", "test_answer_questions", "test_fill_mask")),
