@@ -65,7 +65,6 @@ if TYPE_CHECKING:
 
     from pytest_pipeperf.devices import Device
 
-SEQ2SEQ_TASKS = (Task.TEXT2TEXT_GENERATION, Task.SUMMARIZATION)
 EXPORT_TASK = "text2text-generation-with-past"
 ENCODER_GRAPH = "encoder_model.onnx"
 FIRST_DECODER_GRAPH = "decoder_model.onnx"
@@ -80,8 +79,8 @@ SEQ2SEQ_QUANT_FORMAT = 1
 
 def _text_batch(batch: Batch, where: str) -> TextBatch:
     if not isinstance(batch, TextBatch):
-        raise BackendError(f"{where}: an encoder-decoder text model takes texts, not images; "
-                           "pass texts, e.g. pipeperf.inputs.texts(n=8)")
+        raise BackendError(f"{where}: an encoder-decoder text model takes texts, not "
+                           f"{type(batch).__name__}; pass texts, e.g. pipeperf.inputs.texts(n=8)")
     if not batch.texts:
         raise BackendError(f"{where}: cannot run an empty batch")
     return batch

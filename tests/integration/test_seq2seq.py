@@ -249,7 +249,7 @@ def test_bad_requests_are_clear_backend_errors(backend: str, pair: tuple[Any, An
         runnable.decode_logits(BATCH, np.zeros((3, 2), dtype=np.int64))
     with pytest.raises(BackendError, match=r"token ids must lie in \[0, 30522\)"):
         runnable.decode_logits(BATCH, np.full((2, 2), 30522, dtype=np.int64))
-    with pytest.raises(BackendError, match="takes texts, not images"):
+    with pytest.raises(BackendError, match="takes texts, not ImageBatch"):
         runnable(ImageBatch(np.zeros((1, 3, 8, 8), dtype=np.float32)))
 
 
