@@ -166,6 +166,8 @@ def forward_inputs(model: Any, tokenizer: Any) -> set[str]:
     named = {n for n, p in params.items()
              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     names = {n for n in tokenizer.model_input_names if n in named}
+    if not names:  # a forward(*args, **kwargs) wrapper names nothing: give what the tokenizer does
+        return set(tokenizer.model_input_names)
     if "position_ids" in named and is_decoder_only(getattr(model, "config", None)):
         names.add("position_ids")
     return names

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pytest_pipeperf.backends._hf import (
+    forward_inputs,
     loading_notes,
     newly_initialized_log,
     parity_hint,
@@ -122,3 +123,24 @@ def test_parity_hint_names_the_newly_initialised_weights() -> None:
     many = BuildInfo()
     loading_notes(many, {"missing_keys": [f"w{i}" for i in range(10)]})
     assert str(many.notes["newly_initialized"]).endswith("w7 (+2 more)")
+
+
+class _Tokenizer:
+    model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+
+
+class _DistilBertLike:
+    def forward(self, input_ids: object = None, attention_mask: object = None,
+                head_mask: object = None) -> None:
+        return None
+
+
+class _Wrapped:
+    def forward(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def test_forward_inputs_keep_what_the_forward_names() -> None:
+    assert forward_inputs(_DistilBertLike(), _Tokenizer()) == {"input_ids", "attention_mask"}
+    assert forward_inputs(_Wrapped(), _Tokenizer()) == set(_Tokenizer.model_input_names)
+    assert forward_inputs(_Wrapped(), None) == {"pixel_values"}
