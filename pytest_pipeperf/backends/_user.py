@@ -404,7 +404,10 @@ def validate_inputs(spec: ModelSpec, inputs: object, sizes: Sequence[int]) -> st
         if size > arrays[0].shape[0]:
             return (f"pipeperf.bench(): batch size {size} needs at least {size} rows, got "
                     f"{arrays[0].shape[0]}; pass more rows (axis 0) or smaller batch_sizes")
-    names, wanted, keyword = expected_inputs(spec)
+    try:
+        names, wanted, keyword = expected_inputs(spec)
+    except Exception as exc:  # an unreadable graph (onnx's DecodeError ...)
+        return f"pipeperf.bench(): cannot read the graph inputs of {spec.path}: {one_line(exc)}"
     what = ("the module's example_inputs" if spec.source == "module"
             else f"the graph inputs of {spec.path.name}")
     if given_names is not None and spec.source == "onnx":

@@ -325,3 +325,11 @@ def test_an_onnx_files_reference_is_its_original_a_module_or_a_callable(tmp_path
         two(batch)
     with pytest.raises(_user.UserModelError, match="reference= is a callable or the path"):
         spec_of(graph, reference=tmp_path / "missing.onnx")
+
+
+def test_validate_inputs_of_an_unreadable_graph_says_so(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a graph")
+    message = _user.validate_inputs(spec_of(broken), np.zeros((1, 2), np.float32), [1])
+    assert message is not None and message.startswith(
+        f"pipeperf.bench(): cannot read the graph inputs of {broken.resolve()}: ")
