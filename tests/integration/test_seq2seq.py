@@ -205,16 +205,22 @@ def _count_ops(path: Path, op: str) -> int:
     return sum(1 for n in nodes if n.op_type == op)
 
 
-def test_onnxruntime_int8_quantises_every_graph(bart: Path, cache_dir: Path,
-                                                pair: tuple[Any, Any]) -> None:
-    """int8 quantises the encoder and both decoders (the merged decoder would keep its MatMuls
-    fp32: ``quantize_dynamic`` skips those inside its If branches) and stays close to fp32."""
-    q = build("onnxruntime", bart, cache_dir, Precision.INT8)
-    assert q.info.notes["recipe"] == "ort-dynamic-per-channel"
+@pytest.mark.parametrize("precision, op", [(Precision.INT8, "MatMulInteger"),
+                                           (Precision.INT4, "MatMulNBits")])
+def test_onnxruntime_int8_and_int4_quantise_every_graph(
+        precision: Precision, op: str, bart: Path, cache_dir: Path,
+        pair: tuple[Any, Any]) -> None:
+    """The default recipe quantises the encoder and both decoders (the merged decoder would keep
+    its MatMuls fp32 under int8: ``quantize_dynamic`` skips those inside its If branches) and
+    stays within the precision's parity preset."""
+    from pytest_pipeperf.backends._ort_quant import ort_recipes
+
+    q = build("onnxruntime", bart, cache_dir, precision)
+    assert q.info.notes["recipe"] == ort_recipes(precision)[0]
     entry = Path(q.info.notes["onnx"]).parent
     for graph in ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx"):
-        assert _count_ops(entry / graph, "MatMulInteger") > 0, graph
-    preset = DEFAULT_TOLERANCES[Precision.INT8]
+        assert _count_ops(entry / graph, op) > 0, graph
+    preset = DEFAULT_TOLERANCES[precision]
     eager = pair[0]
     result = compare_outputs(eager(BATCH), q(BATCH), preset)
     assert result, result.message
