@@ -410,24 +410,20 @@ def validate_inputs(spec: ModelSpec, inputs: object, sizes: Sequence[int]) -> st
         return f"pipeperf.bench(): cannot read the graph inputs of {spec.path}: {one_line(exc)}"
     what = ("the module's example_inputs" if spec.source == "module"
             else f"the graph inputs of {spec.path.name}")
-    if given_names is not None and spec.source == "onnx":
+    if given_names is not None and (spec.source == "onnx" or keyword):  # by name, any order
         if sorted(given_names) != sorted(names):
             return (f"pipeperf.bench(): inputs are named {sorted(given_names)} but {what} are "
                     f"{sorted(names)}")
         order = {n: i for i, n in enumerate(given_names)}
         arrays = tuple(arrays[order[n]] for n in names)
-    elif (given_names is None) != (not keyword) and spec.source == "module":
+    elif spec.source == "module" and (given_names is not None) != keyword:
         how = "a dict" if keyword else "a tensor or a tuple"
-        return (f"pipeperf.bench(): inputs must be {how} like {what} "
-                f"({', '.join(names)})")
-    elif given_names is not None and list(given_names) != names:
-        return f"pipeperf.bench(): inputs are named {list(given_names)} but {what} are {names}"
+        return f"pipeperf.bench(): inputs must be {how} like {what} ({', '.join(names)})"
     if len(arrays) != len(wanted):
         return (f"pipeperf.bench(): {len(arrays)} input tensor(s) given but {what} are "
                 f"{len(wanted)} ({', '.join(names)})")
     for name, array, (shape, dtype) in zip(names, arrays, wanted):
-        got = list(array.shape)
-        fixed = [d for d in shape]
+        got, fixed = list(array.shape), shape
         mismatch = len(got) != len(fixed) or any(
             isinstance(w, int) and w > 0 and w != g for w, g in zip(fixed[1:], got[1:]))
         if mismatch:

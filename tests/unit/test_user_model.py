@@ -188,8 +188,14 @@ def test_validate_inputs_names_both_shapes_and_the_fix() -> None:
     pair = spec_of(seeded(Pair), example_inputs={"a": torch.zeros(1, 4), "b": torch.zeros(1, 3)})
     assert _user.validate_inputs(pair, {"a": torch.zeros(2, 4), "b": torch.zeros(2, 3)}, [2]) \
         is None
-    assert "inputs are named ['b', 'a'] but the module's example_inputs are ['a', 'b']" in str(
-        _user.validate_inputs(pair, {"b": torch.zeros(2, 3), "a": torch.zeros(2, 4)}, [2]))
+    assert _user.validate_inputs(pair, {"b": torch.zeros(2, 3), "a": torch.zeros(2, 4)}, [2]) \
+        is None  # keyword arguments: any order
+    assert "inputs are named ['a', 'c'] but the module's example_inputs are ['a', 'b']" in str(
+        _user.validate_inputs(pair, {"a": torch.zeros(2, 4), "c": torch.zeros(2, 3)}, [2]))
+    assert "input 'b' has shape [2, 4] but the module's example_inputs have [1, 3]" in str(
+        _user.validate_inputs(pair, {"b": torch.zeros(2, 4), "a": torch.zeros(2, 4)}, [2]))
+    assert "inputs must be a dict like the module's example_inputs (a, b)" in str(
+        _user.validate_inputs(pair, (torch.zeros(2, 4), torch.zeros(2, 3)), [2]))
 
 
 @pytest.mark.parametrize(("model", "kwargs", "message"), [
