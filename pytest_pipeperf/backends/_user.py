@@ -733,7 +733,7 @@ def export_module_onnx(spec: ModelSpec, cache_dir: Path) -> tuple[Path, float, s
     return entry / "model.onnx", seconds, "miss"
 
 
-def graph_for(backend: str, spec: ModelSpec, context: BuildContext) -> tuple[Path, float, str]:
+def graph_for(spec: ModelSpec, context: BuildContext) -> tuple[Path, float, str]:
     """The fp32 graph a graph backend runs: the module's export, or the user's file."""
     if spec.source == "module":
         return export_module_onnx(spec, context.cache_dir)
@@ -877,7 +877,7 @@ def build_user_onnxruntime(spec: ModelSpec, precision: Precision, device: Device
     if device.kind != "cpu":
         raise BackendUnavailableError("pipeperf: backend 'onnxruntime' runs a user's module or "
                                       ".onnx file on the cpu only in this version")
-    onnx_path, export_s, cache = graph_for("onnxruntime", spec, context)
+    onnx_path, export_s, cache = graph_for(spec, context)
     recipe = select("onnxruntime", precision, ort_recipes(precision), context.recipes)
     notes: dict[str, str | int | float] = {}
     if recipe is not None:
@@ -922,7 +922,7 @@ def build_user_openvino(spec: ModelSpec, precision: Precision, device: Device,
                                       f"({exc})") from exc
     from pytest_pipeperf.backends._ort_quant import onnx_bytes
 
-    onnx_path, export_s, cache = graph_for("openvino", spec, context)
+    onnx_path, export_s, cache = graph_for(spec, context)
     start = time.perf_counter()
     hint = hints[precision]
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
