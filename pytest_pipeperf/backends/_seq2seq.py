@@ -136,11 +136,17 @@ def _position_limit(config: Mapping[str, Any]) -> int | None:
 
 
 def _not_encoder_decoder(model: ModelSpec, config: Mapping[str, Any]) -> BackendError:
+    import types
+
+    from pytest_pipeperf.backends._hf import is_decoder_only
+
     kind = config.get("model_type", "?")
+    causal = is_decoder_only(types.SimpleNamespace(**config))
+    advice = ("task='text-generation' (it is a causal language model)" if causal
+              else "a task its architecture has, e.g. task='feature-extraction'")
     return BackendError(f"{model.task.value} needs an encoder-decoder model (BART, T5, ...); "
                         f"{model.path} is a {kind!r} model (config.json is_encoder_decoder is "
-                        "not true); use a task its architecture has, e.g. task='text-generation' "
-                        "for a causal language model")
+                        f"not true); use {advice}")
 
 
 # -- eager --------------------------------------------------------------------------------------

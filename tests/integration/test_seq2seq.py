@@ -261,10 +261,17 @@ def test_bad_requests_are_clear_backend_errors(backend: str, pair: tuple[Any, An
 
 @pytest.mark.parametrize("backend", ["eager", "onnxruntime"])
 def test_a_model_that_is_not_encoder_decoder_is_refused_clearly(
-        backend: str, tiny_classifier: Path, cache_dir: Path) -> None:
+        backend: str, tiny_classifier: Path, cache_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(BackendError, match=r"text2text-generation needs an encoder-decoder "
-                                           r"model .* is a 'bert' model"):
+                                           r"model .* is a 'bert' model .*use a task its "
+                                           r"architecture has, e.g. task='feature-extraction'"):
         build(backend, tiny_classifier, cache_dir)
+    from pytest_pipeperf.scenarios.generation import build_tiny_gpt2
+
+    gpt2 = build_tiny_gpt2(tmp_path / "gpt2")
+    with pytest.raises(BackendError, match=r"summarization needs an encoder-decoder model .* is a "
+                                           r"'gpt2' model .*use task='text-generation'"):
+        build(backend, gpt2, cache_dir, task=Task.SUMMARIZATION)
 
 
 def test_feature_extraction_advice_for_bart_on_onnxruntime_works(bart: Path,
