@@ -69,10 +69,14 @@ class Pipeline:
         self.model = model
         self.build_s = build_s
 
-    def __call__(self, texts: Sequence[str] | ImageInputs) -> Mapping[str, np.ndarray]:
-        """Run ``texts`` (or images) as one batch and return the outputs."""
+    def __call__(self, texts: Sequence[str] | ImageInputs | Any) -> Mapping[str, np.ndarray]:
+        """Run ``texts`` (or images, or a user model's tensors) as one batch and return the
+        outputs."""
         if isinstance(texts, ImageInputs):
             return self.runnable(texts.batch(len(texts)))
+        if self.model.source != "directory":  # an nn.Module's / .onnx file's own inputs
+            tensors: Any = texts
+            return self.runnable(batch_of(tensors, subjects.count(tensors, "pipe(inputs)"), None))
         return self.runnable(TextBatch(tuple(texts), getattr(texts, "max_length", None)))
 
     @property

@@ -152,4 +152,8 @@ def text_only(inputs: tuple[str, ...] | ImageInputs) -> tuple[str, ...]:
     if isinstance(inputs, ImageInputs):
         misuse("pipeperf.bench(): the A/B gate (--pipeperf-ab) compares text pipelines "
                "only in this version; run image suites without --pipeperf-ab")
+    if not isinstance(inputs, tuple) or not all(isinstance(t, str) for t in inputs):
+        misuse("pipeperf.bench(): the A/B gate (--pipeperf-ab) compares text pipelines "
+               "only in this version, not a user model's tensors; run this test without "
+               "--pipeperf-ab")
     return inputs

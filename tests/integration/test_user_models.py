@@ -345,3 +345,28 @@ def test_misuse_fails_with_a_pipeperf_message_and_no_traceback(
     ])
     # a directory holding model.onnx never reaches transformers (which lists its model types)
     assert "Unrecognized model" not in out and "model_type" not in out
+
+
+DIRECT_SUITE = '''
+import pytest
+
+from models import SmallCNN, images, seeded
+
+NET = seeded(SmallCNN)
+
+
+@pytest.mark.pipeperf(backends=["eager", "onnxruntime"])
+def test_direct(pipeperf):
+    pipe = pipeperf.pipeline(NET, example_inputs=images(n=1))
+    out = pipe(images(n=3))  # a built user model is callable on its own inputs, like a pipeline
+    assert sorted(out) and all(v.shape[0] == 3 for v in out.values())
+'''
+
+
+def test_a_built_module_is_callable_on_its_own_inputs(pytester: pytest.Pytester,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    _setup(pytester, monkeypatch, test_direct=DIRECT_SUITE)
+
+    result = pytester.runpytest(*QUIET, "--pipeperf-disable")
+
+    result.assert_outcomes(passed=2)
