@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytest_pipeperf.backends.base import (
     BackendError,
@@ -91,6 +93,18 @@ def test_report_rows_name_the_metric_of_a_generation_point() -> None:
     rec = CaseResult("s.py::t[eager-fp32-cpu]", "s", "t[eager-fp32-cpu]", "eager", "fp32", "cpu",
                      "text-generation", "m", 1, points)
     assert [row[4] for row in rows([rec])] == ["1 ttft", "1 itl", "1 tokens_per_s", "4"]
+
+
+@given(st.lists(st.integers(min_value=1, max_value=12), min_size=1, max_size=6))
+def test_left_padded_positions_count_each_row_s_real_tokens_from_zero(lengths: list[int]) -> None:
+    from pytest_pipeperf.backends._generate import prompt_positions
+
+    width = max(lengths)
+    mask = np.array([[0] * (width - n) + [1] * n for n in lengths], dtype=np.int64)
+    positions = prompt_positions(mask)
+    for row, n in zip(positions, lengths):
+        assert row[width - n:].tolist() == list(range(n))
+        assert (row[:width - n] == 1).all()  # padding: a valid position, masked anyway
 
 
 # -- the runnable on the tiny GPT-2 -------------------------------------------------------------
