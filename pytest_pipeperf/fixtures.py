@@ -71,7 +71,7 @@ def pipeperf(
     session = request.config.stash[session_key]
     try:  # a bad marker was left for this case to report (pytest_generate_tests)
         options = marker_options(request.node)
-        session.recipes_for(options, request.node.nodeid)
+        session.recipes_for(options, request.node.nodeid.split("[", 1)[0])
     except ValueError as exc:
         raise pytest.fail.Exception(f"pipeperf: {exc}", pytrace=False) from None
     check = PipeperfCheck(request, session, pipeperf_backend, pipeperf_precision, pipeperf_device,

@@ -124,14 +124,15 @@ def test_bad_recipe_ini_value_is_a_usage_error(fake_project: FakeProject) -> Non
             "'int8:fake-int8-b'; write PRECISION=RECIPE") in result.stderr.str()
 
 
-def test_unknown_marker_recipe_is_a_collection_error_listing_the_valid_ones(
+def test_unknown_marker_recipe_is_an_error_of_that_test_listing_the_valid_ones(
     fake_project: FakeProject,
 ) -> None:
     suite(fake_project, marker=', recipes={"int8": "fake-int8-z"}')
 
     result = fake_project.run()
 
-    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(errors=1)
     out = result.stdout.str()
     assert ("pipeperf: test_suite.py::test_q: @pytest.mark.pipeperf(recipes=...): unknown int8 "
             "recipe 'fake-int8-z'; valid: ") in out
