@@ -215,6 +215,8 @@ def test_heads(pipeperf):
 
 
 ONNX_SUITE = '''
+import os
+
 import numpy as np
 import pytest
 
@@ -230,7 +232,8 @@ def test_graph(pipeperf, graphs):
 
 @pytest.mark.pipeperf(batch_sizes=[4], min_cosine=0.99)
 def test_user_quantised(pipeperf, graphs):
-    pipe = pipeperf.pipeline(graphs / "cnn_int8.onnx", reference=graphs / "cnn.onnx")
+    original = os.environ.get("PIPEPERF_TEST_REFERENCE", "cnn.onnx")
+    pipe = pipeperf.pipeline(graphs / "cnn_int8.onnx", reference=graphs / original)
     pipeperf.bench(pipe, feed(4))
 '''
 
@@ -252,18 +255,30 @@ def graphs(tmp_path_factory):
                       dynamo=False, dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}})
     quantize_dynamic(str(where / "cnn.onnx"), str(where / "cnn_int8.onnx"),
                      weight_type=QuantType.QInt8)
+    # another model (other weights): what a changed reference looks like
+    torch.onnx.export(seeded(SmallCNN, seed=7), (images(n=1),), str(where / "other.onnx"),
+                      input_names=["x"], output_names=["logits"], opset_version=17,
+                      dynamo=False, dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}})
     return where
 '''
 
 
 def test_an_onnx_file_and_a_user_quantised_one_against_its_original(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    # imported before pytester's in-process runs snapshot sys.modules: openvino's extension
+    # cannot be imported a second time in one process
+    pytest.importorskip("openvino", exc_type=ImportError)
     _setup(pytester, monkeypatch, test_graphs=ONNX_SUITE)
     pytester.makeconftest(ONNX_CONFTEST)
     report = pytester.path / "result.json"
-    result = pytester.runpytest(*QUIET, "-rs", "--pipeperf-backend=eager,onnxruntime,openvino",
-                                "--pipeperf-precision=fp32,int8", f"--pipeperf-json={report}")
+    cells = ("--pipeperf-backend=eager,onnxruntime,openvino", "--pipeperf-precision=fp32,int8")
+    result = pytester.runpytest(*QUIET, "-rs", *cells, f"--pipeperf-json={report}",
+                                "--pipeperf-update-baselines")
     out = result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "*test_graphs::test_graph*onnxruntime*fp32*cpu*4*max_abs 0.0e+00*new*",
+        "*test_graphs::test_user_quantised*onnxruntime*fp32*cpu*4*cos *new*",
+    ])
     assert "Traceback" not in out
     # per test: onnxruntime fp32 + int8 and openvino fp32 run; eager fp32/int8 skip at build
     # (an .onnx file has no PyTorch graph) and openvino int8 at collection
@@ -279,6 +294,20 @@ def test_an_onnx_file_and_a_user_quantised_one_against_its_original(
     assert all(p["parity"]["passed"] for c in doc["cases"] for p in c["points"])
     quantised = by_case[("test_user_quantised", "onnxruntime", "fp32")]["points"][0]["parity"]
     assert quantised["metric"] == "cosine" and 0.99 <= quantised["value"] < 1.0
+
+    # recorded: a rerun is judged against the baselines (not new)
+    again = pytester.runpytest(*QUIET, "-rs", *cells, f"--pipeperf-json={report}")
+    again.assert_outcomes(passed=6, skipped=6)
+    statuses = {p["verdict"]["status"] for c in json.loads(report.read_text())["cases"]
+                for p in c["points"]}
+    assert statuses <= {"ok", "inconclusive", "improved"}, statuses
+
+    # compared with another model, the user-quantised graph fails parity naming the output
+    monkeypatch.setenv("PIPEPERF_TEST_REFERENCE", "other.onnx")
+    broken = pytester.runpytest(*QUIET, *cells, "-k", "test_user_quantised")
+    broken.assert_outcomes(failed=3, skipped=3)  # onnxruntime fp32, int8 and openvino fp32
+    broken.stdout.fnmatch_lines(["*pipeperf: batch_size=4: parity failed*'logits'*"])
+    assert "Traceback" not in broken.stdout.str()
 
 
 ERRORS = '''
