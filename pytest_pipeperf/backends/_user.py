@@ -11,7 +11,8 @@ this module instead of loading a ``save_pretrained`` directory:
 * ``onnxruntime`` / ``openvino``: the module exported by :func:`export_module_onnx` (the
   TorchScript exporter, opset 17, dynamic batch axis, cached by the module's content digest and
   the exporter versions), or the user's ``.onnx`` file as given. The ORT int8 / int4 recipes
-  (``_ort_quant``) quantise that graph.
+  (``_ort_quant``) quantise that graph. The ``openvino`` build itself lives in ``openvino.py``
+  (``build_user_openvino``, sharing ``compile_checked`` with the directory build).
 * ``tensorrt``: not built for a user's model in this version (a skip that says so).
 
 Inputs are :class:`~pytest_pipeperf.backends.base.TensorBatch` es; outputs are named the same
@@ -897,67 +898,6 @@ def build_user_onnxruntime(spec: ModelSpec, precision: Precision, device: Device
     info.notes["onnx"] = str(onnx_path)
     info.notes["model_bytes"] = onnx_bytes(onnx_path)
     return runnable
-
-
-def build_user_openvino(spec: ModelSpec, precision: Precision, device: Device,
-                        context: BuildContext, hints: Mapping[Precision, str]) -> GraphRunnable:
-    """The ``openvino`` build of a user's module (its export) or ``.onnx`` file: OpenVINO's CPU
-    plugin at an explicit ``INFERENCE_PRECISION_HINT``, read back after compiling.
-
-    :param hints: precision -> hint (``openvino.HINTS``).
-    :raises BackendUnavailableError: for int8 / int4 (NNCF weight compression needs package
-        ``nncf``, not installed with the pins) or an unavailable openvino.
-    """
-    if precision not in hints:
-        if importlib.util.find_spec("nncf") is None:
-            raise BackendUnavailableError(
-                f"pipeperf: backend 'openvino' precision {precision.value!r} needs NNCF weight "
-                "compression: package 'nncf' is not installed (environment.md)")
-        raise BackendUnavailableError(f"pipeperf: backend 'openvino' precision "
-                                      f"{precision.value!r} is not built for a user's model yet")
-    try:
-        import openvino as ov
-    except (ImportError, OSError) as exc:
-        raise BackendUnavailableError(f"pipeperf: backend 'openvino' cannot import openvino "
-                                      f"({exc})") from exc
-    from pytest_pipeperf.backends._ort_quant import onnx_bytes
-
-    onnx_path, export_s, cache = graph_for(spec, context)
-    start = time.perf_counter()
-    hint = hints[precision]
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
-    if context.threads is not None:
-        config["INFERENCE_NUM_THREADS"] = context.threads
-    try:
-        compiled = ov.Core().compile_model(str(onnx_path), "CPU", config)
-    except Exception as exc:
-        raise BackendError(f"OpenVINO could not compile {onnx_path} with {config}: "
-                           f"{one_line(exc)}") from exc
-    got = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-    if got != hint:
-        raise BackendError(f"OpenVINO compiled {onnx_path.name} with INFERENCE_PRECISION_HINT="
-                           f"{hint} but the compiled model reports {got}; refusing to report it "
-                           f"as {precision.value}")
-    threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
-    if context.threads is not None and threads != context.threads:
-        raise BackendError(f"OpenVINO was asked for {context.threads} inference thread(s) but "
-                           f"the compiled model uses {threads}")
-    inputs = [(port.get_any_name(), "") for port in compiled.inputs]
-    ports = list(compiled.outputs)
-    outputs = [port.get_any_name() for port in ports]
-    request = compiled.create_infer_request()
-
-    def run(feed: dict[str, np.ndarray]) -> Sequence[Any]:
-        try:
-            result = request.infer(feed)
-        except Exception as exc:
-            raise BackendError(f"OpenVINO inference failed: {one_line(exc)}") from exc
-        return [result[port] for port in ports]
-
-    info = BuildInfo(load_s=time.perf_counter() - start, export_s=export_s, export_cache=cache)
-    info.notes.update(onnx=str(onnx_path), model_bytes=onnx_bytes(onnx_path),
-                      inference_precision=got, threads=str(threads), openvino=ov.__version__)
-    return GraphRunnable(run, inputs, outputs, info)
 
 
 def tensorrt_unsupported(spec: ModelSpec) -> BackendUnavailableError:

@@ -18,9 +18,11 @@ so such a CPU skips bf16 here. ``BuildInfo.notes["bf16_kernels"]`` says which ca
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_pipeperf.backends.base import (
@@ -67,6 +69,89 @@ def bf16_kernels(flags: frozenset[str] | None) -> str | None:
     if "avx_ne_convert" in flags:
         return "avx2-vnni-2 (avx_ne_convert)"
     return None
+
+
+def compile_checked(core: Any, onnx_path: Path, precision: Precision,
+                    threads: int | None) -> tuple[Any, str, int]:
+    """Compile ``onnx_path`` on OpenVINO's CPU plugin at ``HINTS[precision]`` (latency hint) and
+    read the precision and the thread count back from the compiled model.
+
+    :param core: an ``openvino.Core``.
+    :param onnx_path: the graph to compile.
+    :param precision: a key of :data:`HINTS`.
+    :param threads: ``INFERENCE_NUM_THREADS`` to ask for; ``None`` leaves OpenVINO's default.
+    :returns: the compiled model, the inference precision it reports, its thread count.
+    :raises BackendError: when compiling fails or the compiled model ignored the hint or the
+        thread count (OpenVINO drops a hint its hardware check refuses).
+    """
+    from pytest_pipeperf.backends._user import one_line
+
+    hint = HINTS[precision]
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = threads
+    try:
+        compiled = core.compile_model(str(onnx_path), "CPU", config)
+    except Exception as exc:
+        raise BackendError(f"OpenVINO could not compile {onnx_path} with {config}: "
+                           f"{one_line(exc)}") from exc
+    got = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    if got != hint:
+        raise BackendError(f"OpenVINO compiled {onnx_path.name} with INFERENCE_PRECISION_HINT="
+                           f"{hint} but the compiled model reports {got}; refusing to report it "
+                           f"as {precision.value}")
+    used = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+    if threads is not None and used != threads:
+        raise BackendError(f"OpenVINO was asked for {threads} inference thread(s) but the "
+                           f"compiled model uses {used}")
+    return compiled, got, used
+
+
+def build_user_openvino(spec: ModelSpec, precision: Precision,
+                        context: BuildContext) -> GraphRunnable:
+    """The ``openvino`` build of a user's module (its export) or ``.onnx`` file: OpenVINO's CPU
+    plugin at an explicit ``INFERENCE_PRECISION_HINT``, read back after compiling.
+
+    :param spec: the user's model (``source`` ``"module"`` or ``"onnx"``).
+    :param precision: fp32 / bf16 (:data:`HINTS`); int8 / int4 are refused.
+    :param context: the build context (cache directory, threads).
+    :raises BackendUnavailableError: for int8 / int4 (NNCF weight compression needs package
+        ``nncf``, not installed with the pins) or an unavailable openvino.
+    """
+    if precision not in HINTS:
+        if importlib.util.find_spec("nncf") is None:
+            raise BackendUnavailableError(
+                f"pipeperf: backend 'openvino' precision {precision.value!r} needs NNCF weight "
+                "compression: package 'nncf' is not installed (environment.md)")
+        raise BackendUnavailableError(f"pipeperf: backend 'openvino' precision "
+                                      f"{precision.value!r} is not built for a user's model yet")
+    try:
+        import openvino as ov
+    except (ImportError, OSError) as exc:
+        raise BackendUnavailableError(f"pipeperf: backend 'openvino' cannot import openvino "
+                                      f"({exc})") from exc
+    from pytest_pipeperf.backends._ort_quant import onnx_bytes
+    from pytest_pipeperf.backends._user import GraphRunnable, graph_for, one_line
+
+    onnx_path, export_s, cache = graph_for(spec, context)
+    start = time.perf_counter()
+    compiled, got, threads = compile_checked(ov.Core(), onnx_path, precision, context.threads)
+    inputs = [(port.get_any_name(), "") for port in compiled.inputs]
+    ports = list(compiled.outputs)
+    outputs = [port.get_any_name() for port in ports]
+    request = compiled.create_infer_request()
+
+    def run(feed: dict[str, np.ndarray]) -> Sequence[Any]:
+        try:
+            result = request.infer(feed)
+        except Exception as exc:
+            raise BackendError(f"OpenVINO inference failed: {one_line(exc)}") from exc
+        return [result[port] for port in ports]
+
+    info = BuildInfo(load_s=time.perf_counter() - start, export_s=export_s, export_cache=cache)
+    info.notes.update(onnx=str(onnx_path), model_bytes=onnx_bytes(onnx_path),
+                      inference_precision=got, threads=str(threads), openvino=ov.__version__)
+    return GraphRunnable(run, inputs, outputs, info)
 
 
 class OpenVinoRunnable:
@@ -142,9 +227,7 @@ class OpenVinoBackend:
         self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
     ) -> OpenVinoRunnable | GraphRunnable:
         if model.source != "directory":  # a user's nn.Module / .onnx file: backends/_user.py
-            from pytest_pipeperf.backends._user import build_user_openvino
-
-            return build_user_openvino(model, precision, device, context, HINTS)
+            return build_user_openvino(model, precision, context)
         found = self.supports(precision, device)
         if not found:
             raise BackendError(found.reason)
@@ -164,28 +247,11 @@ class OpenVinoBackend:
                                           f"export, which is unavailable: {exc}") from exc
         start = time.perf_counter()
         core = ov.Core()
-        hint = HINTS[precision]
         kernels = bf16_kernels(cpu_flags()) if precision is Precision.BF16 else None
         if precision is Precision.BF16 and "BF16" not in core.get_property(
                 "CPU", "OPTIMIZATION_CAPABILITIES"):
             raise BackendUnavailableError(BF16_REASON)
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
-        if context.threads is not None:
-            config["INFERENCE_NUM_THREADS"] = context.threads
-        try:
-            compiled = core.compile_model(str(onnx_path), "CPU", config)
-        except Exception as exc:
-            raise BackendError(f"OpenVINO could not compile {onnx_path} with {config}: "
-                               f"{type(exc).__name__}: {exc}") from exc
-        got = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        if got != hint:
-            raise BackendError(f"OpenVINO compiled {onnx_path.name} with INFERENCE_PRECISION_HINT="
-                               f"{hint} but the compiled model reports {got}; refusing to report "
-                               f"it as {precision.value}")
-        threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
-        if context.threads is not None and threads != context.threads:
-            raise BackendError(f"OpenVINO was asked for {context.threads} inference thread(s) but "
-                               f"the compiled model uses {threads}")
+        compiled, got, threads = compile_checked(core, onnx_path, precision, context.threads)
         devices = list(compiled.get_property("EXECUTION_DEVICES"))
         if devices != ["CPU"]:
             raise BackendError(f"OpenVINO compiled for CPU but executes on {devices}")
