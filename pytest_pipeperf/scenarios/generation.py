@@ -66,6 +66,31 @@ def _corpus(seed: int) -> list[str]:
             for _ in range(_CORPUS_SENTENCES)]
 
 
+def save_model_dir(model: Any, tokenizer: Any, target: Path) -> Path:
+    """``save_pretrained`` ``model`` and ``tokenizer`` into a fresh directory next to ``target``,
+    then rename it to ``target`` in one step, so that a reader never sees a half-written model.
+
+    :param model: a transformers model.
+    :param tokenizer: its tokenizer.
+    :param target: the model directory to create; losing the rename to a concurrent build of the
+        same model (another xdist worker) is not an error once that build has finished.
+    :returns: ``target``.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # a concurrent build (another xdist worker) won: fine if it finished
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 def build_tiny_gpt2(target: Path, seed: int = 0) -> Path:
     """Save a seeded random-weight 2-layer GPT-2 and its tokenizer into ``target``.
 
@@ -115,19 +140,7 @@ def build_tiny_gpt2(target: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model: Any = GPT2LMHeadModel(config)  # type: ignore[no-untyped-call]
     model.eval()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        try:
-            tmp.rename(target)
-        except OSError:  # a concurrent build (another xdist worker) won: fine if it finished
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return save_model_dir(model, tokenizer, target)
 
 
 # -- results ------------------------------------------------------------------------------------

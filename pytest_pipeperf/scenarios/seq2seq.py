@@ -7,8 +7,6 @@ nothing is downloaded. torch and transformers are imported inside the function.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +47,8 @@ def build_tiny_bart(minilm: Path, target: Path, seed: int = 0, *,
     import torch
     from transformers import AutoTokenizer, BartConfig, BartForConditionalGeneration
 
+    from pytest_pipeperf.scenarios.generation import save_model_dir
+
     tokenizer = AutoTokenizer.from_pretrained(  # type: ignore[no-untyped-call]
         str(minilm), local_files_only=True, model_input_names=["input_ids", "attention_mask"])
     tokenizer.model_max_length = BART_CONFIG["max_position_embeddings"]  # truncate to fit
@@ -61,16 +61,4 @@ def build_tiny_bart(minilm: Path, target: Path, seed: int = 0, *,
     torch.manual_seed(seed)
     model: Any = BartForConditionalGeneration(config)
     model.eval()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        try:
-            tmp.rename(target)
-        except OSError:  # a concurrent build (another xdist worker) won: fine if it finished
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return save_model_dir(model, tokenizer, target)
