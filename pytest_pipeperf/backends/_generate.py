@@ -429,28 +429,13 @@ def _load_quantised(model: ModelSpec, recipe: str) -> Any:
 
     from pytest_pipeperf.backends import _quant
 
-    if not recipe.startswith("bnb-"):
-        _quant._require(recipe)
-        net: Any = _load_plain(AutoModelForCausalLM, model, torch.float32)
-        conv1d_to_linear(net)
-        try:
-            config = _quant._torchao_config(recipe)
-            from torchao.quantization import quantize_
-        except (ImportError, OSError) as exc:
-            raise BackendUnavailableError(
-                f"pipeperf: backend 'eager' recipe {recipe!r} cannot import its package ({exc})"
-            ) from exc
-        try:
-            quantize_(net, config)
-        except Exception as exc:
-            raise BackendError(f"torchao recipe {recipe!r} failed on {model.path}: "
-                               f"{type(exc).__name__}: {exc}") from exc
-        return net.eval()
+    if not recipe.startswith("bnb-"):  # this module's bitsandbytes configs differ from _quant's
+        return _quant.load_quantised(AutoModelForCausalLM, model, recipe, prepare=conv1d_to_linear)
     _quant._require(recipe)
     try:
         config = _bnb_config(recipe)
         _quant._silence_bnb_cast_notice()
-        net = AutoModelForCausalLM.from_pretrained(
+        net: Any = AutoModelForCausalLM.from_pretrained(
             str(model.path), dtype=torch.float32, local_files_only=True, device_map="cpu",
             quantization_config=config, trust_remote_code=model.trust_remote_code)
     except ImportError as exc:
@@ -481,9 +466,8 @@ def build_eager(model: ModelSpec, precision: Precision, device: Device,
         layer (its precision label would name what did not run).
     """
     from pytest_pipeperf.backends._hf import load_tokenizer
-    from pytest_pipeperf.backends._quant import eager_recipes, module_bytes
+    from pytest_pipeperf.backends._quant import eager_recipe, module_bytes
     from pytest_pipeperf.backends._torch import import_transformers
-    from pytest_pipeperf.recipe import select
 
     _check_task(model)
     transformers = import_transformers(context.threads)
@@ -492,12 +476,9 @@ def build_eager(model: ModelSpec, precision: Precision, device: Device,
     if device.kind == "cuda" and not torch.cuda.is_available():
         raise BackendUnavailableError("pipeperf: device 'cuda' needs a CUDA build of torch "
                                       "and an NVIDIA GPU; torch sees none")
-    recipe = select("eager", precision, eager_recipes(precision), context.recipes)
+    recipe = eager_recipe(precision, device, context)
     start = time.perf_counter()
     if recipe is not None:
-        if device.kind != "cpu":
-            raise BackendUnavailableError(f"pipeperf: backend 'eager' runs {precision.value} on "
-                                          "cpu only in this version")
         net = _load_quantised(model, recipe)
         quantised, plain = quantised_layers(net, recipe)
         if quantised == 0:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pytest_pipeperf.backends.base import (
@@ -124,11 +125,31 @@ def _bnb_config(recipe: str) -> Any:
     raise AssertionError(recipe)
 
 
+def eager_recipe(precision: Precision, device: Device, context: BuildContext) -> str | None:
+    """The eager recipe a build of ``precision`` runs (the chosen one, else the default), or
+    ``None`` for a precision without recipes (fp32, bf16, fp16).
+
+    :param precision: the case's precision.
+    :param device: where it runs; a recipe runs on the cpu only.
+    :param context: the chosen recipes.
+    :raises UnknownRecipeError: for a recipe name the eager backend does not offer.
+    :raises BackendUnavailableError: for a recipe on a device other than the cpu.
+    """
+    recipe = select("eager", precision, eager_recipes(precision), context.recipes)
+    if recipe is not None and device.kind != "cpu":
+        raise BackendUnavailableError(f"pipeperf: backend 'eager' runs {precision.value} on cpu "
+                                      "only in this version")
+    return recipe
+
+
 def load_quantised(auto: Any, model: ModelSpec, recipe: str,
-                   loading: dict[str, Any] | None = None) -> Any:
+                   loading: dict[str, Any] | None = None,
+                   prepare: Callable[[Any], object] | None = None) -> Any:
     """Load ``model`` with ``auto`` (a transformers ``Auto*`` class) quantised by ``recipe``.
 
     :param loading: when given, receives transformers' load report (``missing_keys``, ...).
+    :param prepare: for a torchao recipe, called on the loaded fp32 model before it is
+        quantised (e.g. GPT-2's ``Conv1D`` -> ``nn.Linear``).
 
     :raises BackendUnavailableError: when the recipe's package is missing or fails to import.
     :raises BackendError: when loading or quantising fails.
@@ -162,6 +183,8 @@ def load_quantised(auto: Any, model: ModelSpec, recipe: str,
     if not recipe.startswith("bnb-"):
         from torchao.quantization import quantize_
 
+        if prepare is not None:
+            prepare(net)
         try:
             quantize_(net, config)
         except Exception as exc:
@@ -178,12 +201,9 @@ def build_quantised(model: ModelSpec, precision: Precision, device: Device,
     :raises BackendUnavailableError: when torch, transformers or the recipe's package is missing.
     :raises BackendError: when loading or quantising fails.
     """
-    recipe = select("eager", precision, eager_recipes(precision), context.recipes)
+    recipe = eager_recipe(precision, device, context)
     if recipe is None:
         raise BackendError(f"backend 'eager' has no {precision.value} recipe")
-    if device.kind != "cpu":
-        raise BackendUnavailableError(f"pipeperf: backend 'eager' runs {precision.value} on cpu "
-                                      "only in this version")
     from pytest_pipeperf.backends._hf import load_tokenizer, loading_notes
     from pytest_pipeperf.backends._torch import EagerRunnable, auto_class, import_transformers
 

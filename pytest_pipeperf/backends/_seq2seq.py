@@ -259,9 +259,8 @@ def build_eager_seq2seq(model: ModelSpec, precision: Precision, device: Device,
     :raises BackendError: the model is not an encoder-decoder or fails to load.
     """
     from pytest_pipeperf.backends._hf import load_tokenizer
-    from pytest_pipeperf.backends._quant import EAGER_RECIPES, eager_recipes, module_bytes
+    from pytest_pipeperf.backends._quant import EAGER_RECIPES, module_bytes
     from pytest_pipeperf.backends._torch import import_transformers
-    from pytest_pipeperf.recipe import select
 
     config = _config(model.path)
     if config.get("is_encoder_decoder") is not True:
@@ -277,14 +276,11 @@ def build_eager_seq2seq(model: ModelSpec, precision: Precision, device: Device,
     recipe = None
     start = time.perf_counter()
     if precision in EAGER_RECIPES:
-        from pytest_pipeperf.backends._quant import load_quantised
+        from pytest_pipeperf.backends._quant import eager_recipe, load_quantised
 
-        recipe = select("eager", precision, eager_recipes(precision), context.recipes)
+        recipe = eager_recipe(precision, device, context)
         if recipe is None:
             raise BackendError(f"backend 'eager' has no {precision.value} recipe")
-        if device.kind != "cpu":
-            raise BackendUnavailableError(f"pipeperf: backend 'eager' runs {precision.value} on "
-                                          "cpu only in this version")
         net = load_quantised(auto, model, recipe)
     else:
         dtype = {Precision.FP32: torch.float32, Precision.BF16: torch.bfloat16,
