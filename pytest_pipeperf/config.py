@@ -181,6 +181,14 @@ class PipeperfConfig:
         )
 
 
+def _bool(kwargs: Mapping[str, Any], key: str, where: str) -> bool:
+    """``kwargs[key]``, which must be ``True`` or ``False`` (not merely truthy)."""
+    value = kwargs[key]
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}: {key} must be True or False, got {value!r}")
+    return value
+
+
 def _path(value: object) -> Path | None:
     return Path(str(value)) if value else None
 
@@ -283,25 +291,16 @@ class MarkerOptions:
                 out[key] = number
         if "trust_remote_code" in kwargs:
             # Strictly a bool: bool("False") is True, and this switch runs the model's own code.
-            if not isinstance(kwargs["trust_remote_code"], bool):
-                raise ValueError(f"{where}: trust_remote_code must be True or False, got "
-                                 f"{kwargs['trust_remote_code']!r}")
-            out["trust_remote_code"] = kwargs["trust_remote_code"]
+            out["trust_remote_code"] = _bool(kwargs, "trust_remote_code", where)
         if kwargs.get("isolate") is not None:
-            if not isinstance(kwargs["isolate"], bool):
-                raise ValueError(f"{where}: isolate must be True or False, got "
-                                 f"{kwargs['isolate']!r}")
-            out["isolate"] = kwargs["isolate"]
+            out["isolate"] = _bool(kwargs, "isolate", where)
         if kwargs.get("recipes") is not None:
             try:
                 out["recipes"] = parse_marker_recipes(kwargs["recipes"])
             except ValueError as exc:
                 raise ValueError(f"{where}: recipes: {exc}") from None
         if "matrix" in kwargs:
-            if not isinstance(kwargs["matrix"], bool):
-                raise ValueError(f"{where}: matrix must be True or False, got "
-                                 f"{kwargs['matrix']!r}")
-            out["matrix"] = kwargs["matrix"]
+            out["matrix"] = _bool(kwargs, "matrix", where)
         if kwargs.get("name") is not None:
             name = kwargs["name"]
             if not isinstance(name, str) or not _CASE_NAME.fullmatch(name):
