@@ -18,7 +18,6 @@ so such a CPU skips bf16 here. ``BuildInfo.notes["bf16_kernels"]`` says which ca
 
 from __future__ import annotations
 
-import importlib.util
 import platform
 import time
 from collections.abc import Mapping, Sequence
@@ -113,18 +112,12 @@ def build_user_openvino(spec: ModelSpec, precision: Precision,
     plugin at an explicit ``INFERENCE_PRECISION_HINT``, read back after compiling.
 
     :param spec: the user's model (``source`` ``"module"`` or ``"onnx"``).
-    :param precision: fp32 / bf16 (:data:`HINTS`); int8 / int4 are refused.
-    :param context: the build context (cache directory, threads).
-    :raises BackendUnavailableError: for int8 / int4 (NNCF weight compression needs package
-        ``nncf``, not installed with the pins) or an unavailable openvino.
+    :param precision: fp32 / bf16 (:data:`HINTS`), or int8 / int4: the graph's weights
+        compressed by NNCF (``backends/_nncf.py``), compiled at f32.
+    :param context: the build context (cache directory, threads, recipe choice).
+    :raises BackendUnavailableError: for int8 / int4 without package ``nncf``, or an unavailable
+        openvino.
     """
-    if precision not in HINTS:
-        if importlib.util.find_spec("nncf") is None:
-            raise BackendUnavailableError(
-                f"pipeperf: backend 'openvino' precision {precision.value!r} needs NNCF weight "
-                "compression: package 'nncf' is not installed (environment.md)")
-        raise BackendUnavailableError(f"pipeperf: backend 'openvino' precision "
-                                      f"{precision.value!r} is not built for a user's model yet")
     try:
         import openvino as ov
     except (ImportError, OSError) as exc:
@@ -134,8 +127,26 @@ def build_user_openvino(spec: ModelSpec, precision: Precision,
     from pytest_pipeperf.backends._user import GraphRunnable, graph_for, one_line
 
     onnx_path, export_s, cache = graph_for(spec, context)
+    compressed = None
+    if precision not in HINTS:  # int8 / int4: NNCF weight compression (backends/_nncf.py)
+        from pytest_pipeperf.backends._nncf import (
+            compile_compressed,
+            compressed_model,
+            nncf_recipes,
+        )
+        from pytest_pipeperf.backends._user import _entry_of
+        from pytest_pipeperf.recipe import select
+
+        recipe = select("openvino", precision, nncf_recipes(precision), context.recipes)
+        assert recipe is not None  # int8 / int4 have recipes
+        exported = onnx_path if spec.source == "module" else _entry_of(onnx_path, context.cache_dir)
+        compressed = compressed_model(exported, precision, recipe)
     start = time.perf_counter()
-    compiled, got, threads = compile_checked(ov.Core(), onnx_path, precision, context.threads)
+    if compressed is None:
+        compiled, got, threads = compile_checked(ov.Core(), onnx_path, precision, context.threads)
+    else:
+        compiled, got, threads, compressed_notes = compile_compressed(
+            ov.Core(), compressed, context.threads, compile_checked)
     inputs = [(port.get_any_name(), "") for port in compiled.inputs]
     ports = list(compiled.outputs)
     outputs = [port.get_any_name() for port in ports]
@@ -151,6 +162,8 @@ def build_user_openvino(spec: ModelSpec, precision: Precision,
     info = BuildInfo(load_s=time.perf_counter() - start, export_s=export_s, export_cache=cache)
     info.notes.update(onnx=str(onnx_path), model_bytes=onnx_bytes(onnx_path),
                       inference_precision=got, threads=str(threads), openvino=ov.__version__)
+    if compressed is not None:
+        info.notes.update(compressed_notes)  # its model_bytes: the compressed IR
     return GraphRunnable(run, inputs, outputs, info)
 
 
@@ -212,16 +225,23 @@ class OpenVinoBackend:
                                        "offered (OpenVINO's CPU plugin runs f16 only on "
                                        "AVX512-FP16 / AVX2-VNNI-2 CPUs, else silently bf16 or "
                                        "f32); supported: fp32, bf16")
-        if precision not in HINTS:
-            return Availability(False, f"pipeperf: backend 'openvino' precision {precision.value!r} "
-                                       "is not supported yet (supported: fp32, bf16; int8/int4 "
-                                       "need NNCF weight compression)")
+        if precision not in HINTS:  # int8 / int4: NNCF weight compression (backends/_nncf.py)
+            from pytest_pipeperf.backends._nncf import missing_reason
+
+            reason = missing_reason(precision)
+            return AVAILABLE if reason is None else Availability(False, reason)
         if precision is Precision.BF16:
             if platform.machine().lower() not in ("x86_64", "amd64"):
                 return Availability(False, BF16_REASON)
             if bf16_kernels(cpu_flags()) is None:
                 return Availability(False, BF16_REASON)
         return AVAILABLE
+
+    def recipes(self, precision: Precision) -> tuple[str, ...]:
+        """Named recipes for ``precision`` (default first); see ``backends/_nncf.py``."""
+        from pytest_pipeperf.backends._nncf import nncf_recipes
+
+        return nncf_recipes(precision)
 
     def build(
         self, model: ModelSpec, precision: Precision, device: Device, context: BuildContext
@@ -245,13 +265,24 @@ class OpenVinoBackend:
         except BackendUnavailableError as exc:
             raise BackendUnavailableError(f"pipeperf: backend 'openvino' needs the optimum ONNX "
                                           f"export, which is unavailable: {exc}") from exc
+        from pytest_pipeperf.recipe import select
+
+        recipe = select(self.name, precision, self.recipes(precision), context.recipes)
+        if recipe is not None:  # int8 / int4: the export's weights compressed by NNCF, cached
+            from pytest_pipeperf.backends._nncf import compile_compressed, compressed_model
+
+            compressed = compressed_model(onnx_path, precision, recipe)
         start = time.perf_counter()
         core = ov.Core()
         kernels = bf16_kernels(cpu_flags()) if precision is Precision.BF16 else None
         if precision is Precision.BF16 and "BF16" not in core.get_property(
                 "CPU", "OPTIMIZATION_CAPABILITIES"):
             raise BackendUnavailableError(BF16_REASON)
-        compiled, got, threads = compile_checked(core, onnx_path, precision, context.threads)
+        if recipe is None:
+            compiled, got, threads = compile_checked(core, onnx_path, precision, context.threads)
+        else:  # compressed weights, f32 activations
+            compiled, got, threads, compressed_notes = compile_compressed(
+                core, compressed, context.threads, compile_checked)
         devices = list(compiled.get_property("EXECUTION_DEVICES"))
         if devices != ["CPU"]:
             raise BackendError(f"OpenVINO compiled for CPU but executes on {devices}")
@@ -267,4 +298,6 @@ class OpenVinoBackend:
         info.notes["openvino"] = ov.__version__
         if kernels is not None:
             info.notes["bf16_kernels"] = kernels
+        if recipe is not None:
+            info.notes.update(compressed_notes)  # its model_bytes: the compressed IR
         return OpenVinoRunnable(compiled, tokenizer, model.task, info)

@@ -52,10 +52,6 @@ def test_openvino_bf16_skips_on_a_cpu_whose_hint_openvino_would_ignore(
 @pytest.mark.parametrize(
     ("precision", "device", "reason"),
     [
-        (Precision.INT8, CPU, ("pipeperf: backend 'openvino' precision 'int8' is not supported "
-                               "yet (supported: fp32, bf16; int8/int4 need NNCF weight "
-                               "compression)")),
-        (Precision.INT4, CPU, "pipeperf: backend 'openvino' precision 'int4' is not supported yet"),
         (Precision.FP16, CPU, "pipeperf: backend 'openvino' precision 'fp16' is not offered"),
         (Precision.FP32, CUDA0, "pipeperf: backend 'openvino' runs on the cpu only"),
     ],
