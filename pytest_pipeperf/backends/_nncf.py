@@ -3,9 +3,9 @@
 ``nncf.compress_weights`` rewrites the OpenVINO model read from the cached optimum ONNX export
 (``openvino.Core().read_model(model.onnx)``): the constant weights of its MatMul,
 Convolution and embedding Gather nodes are stored in 8 or 4 bits with a scale (and a zero point
-for the asymmetric modes) and decompressed inside the kernels. Activations stay f32: the model is compiled at
-``INFERENCE_PRECISION_HINT=f32`` by ``openvino.compile_checked``, so int8 / int4 here means
-weight-only compression, not integer arithmetic.
+for the asymmetric modes) and decompressed inside the kernels. Activations stay f32: the model
+is compiled at ``INFERENCE_PRECISION_HINT=f32`` by ``openvino.compile_checked``, so int8 / int4
+here means weight-only compression, not integer arithmetic.
 
 Recipes (per-item cosine vs eager fp32, 16 texts of 32 tokens; docs/backends.md has the table):
 
@@ -19,12 +19,13 @@ Recipes (per-item cosine vs eager fp32, 16 texts of 32 tokens; docs/backends.md 
 Compressing MiniLM takes 1-2 s, so the result is cached next to its export in
 ``<cache>/onnx/<export key>-<recipe>-<hash>/`` (``model.xml`` + ``model.bin``), built and sealed
 by ``_cache.build_entry``, keyed by the export's key and graph hash, the recipe's settings and the
-nncf / openvino versions; ``weights.json`` in the entry holds the SHA-256 of ``model.bin``, checked
-on a hit (the manifest's covers ``model.xml``).
+nncf / openvino versions; ``weights.json`` in the entry holds the SHA-256 of ``model.bin``,
+checked on a hit (the manifest's covers ``model.xml``), and the source's constant types.
 
-A label never names what did not run: after compressing, the model must hold weight constants of
-the recipe's element types (u8 / i8 for int8, u4 / i4 for int4), and after compiling, the CPU
-plugin's runtime model must run layers at those precisions (:func:`runtime_compressed`).
+A label never names what did not run: compressing must add weight constants of the recipe's
+element types (u8 / i8 for int8, u4 / i4 for int4) to the model, and after compiling, the CPU
+plugin's runtime model must run layers at those precisions (:func:`runtime_compressed`). A
+user's graph that is already quantised (ORT's int8 operators) skips: there is nothing to compress.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ COMPRESSED_TYPES: dict[Precision, frozenset[str]] = {
     Precision.INT8: frozenset({"u8", "i8"}),
     Precision.INT4: frozenset({"u4", "i4"}),
 }
+INTEGER_TYPES = COMPRESSED_TYPES[Precision.INT8] | COMPRESSED_TYPES[Precision.INT4]
 # Layer types of the CPU plugin's runtime graph that take the compressed weights themselves.
 COMPUTE_LAYERS = frozenset({"FullyConnected", "MatMul", "Convolution", "Gather"})
 ARTEFACT = "model.xml"
@@ -150,15 +152,20 @@ def _quiet_nncf() -> Iterator[None]:
 
 
 def _compress(source: Path, target: Path, recipe: str) -> None:
+    """Compress ``source`` into the IR ``target``; ``weights.json`` next to it records the
+    SHA-256 of ``model.bin`` and the element-type counts of the source's constants."""
     import nncf
     import openvino as ov
 
     settings = dict(SETTINGS[recipe])
     mode = nncf.CompressWeightsMode(settings.pop("mode"))
     model = ov.Core().read_model(str(source))
+    source_types = weight_types(model)
     with _quiet_nncf():
         compressed = nncf.compress_weights(model, mode=mode, **settings)
     ov.save_model(compressed, str(target), compress_to_fp16=False)
+    (target.parent / "weights.json").write_text(json.dumps(
+        {"model.bin": file_sha256(target.with_suffix(".bin")), "source_types": source_types}))
 
 
 @dataclass(frozen=True)
@@ -176,12 +183,14 @@ class Compressed:
     """Constant counts of the compressed element types, e.g. ``"u4: 26, u8: 8"``."""
 
 
-def compressed_model(onnx_path: Path, precision: Precision, recipe: str) -> Compressed:
+def compressed_model(onnx_path: Path, precision: Precision, recipe: str,
+                     name: str | None = None) -> Compressed:
     """The weight-compressed OpenVINO model of an export, built or taken from the cache.
 
     :param onnx_path: ``model.onnx`` of a valid export cache entry (from ``export_onnx``).
     :param precision: int8 or int4 (the element types the result must hold).
     :param recipe: one of :data:`NNCF_RECIPES` for ``precision``.
+    :param name: the model as messages name it (a user's file); default ``onnx_path``'s name.
     :returns: the ``model.xml``, the seconds spent, the cache outcome and the counts of its
         compressed weight constants.
     :raises BackendUnavailableError: when ``nncf`` is not installed.
@@ -196,13 +205,8 @@ def compressed_model(onnx_path: Path, precision: Precision, recipe: str) -> Comp
     xml, weights = entry / ARTEFACT, entry / "model.bin"
     seconds, cache = 0.0, "hit"
     if not (entry_valid(entry, key, ARTEFACT, EXPORT_MANIFEST) and _bin_valid(entry, weights)):
-
-        def write(tmp: Path) -> None:
-            _compress(onnx_path, tmp / ARTEFACT, recipe)
-            (tmp / "weights.json").write_text(json.dumps(
-                {"model.bin": file_sha256(tmp / "model.bin")}))
-
-        seconds = build_entry(entry, key, ARTEFACT, EXPORT_MANIFEST, write,
+        seconds = build_entry(entry, key, ARTEFACT, EXPORT_MANIFEST,
+                              lambda tmp: _compress(onnx_path, tmp / ARTEFACT, recipe),
                               {"source": str(onnx_path), "recipe": recipe,
                                "settings": SETTINGS[recipe]},
                               failure=f"openvino recipe {recipe!r} (nncf.compress_weights) "
@@ -211,23 +215,39 @@ def compressed_model(onnx_path: Path, precision: Precision, recipe: str) -> Comp
     import openvino as ov
 
     types = weight_types(ov.Core().read_model(str(xml)))
-    held = Counter({t: n for t, n in types.items() if t in COMPRESSED_TYPES[precision]})
+    before = Counter(_weights_record(entry).get("source_types", {}))
+    added = types - before  # the constants compression made
+    held = Counter({t: n for t, n in added.items() if t in COMPRESSED_TYPES[precision]})
     if not held:
         wanted = "/".join(sorted(COMPRESSED_TYPES[precision]))
+        already = describe(Counter({t: n for t, n in before.items() if t in INTEGER_TYPES}))
+        if already:  # a user's graph quantised before it came here
+            raise BackendUnavailableError(
+                f"pipeperf: backend 'openvino' recipe {recipe!r}: {name or onnx_path.name} is "
+                f"already quantised (integer constants {already}), so NNCF compresses no weight "
+                f"of it to {wanted}; run it at fp32")
         raise BackendError(f"openvino recipe {recipe!r} left no {wanted} weight in {xml} "
                            f"(constants: {describe(types)}); refusing to report it as "
                            f"{precision.value}")
-    backup = Counter({t: n for t, n in types.items()
+    backup = Counter({t: n for t, n in added.items()
                       if t in COMPRESSED_TYPES[Precision.INT8] and t not in held})
     return Compressed(xml, precision, recipe, seconds, cache, describe(held + backup))
+
+
+def _weights_record(entry: Path) -> dict[str, Any]:
+    """The entry's ``weights.json`` (``{}`` when unreadable)."""
+    try:
+        record = json.loads((entry / "weights.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _bin_valid(entry: Path, weights: Path) -> bool:
     """Does ``model.bin`` match the hash recorded next to it when the entry was built?"""
     try:
-        recorded = json.loads((entry / "weights.json").read_text()).get("model.bin")
-        return bool(recorded == file_sha256(weights))
-    except (OSError, ValueError, AttributeError):
+        return bool(_weights_record(entry).get("model.bin") == file_sha256(weights))
+    except OSError:
         return False
 
 
@@ -249,8 +269,8 @@ def compile_compressed(core: Any, compressed: Compressed, threads: int | None,
     :param compile_checked: ``openvino.compile_checked`` (passed in: this module does not import
         the backend module).
     :returns: the compiled model, its inference precision, its thread count and the notes
-        (``recipe``, ``compress_s``, ``compress_cache``, ``compressed_weights``,
-        ``compressed_layers``, ``model_bytes``, ``ir``, ``nncf``).
+        (``recipe``; ``quantize_s`` and ``quantize_cache``, the report's "quantise" cost;
+        ``compressed_weights``, ``compressed_layers``, ``model_bytes``, ``ir``, ``nncf``).
     :raises BackendError: when the compiled model runs no layer at the recipe's weight types.
     """
     types = COMPRESSED_TYPES[compressed.precision]
@@ -261,8 +281,8 @@ def compile_compressed(core: Any, compressed: Compressed, threads: int | None,
                            f"but its runtime model runs no layer with {'/'.join(sorted(types))} "
                            f"weights; refusing to report it as {compressed.precision.value}")
     notes: dict[str, str | int | float] = {
-        "recipe": compressed.recipe, "compress_s": compressed.seconds,
-        "compress_cache": compressed.cache, "compressed_weights": compressed.weights,
+        "recipe": compressed.recipe, "quantize_s": compressed.seconds,
+        "quantize_cache": compressed.cache, "compressed_weights": compressed.weights,
         "compressed_layers": describe(layers), "model_bytes": ir_bytes(compressed.xml),
         "ir": str(compressed.xml), "nncf": dist_version("nncf"),
     }

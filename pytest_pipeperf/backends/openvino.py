@@ -140,7 +140,7 @@ def build_user_openvino(spec: ModelSpec, precision: Precision,
         recipe = select("openvino", precision, nncf_recipes(precision), context.recipes)
         assert recipe is not None  # int8 / int4 have recipes
         exported = onnx_path if spec.source == "module" else _entry_of(onnx_path, context.cache_dir)
-        compressed = compressed_model(exported, precision, recipe)
+        compressed = compressed_model(exported, precision, recipe, spec.path.name)
     start = time.perf_counter()
     if compressed is None:
         compiled, got, threads = compile_checked(ov.Core(), onnx_path, precision, context.threads)

@@ -167,3 +167,64 @@ def test_openvino_with_a_broken_model_raises_backend_error(tmp_path: Path,
     with pytest.raises(BackendError, match="broken"):
         load_backend("compile").build(ModelSpec(broken, Task.FEATURE_EXTRACTION),
                                       Precision.FP32, CPU, context)
+
+
+@pytest.mark.parametrize(("precision", "recipe", "types"),
+                         [(Precision.INT8, "nncf-int8-asym", ("u8",)),
+                          (Precision.INT4, "nncf-int4-asym-g32", ("u4", "u8"))])
+def test_openvino_int8_int4_compress_the_weights_and_meet_the_cosine_preset(
+    model: ModelSpec, context: BuildContext, reference: dict[str, np.ndarray],
+    precision: Precision, recipe: str, types: tuple[str, ...],
+) -> None:
+    pytest.importorskip("nncf", exc_type=ImportError)
+    backend = load_backend("openvino")
+    fp32 = backend.build(model, Precision.FP32, CPU, context)
+    runnable = backend.build(model, precision, CPU, context)
+    notes = runnable.info.notes
+    assert notes["recipe"] == recipe
+    assert notes["inference_precision"] == "f32"  # weights compressed, activations f32
+    # The IR really holds the compressed constants and the CPU plugin runs them.
+    held = dict(part.split(": ") for part in str(notes["compressed_weights"]).split(", "))
+    assert set(held) == set(types) and all(int(n) > 0 for n in held.values())
+    assert f"FullyConnected {types[0]}: " in str(notes["compressed_layers"])
+    assert int(notes["model_bytes"]) < 0.3 * int(fp32.info.notes["model_bytes"])
+    out = runnable(BATCH)
+    result = compare_outputs(reference, out, DEFAULT_TOLERANCES[precision])
+    assert result, result.message()
+    assert result.value is not None and result.value < 1.0 - 1e-5  # not the fp32 graph
+    again = backend.build(model, precision, CPU, context)
+    assert again.info.notes["quantize_cache"] == "hit" and again.info.notes["quantize_s"] == 0.0
+    np.testing.assert_array_equal(again(BATCH)[model.task.output_name], out[model.task.output_name])
+
+
+def test_openvino_rebuilds_a_tampered_compressed_model(minilm: Path, context: BuildContext) -> None:
+    pytest.importorskip("nncf", exc_type=ImportError)
+    spec = ModelSpec(minilm, Task.FEATURE_EXTRACTION)
+    first = load_backend("openvino").build(spec, Precision.INT8, CPU, context)
+    weights = Path(str(first.info.notes["ir"])).with_suffix(".bin")
+    with weights.open("r+b") as handle:
+        handle.seek(1000)
+        handle.write(b"\x00" * 16)
+    again = load_backend("openvino").build(spec, Precision.INT8, CPU, context)
+    assert again.info.notes["quantize_cache"] == "miss"
+
+
+def test_openvino_refuses_an_int8_label_without_the_compressed_weights(
+    minilm: Path, context: BuildContext, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("nncf", exc_type=ImportError)
+    import openvino as ov
+
+    from pytest_pipeperf.backends import _nncf
+
+    built = load_backend("openvino").build(ModelSpec(minilm, Task.FEATURE_EXTRACTION),
+                                           Precision.INT8, CPU, context)
+    onnx_path = Path(str(built.info.notes["onnx"]))
+    compressed = _nncf.compressed_model(onnx_path, Precision.INT8, "nncf-int8-asym")
+    # Demand element types the recipe does not produce: the IR check and the runtime check refuse.
+    monkeypatch.setitem(_nncf.COMPRESSED_TYPES, Precision.INT8, frozenset({"i4"}))
+    with pytest.raises(BackendError, match=r"left no i4 weight in .*refusing to report it as int8"):
+        _nncf.compressed_model(onnx_path, Precision.INT8, "nncf-int8-asym")
+    with pytest.raises(BackendError, match=r"runs no layer with i4 weights; refusing to report "
+                                           r"it as int8"):
+        _nncf.compile_compressed(ov.Core(), compressed, 1, openvino_backend.compile_checked)

@@ -147,24 +147,24 @@ def test_a_module_runs_on_every_backend_and_gets_a_verdict_on_rerun(
         *QUIET, "-rs", "--pipeperf-backend=eager,compile,onnxruntime,openvino",
         "--pipeperf-precision=fp32,int8", "--pipeperf-update-baselines",
         f"--pipeperf-json={report}")
-    # eager fp32/int8, compile fp32, onnxruntime fp32/int8, openvino fp32; compile int8 and
-    # openvino int8 skip at collection
-    result.assert_outcomes(passed=6, skipped=2)
+    # eager fp32/int8, compile fp32, onnxruntime fp32/int8, openvino fp32/int8 (NNCF weight
+    # compression); compile int8 skips at collection
+    result.assert_outcomes(passed=7, skipped=1)
     out = result.stdout.str()
     assert "Traceback" not in out
     for backend, precision in (("eager", "fp32"), ("eager", r"int8/torchao-int8-weight"),
                                ("compile", "fp32"), ("onnxruntime", "fp32"),
                                ("onnxruntime", "int8/ort-dynamic-per-channel"),
-                               ("openvino", "fp32")):
+                               ("openvino", "fp32"), ("openvino", "int8/nncf-int8-asym")):
         for size in (1, 4):
             assert re.search(rf"test_cnn::test_cnn\s+{backend}\s+{precision}\s+cpu\s+{size}\s.*"
                              r"(max_abs|cos) \S+\s+new", out), (backend, precision, size)
-    assert "openvino' precision 'int8' is not supported yet" in out
-    assert "int8/int4 need NNCF weight compression" in out
+    assert "backend 'compile' precision 'int8' is not supported yet" in out
     doc = json.loads(report.read_text())
     rows = _rows(doc)
     assert set(rows) == {("eager", "fp32"), ("eager", "int8"), ("compile", "fp32"),
-                         ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32")}
+                         ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"),
+                         ("openvino", "int8")}
     for points in rows.values():
         assert [p["batch_size"] for p in points] == [1, 4]
         assert all(p["parity"]["passed"] for p in points)
@@ -174,6 +174,7 @@ def test_a_module_runs_on_every_backend_and_gets_a_verdict_on_rerun(
     cases = {(c["backend"], c["precision"]): c for c in doc["cases"]}
     assert cases[("onnxruntime", "int8")]["recipe"] == "ort-dynamic-per-channel"
     assert cases[("onnxruntime", "int8")]["costs"]["quantised_nodes"] >= 1
+    assert cases[("openvino", "int8")]["recipe"] == "nncf-int8-asym"
     assert cases[("eager", "fp32")]["model"].endswith("SmallCNN")
     assert cases[("onnxruntime", "fp32")]["costs"]["export_cache"] == "miss"
 
@@ -181,7 +182,7 @@ def test_a_module_runs_on_every_backend_and_gets_a_verdict_on_rerun(
     rerun = pytester.runpytest_subprocess(
         *QUIET, "--pipeperf-backend=eager,onnxruntime,openvino", "--pipeperf-precision=fp32,int8",
         "--pipeperf-fail-on=never", f"--pipeperf-json={report}")
-    rerun.assert_outcomes(passed=5, skipped=1)
+    rerun.assert_outcomes(passed=6, skipped=0)
     doc = json.loads(report.read_text())
     statuses = {p["verdict"]["status"] for c in doc["cases"] for p in c["points"]}
     assert statuses and statuses <= {"ok", "inconclusive", "improved", "regressed"}, statuses
@@ -281,8 +282,10 @@ def test_an_onnx_file_and_a_user_quantised_one_against_its_original(
     ])
     assert "Traceback" not in out
     # per test: onnxruntime fp32 + int8 and openvino fp32 run; eager fp32/int8 skip at build
-    # (an .onnx file has no PyTorch graph) and openvino int8 at collection
-    result.assert_outcomes(passed=6, skipped=6)
+    # (an .onnx file has no PyTorch graph); openvino int8 (NNCF) runs on cnn.onnx and skips at
+    # build on the already quantised cnn_int8.onnx
+    result.assert_outcomes(passed=7, skipped=5)
+    assert "cnn_int8.onnx is already quantised (integer constants" in out
     assert "backend 'eager' runs a torch.nn.Module; cnn.onnx is an .onnx file" in out
     doc = json.loads(report.read_text())
     by_case = {(c["case"].split("[")[0], c["backend"], c["precision"]): c for c in doc["cases"]}
@@ -297,7 +300,7 @@ def test_an_onnx_file_and_a_user_quantised_one_against_its_original(
 
     # recorded: a rerun is judged against the baselines (not new)
     again = pytester.runpytest(*QUIET, "-rs", *cells, f"--pipeperf-json={report}")
-    again.assert_outcomes(passed=6, skipped=6)
+    again.assert_outcomes(passed=7, skipped=5)
     statuses = {p["verdict"]["status"] for c in json.loads(report.read_text())["cases"]
                 for p in c["points"]}
     assert statuses <= {"ok", "inconclusive", "improved"}, statuses
