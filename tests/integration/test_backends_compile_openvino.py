@@ -171,7 +171,7 @@ def test_openvino_with_a_broken_model_raises_backend_error(tmp_path: Path,
 
 @pytest.mark.parametrize(("precision", "recipe", "types"),
                          [(Precision.INT8, "nncf-int8-asym", ("u8",)),
-                          (Precision.INT4, "nncf-int4-asym-g32", ("u4", "u8"))])
+                          (Precision.INT4, "nncf-int4-asym-g16", ("u4", "u8"))])
 def test_openvino_int8_int4_compress_the_weights_and_meet_the_cosine_preset(
     model: ModelSpec, context: BuildContext, reference: dict[str, np.ndarray],
     precision: Precision, recipe: str, types: tuple[str, ...],

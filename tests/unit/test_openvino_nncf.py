@@ -35,7 +35,7 @@ def no_nncf(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_openvino_offers_one_nncf_recipe_for_int8_and_int4() -> None:
     backend = OpenVinoBackend()
     assert offered(backend, Precision.INT8) == ("nncf-int8-asym",)
-    assert offered(backend, Precision.INT4) == ("nncf-int4-asym-g32",)
+    assert offered(backend, Precision.INT4) == ("nncf-int4-asym-g16",)
     assert offered(backend, Precision.FP32) == ()
     assert offered(backend, Precision.BF16) == ()
     assert set(_nncf.SETTINGS) == {r for rs in _nncf.NNCF_RECIPES.values() for r in rs}
@@ -69,6 +69,6 @@ def test_the_cache_key_follows_the_export_and_the_recipe(tmp_path: Path) -> None
     (entry / EXPORT_MANIFEST).write_text(json.dumps({"key": "k1", "sha256": "s1"}))
     int8 = _nncf.compress_key(entry, "nncf-int8-asym")
     assert int8 == _nncf.compress_key(entry, "nncf-int8-asym")
-    assert int8 != _nncf.compress_key(entry, "nncf-int4-asym-g32")
+    assert int8 != _nncf.compress_key(entry, "nncf-int4-asym-g16")
     (entry / EXPORT_MANIFEST).write_text(json.dumps({"key": "k1", "sha256": "s2"}))
     assert int8 != _nncf.compress_key(entry, "nncf-int8-asym")
