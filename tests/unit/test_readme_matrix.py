@@ -56,6 +56,8 @@ def capability(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(onnxruntime, "gpu_package_reason", lambda backend: None)
     monkeypatch.setattr(openvino.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(openvino, "bf16_kernels", lambda flags: "native")
+    nncf = importlib.import_module("pytest_pipeperf.backends._nncf")
+    monkeypatch.setattr(nncf, "missing_reason", lambda precision: None)
 
 
 @pytest.mark.usefixtures("capability")
