@@ -40,14 +40,14 @@ def test_suites_parity_only() -> None:
     proc = run_suites("--pipeperf-disable", "-p", "no:cacheprovider")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     out = proc.stdout
-    # per suite: eager fp32/bf16/int8/int4, onnxruntime fp32/int8/int4 (bf16 skips), compile and
-    # openvino fp32/bf16 (int8/int4 skip)
+    # per suite: eager fp32/bf16/int8/int4, onnxruntime fp32/int8/int4 (bf16 skips), compile
+    # fp32/bf16 (int8/int4 skip), openvino fp32/bf16/int8/int4 (int8/int4: NNCF weight compression)
     # + batch sweep (eager, onnxruntime, openvino), serving (eager, onnxruntime), session tuning
     # (onnxruntime), images (eager, compile, openvino fp32/bf16, onnxruntime fp32; its bf16
     # skips), generation (eager, onnxruntime), tasks (3 tests x eager, onnxruntime), seq2seq
     # (text2text eager/onnxruntime fp32/int8, summarization eager/onnxruntime); openvino
     # bf16 (3 cases) only where the CPU has it
-    passed, skipped = (49, 11) if OV_BF16 else (46, 14)
+    passed, skipped = (53, 7) if OV_BF16 else (50, 10)
     assert f"{passed} passed, {skipped} skipped" in out
     for case in ("test_embeddings::test_embed", "test_classification::test_classify"):
         for backend in ("eager", "onnxruntime"):
@@ -56,12 +56,14 @@ def test_suites_parity_only() -> None:
         for backend, precision in (("eager", "int8/torchao-int8-weight"),
                                    ("eager", "int4/torchao-int4-weight"),
                                    ("onnxruntime", "int8/ort-dynamic-per-channel"),
-                                   ("onnxruntime", "int4/ort-matmul-4bit-b16-asym")):
+                                   ("onnxruntime", "int4/ort-matmul-4bit-b16-asym"),
+                                   ("openvino", "int8/nncf-int8-asym"),
+                                   ("openvino", "int4/nncf-int4-asym-g16")):
             assert re.search(rf"{case}\s+{backend}\s+{precision}\s+cpu\s+8\s", out), (case, precision)
     # points: the two suites (2 batch sizes per case), the sweep (4 sizes x 3 backends), images
     # (2 sizes x 6 or 7 cases), tasks (2 sizes x 6 cases), generation (2 sizes x 2 cases),
     # seq2seq (2 sizes x 4 cases + 1 size x 2 cases)
-    two_suites = 44 if OV_BF16 else 40
+    two_suites = 52 if OV_BF16 else 48
     assert out.count("parity only") == (two_suites + 3 * 4 + (7 if OV_BF16 else 6) * 2 + 6 * 2
                                         + 2 * 2 + 10)
     assert "pipeperf: backend 'onnxruntime' precision 'bf16' is not supported yet" in out
@@ -98,7 +100,7 @@ def test_suites_update_then_compare(tmp_path: Path) -> None:
     record = run_suites(*FAST, f"--pipeperf-baseline-dir={baselines}",
                         "--pipeperf-update-baselines", *TWO_SUITES, paths=False)
     assert record.returncode == 0, record.stdout[-4000:]
-    cases = 22 if OV_BF16 else 20
+    cases = 26 if OV_BF16 else 24  # openvino int8/int4 included
     assert f"0 baselines updated, {2 * cases} created" in record.stdout
     files = sorted(p.relative_to(baselines).as_posix() for p in baselines.rglob("*.json"))
     assert len(files) == 2 and files[0].startswith("suites/test_classification/")
@@ -128,4 +130,5 @@ def test_suites_update_then_compare(tmp_path: Path) -> None:
                if c["suite"] == "suites/test_embeddings"}
     assert recipes[("eager", "int8")] == "torchao-int8-weight"
     assert recipes[("onnxruntime", "int4")] == "ort-matmul-4bit-b16-asym"
+    assert recipes[("openvino", "int4")] == "nncf-int4-asym-g16"
     assert recipes[("eager", "fp32")] is None
