@@ -224,7 +224,8 @@ class OpenVinoBackend:
             return Availability(False, "pipeperf: backend 'openvino' precision 'fp16' is not "
                                        "offered (OpenVINO's CPU plugin runs f16 only on "
                                        "AVX512-FP16 / AVX2-VNNI-2 CPUs, else silently bf16 or "
-                                       "f32); supported: fp32, bf16")
+                                       "f32); supported: fp32, bf16, int8 and int4 (NNCF "
+                                       "weight compression)")
         if precision not in HINTS:  # int8 / int4: NNCF weight compression (backends/_nncf.py)
             from pytest_pipeperf.backends._nncf import missing_reason
 
