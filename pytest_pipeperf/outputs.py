@@ -185,7 +185,7 @@ def terminal_summary(state: PipeperfSession, tr: Any) -> None:
     tr.write_sep("=", "pipeperf")
     threads = settings.threads if settings.threads is not None else "default"
     tr.write_line(f"machine {state.store.hardware_class}, threads={threads}, "
-                  f"baselines {state.store.display(settings.baseline_dir)}")
+                  f"baselines {os.path.abspath(settings.baseline_dir)}")
     for line in report.table_lines(state.records):
         tr.write_line(line)
     if state.records:
@@ -195,6 +195,10 @@ def terminal_summary(state: PipeperfSession, tr: Any) -> None:
             tr.write_line("pipeperf: " + state.control_line())
     for line in report.detail_lines(state.records):
         tr.write_line(line)
+    # A run that records baselines records its new and incomparable points: nothing to fix.
+    grouped = report.GROUPED if state.flush_result is None else ()
+    for line in report.suite_status_lines(state.records, grouped):
+        tr.write_line("pipeperf: " + line)
     if state.records:
         tr.write_line("one-off costs (not in the samples):")
         for line in report.one_off_lines(state.records):
@@ -219,11 +223,6 @@ def terminal_summary(state: PipeperfSession, tr: Any) -> None:
                       + (f", {res.removed} stale removed" if res.removed else "")
                       + (f", {res.calibrated} calibrated" if res.calibrated else "")
                       + (f" ({', '.join(res.files)})" if res.files else ""))
-    elif any(p.verdict is not None and p.verdict.status.value == "new"
-             and p.verdict.rule != "paired-ab/v1"
-             for rec in state.records for p in rec.points):
-        tr.write_line("pipeperf: cases without a baseline: run with "
-                      "--pipeperf-update-baselines to record them")
     entries = stale(state)
     if entries:
         tr.write_line(f"pipeperf: {len(entries)} stale baseline entries (no such test any more; "

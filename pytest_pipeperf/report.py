@@ -141,7 +141,9 @@ def memory_text(verdict: MemoryVerdict) -> str:
 
 
 def detail_lines(records: Sequence[CaseResult]) -> list[str]:
-    """One line per point that needs attention: regressions, inconclusive, parity failures."""
+    """One line per point that needs attention: regressions, inconclusive, improvements, parity
+    failures. ``new`` and ``incomparable`` points are counted per suite instead
+    (:func:`suite_status_lines`): on a machine class without baselines every point is one."""
     lines = []
     for rec in records:
         for point in rec.points:
@@ -151,9 +153,42 @@ def detail_lines(records: Sequence[CaseResult]) -> list[str]:
                 continue
             verdict = point.verdict
             status = verdict.status.value if verdict is not None else None
-            if verdict is not None and status in ("regressed", "inconclusive", "incomparable",
-                                                  "improved"):
+            if verdict is not None and status in ("regressed", "inconclusive", "improved"):
                 lines.append(f"{verdict.status.value.upper()} {where}: {_verdict_text(verdict)}")
+    return lines
+
+
+GROUPED = ("incomparable", "new")
+_RECORD_HINT = "--pipeperf-update-baselines"
+
+
+def suite_status_lines(records: Sequence[CaseResult],
+                       statuses: Iterable[str] = GROUPED) -> list[str]:
+    """One line per suite, status and reason for the ``new`` / ``incomparable`` points, with the
+    count and the fix: ``suites/test_embeddings: 16 points incomparable: baselines exist only for
+    other hardware (...): record one with --pipeperf-update-baselines``.
+
+    :param records: the session's case results.
+    :param statuses: which of ``new`` / ``incomparable`` to count (a run that records baselines
+        passes none: its ``new`` and ``incomparable`` points are being recorded).
+    """
+    wanted = set(statuses)
+    groups: Counter[tuple[str, str, str, str]] = Counter()
+    for rec in records:
+        for point in rec.points:
+            verdict = point.verdict
+            if not point.parity.passed or verdict is None:
+                continue
+            status = verdict.status.value
+            if status in wanted:
+                groups[(rec.suite, status, verdict.reason, verdict.rule)] += 1
+    lines = []
+    for (suite, status, reason, rule), count in groups.items():
+        text = reason or "no reason given"
+        if _RECORD_HINT not in text and rule != "paired-ab/v1":
+            text += f"; record them with {_RECORD_HINT}"
+        noun = "point" if count == 1 else "points"
+        lines.append(f"{suite}: {count} {noun} {status}: {text}")
     return lines
 
 

@@ -103,7 +103,8 @@ def test_missing_baseline_is_new_with_the_update_hint(project: FakeProject) -> N
     result.stdout.fnmatch_lines([
         "test_suite::test_a * new",
         "pipeperf: 2 cases, 2 points: 2 new",
-        "pipeperf: cases without a baseline: run with --pipeperf-update-baselines to record them",
+        ("pipeperf: test_suite: 2 points new: no baseline yet; run with "
+         "--pipeperf-update-baselines to record one"),
     ])
     assert not (project.path / "baselines").exists()
 

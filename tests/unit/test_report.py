@@ -28,6 +28,7 @@ from pytest_pipeperf.report import (
     one_off_lines,
     rows,
     status_counts,
+    suite_status_lines,
     summary_line,
     table_lines,
     to_json,
@@ -225,12 +226,48 @@ def test_detail_lines_for_incomparable_inconclusive_and_improved() -> None:
         record("test_d[eager-fp32-cpu]", [point(1, 2.0, PARITY_OK, verdict("ok", 1.0, (0.8, 1.2)))]),
     ]
     lines = detail_lines(recs)
-    assert lines[0] == (f"INCOMPARABLE {SUITE}.py::test_a[eager-fp32-cpu] batch_size=1: "
-                        "recorded on other hardware")
-    assert lines[1].startswith(f"INCONCLUSIVE {SUITE}.py::test_b[eager-fp32-cpu] batch_size=1: "
+    # The incomparable point is counted per suite (suite_status_lines), not listed.
+    assert lines[0].startswith(f"INCONCLUSIVE {SUITE}.py::test_b[eager-fp32-cpu] batch_size=1: "
                                "p50 +20.0% (99% CI -7.0..+55.0%)")
-    assert lines[2].startswith("IMPROVED ") and "p50 -50.0%" in lines[2]
-    assert len(lines) == 3
+    assert lines[1].startswith("IMPROVED ") and "p50 -50.0%" in lines[1]
+    assert len(lines) == 2
+
+
+OTHER_HARDWARE = ("baselines exist only for other hardware (amd-epyc-avx512-2c); this machine "
+                  "is intel-2c: record one with --pipeperf-update-baselines")
+
+
+def test_new_and_incomparable_points_are_one_line_per_suite_and_reason() -> None:
+    many = [record(f"test_{name}[eager-fp32-cpu]", [
+        point(size, 2.0, PARITY_OK, verdict("incomparable", reason=OTHER_HARDWARE))
+        for size in (1, 8)]) for name in "abcdefgh"]
+    other = CaseResult.from_dict({**record_dict("test_z[eager-fp32-cpu]", [
+        point(1, 2.0, PARITY_OK, verdict("incomparable", reason=OTHER_HARDWARE)),
+        point(8, 2.0, PARITY_OK, verdict("new", reason="no baseline yet"))]),
+        "suite": "suites/test_other"})
+    threads = record("test_t[eager-fp32-cpu]", [point(1, 2.0, PARITY_OK, verdict(
+        "incomparable", reason="baseline recorded with threads=[1], this run uses threads=2"))])
+    recs = [*many, other, threads, NEW]
+    assert detail_lines(recs) == []
+    assert suite_status_lines(recs) == [
+        f"{SUITE}: 16 points incomparable: {OTHER_HARDWARE}",
+        f"suites/test_other: 1 point incomparable: {OTHER_HARDWARE}",
+        ("suites/test_other: 1 point new: no baseline yet; record them with "
+         "--pipeperf-update-baselines"),
+        (f"{SUITE}: 1 point incomparable: baseline recorded with threads=[1], this run uses "
+         "threads=2; record them with --pipeperf-update-baselines"),
+        f"{SUITE}: 1 point new: no baseline yet; record them with --pipeperf-update-baselines",
+    ]
+    assert suite_status_lines(recs, ("incomparable",))[0].startswith(f"{SUITE}: 16 points")
+    assert suite_status_lines(recs, ()) == []
+
+
+def test_a_new_ab_point_names_the_base_without_the_record_hint() -> None:
+    rec = record("test_a[eager-fp32-cpu]", [point(1, 2.0, PARITY_OK, {
+        **verdict("new", reason="the base (HEAD) does not bench batch_size=1"),
+        "rule": "paired-ab/v1"})])
+    assert suite_status_lines([rec]) == [
+        f"{SUITE}: 1 point new: the base (HEAD) does not bench batch_size=1"]
 
 
 def test_detail_lines_of_a_real_verdict_state_the_same_numbers_as_its_message() -> None:
