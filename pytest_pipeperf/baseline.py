@@ -448,10 +448,37 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in a baseline")
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows.
+
+    Linux states it in ``/proc/self/status`` (``Umask:``, since 4.7); elsewhere it is read by
+    setting and restoring it, which is process-wide (a file created by another thread in
+    between would get mode bits from umask 0), so that is only the fallback.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o077)
+    os.umask(old)
+    return old
+
+
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` gives a new file: ``0o666`` less the umask."""
+    return 0o666 & ~current_umask()
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that a reader sees the old or the new file, never a mix.
 
     A temporary file in the same directory is written, fsynced and renamed over the target.
+    The file gets the mode a plain write would give a new file (``0o666`` less the umask;
+    :func:`file_mode`), not the ``0600`` of the temporary file. Every report, result and
+    baseline file pipeperf writes goes through here.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -460,6 +487,7 @@ def atomic_write(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -101,6 +101,8 @@ def test_missing_baseline_is_new_with_the_update_hint(project: FakeProject) -> N
 
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([
+        # The header names the baseline directory absolutely, wherever pytest was started.
+        f"machine *, threads=*, baselines {project.path / 'baselines'}",
         "test_suite::test_a * new",
         "pipeperf: 2 cases, 2 points: 2 new",
         ("pipeperf: test_suite: 2 points new: no baseline yet; run with "

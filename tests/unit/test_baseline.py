@@ -6,8 +6,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from pytest_pipeperf.baseline import (
     Run,
     Update,
     atomic_write,
+    current_umask,
     load_file,
     parse,
     render,
@@ -572,6 +574,43 @@ def test_atomic_write_failure_keeps_the_old_file_and_cleans_up(
         atomic_write(path, "new\n")
     assert path.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["c.json"]
+
+
+@pytest.fixture
+def restore_umask() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.usefixtures("restore_umask")
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)],
+                         ids=["umask-022", "umask-027", "umask-077"])
+def test_atomic_write_gives_the_umask_mode_to_new_and_replaced_files(
+        tmp_path: Path, mask: int, mode: int) -> None:
+    os.umask(mask)
+    path = tmp_path / "c.json"
+    atomic_write(path, "one\n")
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    path.chmod(0o600)  # e.g. written by an older version through mkstemp
+    atomic_write(path, "two\n")
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert os.listdir(tmp_path) == ["c.json"]
+
+
+@pytest.mark.usefixtures("restore_umask")
+def test_the_umask_is_read_without_proc_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    os.umask(0o027)
+    assert current_umask() == 0o027
+
+    def no_proc(*args: Any, **kwargs: Any) -> Any:
+        raise FileNotFoundError(2, "No such file or directory", args[0])
+
+    monkeypatch.setattr(baseline_mod, "open", no_proc, raising=False)
+    assert current_umask() == 0o027
+    assert os.umask(0o022) == 0o027  # the fallback restored it
 
 
 def test_flush_leaves_no_temp_files(tmp_path: Path) -> None:
