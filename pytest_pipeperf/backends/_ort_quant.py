@@ -107,12 +107,25 @@ def _quiet_quantizer() -> Iterator[None]:
         noisy.setLevel(noisy_level)
 
 
+class _NoPreprocessAdvice(logging.Filter):
+    """Drops ``quantize_dynamic``'s root-logger "Please consider to run pre-processing before
+    quantization" warning (about ORT's shape-inference script, logged on every call)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Please consider to run pre-processing")
+
+
 def _quantize(source: Path, target: Path, recipe: str) -> None:
     if recipe == "ort-dynamic-per-channel":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                         reduce_range=False, op_types_to_quantize=["MatMul"])
+        advice = _NoPreprocessAdvice()
+        logging.getLogger().addFilter(advice)  # only for the plugin's own call
+        try:
+            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                             per_channel=True, reduce_range=False, op_types_to_quantize=["MatMul"])
+        finally:
+            logging.getLogger().removeFilter(advice)
         return
     if recipe == "ort-matmul-4bit-b16-asym":
         if importlib.util.find_spec("onnx_ir") is None:
