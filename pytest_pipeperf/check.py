@@ -9,6 +9,7 @@ or a regression. It writes nothing itself: the session writes baselines at the e
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from pytest_pipeperf.session import PipeperfSession
     from pytest_pipeperf.stats import LatencyStats, RatioStats
     from pytest_pipeperf.verdicts import Verdict
+    from pytest_pipeperf.verdicts.speedup import SpeedupVerdict
 
 # The eager reference is timed alongside the candidate (for the speed-up) while one call of it
 # costs at most this many candidate calls; beyond that it would dominate the measuring time.
@@ -356,7 +358,8 @@ class PipeperfCheck:
                 else tuple(inputs)  # a user module's / .onnx file's tensors stay as given
             max_length = getattr(inputs, "max_length", None)
             self._validate(pipe, texts, sizes, max_length)
-            points = measurer.measure_points(self, pipe, texts, sizes, max_length)
+            points = self._gate_speedups(
+                measurer.measure_points(self, pipe, texts, sizes, max_length))
             info = pipe.runnable.info
             recipe, label, device = pipe.recipe, None, str(self.device)
             task, model = pipe.model.task.value, str(pipe.model.path)
@@ -376,7 +379,7 @@ class PipeperfCheck:
                 misuse(f"pipeperf.bench({own.name}): the A/B gate (--pipeperf-ab) compares "
                        "pipelines built by pipeperf.pipeline() in this version, not your own "
                        "callable; run this test without --pipeperf-ab")
-            points = measurer.measure_subject(self, own, sizes)
+            points = self._gate_speedups(measurer.measure_subject(self, own, sizes))
             recipe, label, device = own.recipe, own.label, own.device or str(
                 own.timing_device or self.device)
             task, model = own.task, own.model
@@ -404,6 +407,7 @@ class PipeperfCheck:
         if measurer.records:
             item.user_properties.append((USER_PROPERTY, result.to_dict()))
             self._fail_if_needed(points, memory_verdict)
+            self._fail_speedup(points)
         return result
 
     def _own_subject(self, fn: Any, inputs: Any, reference: Any, sizes: Sequence[int]) -> Subject:
@@ -471,15 +475,101 @@ class PipeperfCheck:
         while it is cheap: one warm call of it may cost at most ``EAGER_COST_LIMIT`` times the
         candidate's first call.
         """
-        settings = self.session.settings
-        if self.device.kind != "cpu" or (
-            self.backend == settings.reference_backend and self.precision.value == "fp32"
-        ):
+        if self.device.kind != "cpu" or self.is_reference_cell:
             return None
         reference = self.session.reference_runnable(pipe.model)
         call = functools.partial(reference, batch)
         ref_ns = timer.time_call(call)
         return call if ref_ns <= EAGER_COST_LIMIT * max(first_ns, 1) else None
+
+    @property
+    def is_reference_cell(self) -> bool:
+        """Whether this case is the eager fp32 reference itself (its speed-up is 1 by
+        definition)."""
+        return (self.backend == self.session.settings.reference_backend
+                and self.precision.value == "fp32")
+
+    @property
+    def min_speedup(self) -> float | None:
+        """The speed-up gate's bound for this case (``None``: no gate): the marker's
+        ``min_speedup=`` (a dict's ``backend-precision`` entry, else its ``backend`` entry, else
+        a number), else ``--pipeperf-min-speedup``.
+
+        :raises pytest.fail.Exception: for a dict key naming a backend that is not registered.
+        """
+        from pytest_pipeperf.verdicts.speedup import bound_for
+
+        wanted = self.marker.min_speedup
+        if isinstance(wanted, Mapping):
+            known = {*self.session.known_backends(), OWN_BACKEND}
+            bad = sorted(k for k in wanted if k.rsplit("-", 1)[0] not in known)
+            if bad:
+                misuse(f"{self.node.nodeid.split('[', 1)[0]}: min_speedup names unknown "
+                       f"backend(s) {bad}; valid: {', '.join(sorted(known))} (optionally "
+                       "with -fp32, -fp16, -bf16, -int8 or -int4)")
+        bound = bound_for(wanted, self.backend, self.precision.value)
+        return bound if bound is not None else self.session.settings.min_speedup
+
+    def speedup_verdict(self, speedup: RatioStats | None, *, alongside: bool | None,
+                        against: str = "eager fp32") -> SpeedupVerdict | None:
+        """The speed-up gate's verdict on one timed point, or ``None`` when no bound applies.
+
+        :param speedup: the point's speed-up (``None``: not measured).
+        :param alongside: whether the reference was timed alongside: ``True``; ``False``
+            (declined: another device, the reference cell, too costly); ``None`` (the subject
+            has no reference callable to time).
+        :param against: what the speed-up is over, for the message.
+        """
+        from pytest_pipeperf.verdicts.speedup import judge_speedup
+
+        bound = self.min_speedup
+        if bound is None:
+            return None
+        if speedup is not None:
+            return judge_speedup(speedup, bound, against=against)
+        cost = (f"{'the reference' if against != 'eager fp32' else 'eager'} was not timed "
+                f"alongside (one call of it costs > {EAGER_COST_LIMIT:g} candidate calls)")
+        if not isinstance(measurer_of(self.session.config), InterleavedMeasurer):
+            why = "the A/B gate (--pipeperf-ab) times base against current, not eager"
+        elif alongside:
+            why = "a timing of 0 ns makes the ratio meaningless"
+        elif alongside is None:
+            why = ("the subject's reference= is not a callable, so nothing was timed alongside "
+                   "(pass reference=<a callable>)")
+        elif against != "eager fp32":
+            why = cost
+        elif self.is_reference_cell:
+            why = "this case is the eager fp32 reference itself"
+        elif self.device.kind != "cpu":
+            why = (f"eager was not timed alongside (the eager fp32 reference runs on the CPU, "
+                   f"this case on {self.device})")
+        else:
+            why = cost
+        return judge_speedup(None, bound, against=against, why=why)
+
+    def _gate_speedups(self, points: Sequence[PointResult]) -> list[PointResult]:
+        """``points``, each timed one without a speed-up verdict given one (generation and A/B
+        points: the measurer that timed it did not judge it)."""
+        return [dataclasses.replace(p, speedup_verdict=self.speedup_verdict(
+                    p.speedup, alongside=p.speedup is not None))
+                if p.stats is not None and p.speedup_verdict is None else p for p in points]
+
+    def _fail_speedup(self, points: Sequence[PointResult]) -> None:
+        """Fail the test when a point's speed-up gate failed; with ``--pipeperf-fail-on``
+        listing ``inconclusive``, also when it was inconclusive or could not be judged (except
+        on the eager fp32 reference cell, where it can never run)."""
+        settings = self.session.settings
+        fail_on = str(settings.fail_on).split(",")
+        if "never" in fail_on:
+            return
+        strict = "inconclusive" in fail_on and not self.is_reference_cell
+        failed = [p for p in points if p.speedup_verdict is not None and (
+            p.speedup_verdict.failed
+            or strict and p.speedup_verdict.status in ("inconclusive", "not-judged"))]
+        if failed:
+            pytest.fail("pipeperf: " + "; ".join(f"{p.key}: {p.speedup_verdict.message}"
+                                                 for p in failed if p.speedup_verdict),
+                        pytrace=False)
 
     def prepare(self, pipe: Pipeline, largest: Batch) -> None:
         """Let a runnable with a ``prepare(batch)`` method (engines built for a shape range, e.g.

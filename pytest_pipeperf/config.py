@@ -97,6 +97,7 @@ class PipeperfConfig:
     batch_sizes: tuple[int, ...] | None = None
     long: bool = False
     memory_threshold: float = options.default("pipeperf_memory_threshold")
+    min_speedup: float | None = None
     fail_on_memory: bool = False
     isolate: Isolate = options.default("pipeperf_isolate")
     limits: Limits = Limits()
@@ -172,6 +173,7 @@ class PipeperfConfig:
             progress_s=_value(config, "pipeperf_progress"),
             long=_flag(config, "pipeperf_long"),
             memory_threshold=_value(config, "pipeperf_memory_threshold"),
+            min_speedup=_value(config, "pipeperf_min_speedup"),
             fail_on_memory=_flag(config, "pipeperf_fail_on_memory"),
             isolate=_value(config, "pipeperf_isolate"),
             limits=Limits(_value(config, "pipeperf_build_timeout"),
@@ -196,7 +198,7 @@ def _path(value: object) -> Path | None:
 MARKER_HELP = (
     "pipeperf(task=None, batch_sizes=[1], precisions=None, backends=None, threshold=None, "
     "atol=None, rtol=None, min_cosine=None, trust_remote_code=False, recipes=None, "
-    "isolate=None, matrix=True, name=None, new_tokens=32): a pipeperf "
+    "isolate=None, matrix=True, name=None, new_tokens=32, min_speedup=None): a pipeperf "
     "case, run for every backend x precision x device; see the pytest-pipeperf README"
 )
 
@@ -221,6 +223,8 @@ class MarkerOptions:
         backend x precision x device: for a subject whose backend and precision are the user's.
     :param name: the id of that one case (``matrix=False`` only).
     :param new_tokens: how many tokens a generation case decodes per run (greedy).
+    :param min_speedup: the speed-up gate's bound: a number, or a dict backend /
+        ``backend-precision`` -> number (see :mod:`pytest_pipeperf.verdicts.speedup`).
     """
 
     task: Task | None = None
@@ -237,6 +241,7 @@ class MarkerOptions:
     matrix: bool = True
     name: str | None = None
     new_tokens: int = 32
+    min_speedup: float | Mapping[str, float] | None = None
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any], where: str) -> MarkerOptions:
@@ -313,6 +318,13 @@ class MarkerOptions:
                 raise ValueError(f"{where}: new_tokens must be an integer in [1, 4096], got "
                                  f"{tokens!r}")
             out["new_tokens"] = tokens
+        if kwargs.get("min_speedup") is not None:
+            from pytest_pipeperf.verdicts.speedup import parse_min_speedup
+
+            try:
+                out["min_speedup"] = parse_min_speedup(kwargs["min_speedup"])
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
         if out.get("name") is not None and out.get("matrix", True):
             raise ValueError(f"{where}: name= names the one case of matrix=False; add "
                              "matrix=False or drop name=")

@@ -140,10 +140,16 @@ class InterleavedMeasurer:
             speedup = ratios(samples["eager"], samples["candidate"]) if eager else None
             verdict = check.judge(point_key(size), stats, subject.recipe,
                                   normalized=normalized, reference=kernel_set)
+            # the speed-up gate (min_speedup): why it could not run, if it could not
+            gate = check.speedup_verdict(
+                speedup, alongside=None if subject.alongside is None else eager is not None,
+                against="eager fp32" if subject.label is None
+                else f"the reference ({subject.notes.get('reference', 'reference=')})")
             points.append(PointResult(size, run.parity, run.first_ms, stats,
                                       throughput(size, stats), verdict, normalized, speedup,
                                       measurement.rounds, kernel_set,
-                                      tuple(round(ns / 1e6, 6) for ns in samples["candidate"])))
+                                      tuple(round(ns / 1e6, 6) for ns in samples["candidate"]),
+                                      speedup_verdict=gate))
         return points
 
 

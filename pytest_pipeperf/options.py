@@ -84,6 +84,19 @@ def parse_devices(text: str) -> tuple[Device, ...]:
         raise argparse.ArgumentTypeError(message) from None
 
 
+def parse_min_speedup(text: str) -> float:
+    """A required speed-up over eager fp32: a finite number > 0, e.g. ``1.5`` (``1.5x`` too)."""
+    raw = str(text).strip().lower().removesuffix("x")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"invalid min-speedup {text!r}; give a number > 0, e.g. 1.5 (1.5x faster than eager)")
+    return value
+
+
 def parse_threshold(text: str | float) -> float:
     """``5%`` or ``0.05`` -> 0.05. A bare number > 1 is refused (ambiguous)."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
@@ -355,6 +368,9 @@ OPTIONS: tuple[Option, ...] = (
            "comma list of `cpu`, `cuda`, `cuda:N` or `all`"),
     Option("--pipeperf-threshold", "pipeperf_threshold", "PCT", parse_threshold, 0.05,
            "allowed slowdown, e.g. `5%` or `0.05` (per test: the marker's `threshold=`)"),
+    Option("--pipeperf-min-speedup", "pipeperf_min_speedup", "X", parse_min_speedup, None,
+           "fail a point whose speed-up over eager fp32 (same rounds) is below X "
+           "(marker: `min_speedup=`)"),
     Option("--pipeperf-memory-threshold", "pipeperf_memory_threshold", "PCT", parse_threshold,
            0.25,
            "allowed growth of a case's memory (CPU: RSS growth during the case; CUDA: the "

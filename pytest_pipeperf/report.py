@@ -127,7 +127,17 @@ def summary_line(records: Sequence[CaseResult]) -> str:
     tail = "; memory: " + ", ".join(f"{n} {k}" for k, n in sorted(memory.items())) \
         if memory.get("regressed") or memory.get("improved") else ""
     return (f"{len(records)} cases, {points} points: " + (", ".join(parts) or "nothing measured")
-            + tail)
+            + tail + speedup_tail(records))
+
+
+def speedup_tail(records: Sequence[CaseResult]) -> str:
+    """``; speed-up gate: 1 failed, 3 ok`` when any point had a ``min_speedup`` bound (a
+    failed gate fails its test), else ``""``."""
+    gates = Counter(p.speedup_verdict.status for rec in records for p in rec.points
+                    if p.speedup_verdict is not None)
+    order = ("failed", "inconclusive", "not-judged", "ok")
+    return "; speed-up gate: " + ", ".join(f"{gates[k]} {k}" for k in order if gates[k]) \
+        if gates else ""
 
 
 def memory_verdict(rec: CaseResult) -> MemoryVerdict | None:
@@ -151,6 +161,8 @@ def detail_lines(records: Sequence[CaseResult]) -> list[str]:
             if not point.parity.passed:
                 lines.append(f"PARITY {where}: {_parity_text(point.parity)}")
                 continue
+            if (gate := point.speedup_verdict) is not None and gate.status != "ok":
+                lines.append(f"SPEEDUP {gate.status.upper()} {where}: {gate.message}")
             verdict = point.verdict
             status = verdict.status.value if verdict is not None else None
             if verdict is not None and status in ("regressed", "inconclusive", "improved"):
@@ -481,7 +493,10 @@ def _baseline_cell(verdict: Verdict | None, suite_file: str | None) -> str:
 def _note_cell(point: PointResult, status: str) -> str:
     if status == "parity-failed":
         return md_text(_parity_text(point.parity))
-    return md_text(point.verdict.reason if point.verdict is not None else "")
+    note = point.verdict.reason if point.verdict is not None else ""
+    if (gate := point.speedup_verdict) is not None:  # the speed-up gate's outcome
+        note = f"{note}; {gate.message}" if note else gate.message
+    return md_text(note)
 
 
 @dataclass(frozen=True, slots=True)
@@ -642,7 +657,8 @@ def _summary(records: Sequence[CaseResult], counts: Mapping[str, int]) -> str:
     extra = sorted(set(counts) - {k for k, _, _ in _NOUNS})
     parts.extend(f"{counts[k]} {md_text(k)}" for k in extra)
     return (f"**{len(records)} case{'s' if len(records) != 1 else ''}, {points} "
-            f"point{'s' if points != 1 else ''}:** " + ", ".join(parts))
+            f"point{'s' if points != 1 else ''}:** " + ", ".join(parts)
+            + md_text(speedup_tail(records)))
 
 
 def markdown(records: Sequence[CaseResult], *, machine: Mapping[str, Any], control_line: str,

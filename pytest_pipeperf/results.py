@@ -14,14 +14,17 @@ The JSON form (``CaseResult.to_dict()``) is the documented record schema::
                  "throughput": items/s | null, "parity": ParityResult, "verdict": Verdict | null,
                  "normalized": RatioStats | null, "speedup": RatioStats | null,
                  "rounds": int | null, "reference": str | null,
-                 "samples_ms": [float] | null}]}
+                 "samples_ms": [float] | null,
+                 "speedup_verdict": SpeedupVerdict (only when a min_speedup applied)}]}
 
 ``normalized`` is the median per-round ratio of the candidate to the reference kernels' geometric
 mean (dimensionless, what the stored-baseline gate judges); ``speedup`` the median per-round ratio
 of the eager fp32 reference to the candidate, when the eager reference was timed alongside;
 ``reference`` the signature of the kernel set (``numpy-matmul-f32-256,320,384/threads=1``);
 ``samples_ms`` the candidate's timed calls in milliseconds, in the order they ran (what the
-distribution plots and the pytest-benchmark export are drawn from).
+distribution plots and the pytest-benchmark export are drawn from); ``speedup_verdict`` the
+speed-up gate's verdict on ``speedup`` (:mod:`pytest_pipeperf.verdicts.speedup`), present only
+when a ``min_speedup`` bound applied to the point.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pytest_pipeperf.memory import CaseMemory
 from pytest_pipeperf.parity import ParityResult
 from pytest_pipeperf.stats import LatencyStats, RatioStats
 from pytest_pipeperf.verdicts import MemoryVerdict, Verdict
+from pytest_pipeperf.verdicts.speedup import SpeedupVerdict
 
 RESULT_SCHEMA_VERSION = 4
 USER_PROPERTY = "pipeperf"
@@ -71,6 +75,7 @@ class PointResult:
     reference: str | None = None
     samples_ms: tuple[float, ...] | None = None
     metric: str | None = None
+    speedup_verdict: SpeedupVerdict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -89,6 +94,8 @@ class PointResult:
             "samples_ms": list(self.samples_ms) if self.samples_ms is not None else None,
             # a generation metric only: latency points keep the record as it always was
             **({"metric": self.metric} if self.metric is not None else {}),
+            **({"speedup_verdict": self.speedup_verdict.to_dict()}
+               if self.speedup_verdict is not None else {}),
         }
 
     @classmethod
@@ -97,6 +104,7 @@ class PointResult:
         stats, verdict, samples = data["stats"], data["verdict"], data["samples_ms"]
         normalized, speedup, rounds = data["normalized"], data["speedup"], data["rounds"]
         throughput = data["throughput"]
+        gate = data.get("speedup_verdict")
         return cls(
             batch_size=int(data["batch_size"]), parity=ParityResult.from_dict(data["parity"]),
             first_call_ms=float(data["first_call_ms"]),
@@ -108,6 +116,7 @@ class PointResult:
             rounds=None if rounds is None else int(rounds), reference=data["reference"],
             samples_ms=tuple(float(v) for v in samples) if samples is not None else None,
             metric=None if data.get("metric") is None else str(data["metric"]),
+            speedup_verdict=SpeedupVerdict.from_dict(gate) if gate is not None else None,
         )
 
     @property
