@@ -32,6 +32,7 @@ from pytest_pipeperf.backends import _hf
 from pytest_pipeperf.case import backend_errors, misuse
 from pytest_pipeperf.baseline import BaselineError
 from pytest_pipeperf.memory import MemoryWatch, process_peak_rss_mb
+from pytest_pipeperf.options import FailOn
 from pytest_pipeperf.recipe import merge
 from pytest_pipeperf.results import USER_PROPERTY, CaseResult, PointResult
 from pytest_pipeperf.scenario import SCENARIO_PROPERTY, Scenario
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from pytest_pipeperf.verdicts import Verdict
     from pytest_pipeperf.verdicts.speedup import SpeedupVerdict
 
+# The case's check object, for the plugin's report hook (a test that never benched fails).
+check_key = pytest.StashKey["PipeperfCheck"]()
 # The eager reference is timed alongside the candidate (for the speed-up) while one call of it
 # costs at most this many candidate calls; beyond that it would dominate the measuring time.
 EAGER_COST_LIMIT = 4.0
@@ -138,6 +141,8 @@ class PipeperfCheck:
         self.marker = marker
         self.inputs = InputFactory()
         self._benched = False
+        self._measured = False  # measure() or scenario() was called (a scenario suite)
+        self._asked_timing = False  # read .timing and got False (--pipeperf-disable)
         self._built: list[Runnable] = []
         # The case's own memory, from before its build (pipeline()) to the end of bench().
         self._memory = MemoryWatch(device).start()
@@ -162,8 +167,12 @@ class PipeperfCheck:
     @property
     def timing(self) -> bool:
         """Whether this run measures (``False`` under ``--pipeperf-disable``: parity only).
-        A scenario suite checks correctness either way and times only when this is true."""
-        return not self.session.settings.disabled
+        A scenario suite checks correctness either way and times only when this is true (a test
+        that asks and returns early has done its parity-only part: it does not fail as
+        never-benched)."""
+        timing = not self.session.settings.disabled
+        self._asked_timing |= not timing
+        return timing
 
     @property
     def long(self) -> bool:
@@ -195,6 +204,7 @@ class PipeperfCheck:
 
         :param fns: name -> zero-argument callable.
         """
+        self._measured = True
         settings = self.session.settings
         with blas_threads(settings.threads):
             return measure(fns, settings.plan, timer_for(self.device.kind, self.device.index))
@@ -212,6 +222,7 @@ class PipeperfCheck:
         :param bars: a metric to plot as one bar per row, e.g. ``"speedup"``.
         :raises pytest.fail.Exception: for a bad name or arguments, or a name used twice.
         """
+        self._measured = True
         item = self.node
         if any(key == SCENARIO_PROPERTY and value.get("name") == name
                for key, value in item.user_properties if isinstance(value, dict)):
@@ -637,14 +648,53 @@ class PipeperfCheck:
         if messages:
             hint = _hf.parity_hint(*(r.info for r in self._built))  # e.g. a newly initialised head
             pytest.fail("pipeperf: " + "; ".join(messages) + hint, pytrace=False)
-        if settings.update_baselines or settings.fail_on.value == "never":
+        if settings.update_baselines:  # this run records the baselines it would be judged by
             return
-        regressed = [p for p in points if p.verdict and p.verdict.status is Status.REGRESSED]
-        parts = [f"{p.key}: {p.verdict.message()}"
-                 for p in regressed if p.verdict]
-        if memory is not None and memory.status == "regressed" and settings.fail_on_memory:
-            parts.append(memory.message())
-        if parts:
-            pytest.fail(f"pipeperf: regressed: {'; '.join(parts)}", pytrace=False)
+        fail_on = settings.fail_on
+        failures: list[str] = []
+        for status, kind in ((Status.REGRESSED, FailOn.REGRESSION), (Status.NEW, FailOn.NEW),
+                             (Status.INCOMPARABLE, FailOn.INCOMPARABLE),
+                             (Status.INCONCLUSIVE, FailOn.INCONCLUSIVE)):
+            hit = [p for p in points if p.verdict is not None and p.verdict.status is status]
+            if kind not in fail_on or not hit:
+                continue
+            if status is Status.NEW:
+                failures.append(
+                    f"new: {', '.join(p.key for p in hit)}: no baseline for this hardware class "
+                    f"({self.session.store.hardware_class}); record one with "
+                    "--pipeperf-update-baselines, or drop 'new' from --pipeperf-fail-on")
+                continue
+            # a verdict without a ratio (incomparable) says why in its reason
+            parts = [f"{p.key}: {v.message() if v.ratio is not None else v.reason}"
+                     for p in hit if (v := p.verdict) is not None]
+            failures.append(f"{status.value}: {'; '.join(parts)}{_FIX[kind]}")
+        if memory is not None and memory.status == "regressed" and FailOn.MEMORY in fail_on:
+            failures.append(memory.message())  # "memory regressed: ..."
+        if failures:
+            pytest.fail("pipeperf: " + " | ".join(failures), pytrace=False)
+
+    def unused(self) -> str | None:
+        """Why this case checked nothing: it took the ``pipeperf`` fixture but called none of
+        :meth:`bench`, :meth:`measure` or :meth:`scenario` (``None`` when it called one, or
+        read :attr:`timing` under ``--pipeperf-disable``). The plugin fails such a test when it
+        would otherwise pass."""
+        if self._benched or self._measured or self._asked_timing:
+            return None
+        return (f"pipeperf: {self.where()} used the pipeperf fixture but never called "
+                "pipeperf.bench() (or pipeperf.measure() / pipeperf.scenario()), so it checked "
+                "nothing; bench what it built, e.g. pipeperf.bench(pipe, "
+                "pipeperf.inputs.texts(n=8)), or drop the fixture")
+
+
+# What a ``--pipeperf-fail-on`` status failure tells the user to do (after its verdicts).
+_FIX: dict[FailOn, str] = {
+    FailOn.REGRESSION: "",
+    FailOn.INCOMPARABLE: (" (the baseline cannot be compared here; record one on this machine "
+                          "with --pipeperf-update-baselines, or drop 'incomparable' from "
+                          "--pipeperf-fail-on)"),
+    FailOn.INCONCLUSIVE: (" (the interval straddles the threshold; record more runs, e.g. "
+                          "--pipeperf-update-baselines --pipeperf-runs=5, or drop "
+                          "'inconclusive' from --pipeperf-fail-on)"),
+}
 
 

@@ -37,6 +37,7 @@ from pytest_pipeperf.options import CALIBRATION_PROCESSES as CALIBRATION_PROCESS
 from pytest_pipeperf.options import OPTION_PARSERS as OPTION_PARSERS
 from pytest_pipeperf.options import AlphaScope as AlphaScope
 from pytest_pipeperf.options import FailOn as FailOn
+from pytest_pipeperf.options import FailOnList as FailOnList
 from pytest_pipeperf.options import parse_alpha as parse_alpha
 from pytest_pipeperf.options import parse_alpha_scope as parse_alpha_scope
 from pytest_pipeperf.options import parse_batch_sizes as parse_batch_sizes
@@ -78,7 +79,7 @@ class PipeperfConfig:
     baseline_dir: Path
     cache_dir: Path
     threshold: float
-    fail_on: FailOn
+    fail_on: FailOnList
     json_path: Path | None
     disabled: bool
     threads: int | None
@@ -98,6 +99,7 @@ class PipeperfConfig:
     long: bool = False
     memory_threshold: float = options.default("pipeperf_memory_threshold")
     min_speedup: float | None = None
+    # whether ``memory`` is in :attr:`fail_on` (``--pipeperf-fail-on-memory`` adds it)
     fail_on_memory: bool = False
     isolate: Isolate = options.default("pipeperf_isolate")
     limits: Limits = Limits()
@@ -143,6 +145,13 @@ class PipeperfConfig:
             json_opt = None
             calibrate, runs = False, 1
             outputs = dict.fromkeys(outputs)
+        # --pipeperf-fail-on-memory is an alias of adding ``memory`` to --pipeperf-fail-on; a
+        # record child fails nothing (its parent judges).
+        fail_on: FailOnList = _value(config, "pipeperf_fail_on")
+        if _flag(config, "pipeperf_fail_on_memory"):
+            fail_on = fail_on.with_memory()
+        if child:
+            fail_on = FailOnList()
         plan = MeasurePlan(
             warmup_s=_value(config, "pipeperf_warmup"), min_time_s=min_time,
             max_time_s=max_time, min_rounds=min_rounds, max_rounds=max(1000, min_rounds),
@@ -155,7 +164,7 @@ class PipeperfConfig:
             baseline_dir=baseline_dir,
             cache_dir=root / ".pipeperf" / "cache",
             threshold=_value(config, "pipeperf_threshold"),
-            fail_on=FailOn.NEVER if child else _value(config, "pipeperf_fail_on"),
+            fail_on=fail_on,
             json_path=Path(json_opt) if json_opt else None,
             disabled=_flag(config, "pipeperf_disable"),
             threads=_value(config, "pipeperf_threads"),
@@ -174,7 +183,7 @@ class PipeperfConfig:
             long=_flag(config, "pipeperf_long"),
             memory_threshold=_value(config, "pipeperf_memory_threshold"),
             min_speedup=_value(config, "pipeperf_min_speedup"),
-            fail_on_memory=_flag(config, "pipeperf_fail_on_memory"),
+            fail_on_memory=FailOn.MEMORY in fail_on,
             isolate=_value(config, "pipeperf_isolate"),
             limits=Limits(_value(config, "pipeperf_build_timeout"),
                           _value(config, "pipeperf_measure_timeout")),

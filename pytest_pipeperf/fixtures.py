@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_pipeperf.case import misuse
-from pytest_pipeperf.check import PipeperfCheck
+from pytest_pipeperf.check import PipeperfCheck, check_key
 from pytest_pipeperf.config import marker_options
 from pytest_pipeperf.devices import Device
 from pytest_pipeperf.precision import Precision
@@ -76,5 +76,6 @@ def pipeperf(
         raise pytest.fail.Exception(f"pipeperf: {exc}", pytrace=False) from None
     check = PipeperfCheck(request, session, pipeperf_backend, pipeperf_precision, pipeperf_device,
                           options)
+    request.node.stash[check_key] = check  # the plugin fails the test if it never benches
     yield check
     check.close()

@@ -39,13 +39,37 @@ _LINK_RE = re.compile(r"\[([^]]+)\]\(([^)]+)\)")
 
 
 class FailOn(str, enum.Enum):
-    """When a baseline verdict fails the test."""
+    """A verdict that fails its test when ``--pipeperf-fail-on`` lists it (``never``: none)."""
 
     REGRESSION = "regression"
+    NEW = "new"
+    INCOMPARABLE = "incomparable"
+    INCONCLUSIVE = "inconclusive"
+    MEMORY = "memory"
     NEVER = "never"
 
     def __str__(self) -> str:
         return self.value
+
+
+class FailOnList(frozenset[FailOn]):
+    """The parsed ``--pipeperf-fail-on`` list: the verdicts that fail their test (empty for
+    ``never``). :attr:`value` is its canonical text, e.g. ``regression,new``."""
+
+    @property
+    def value(self) -> str:
+        """The list in the canonical order, ``never`` when empty."""
+        return ",".join(f.value for f in FailOn if f in self) or FailOn.NEVER.value
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"FailOnList({self.value!r})"
+
+    def with_memory(self) -> FailOnList:
+        """This list plus ``memory`` (``--pipeperf-fail-on-memory``)."""
+        return FailOnList(self | {FailOn.MEMORY})
 
 
 def parse_name_list(text: str) -> tuple[str, ...]:
@@ -163,14 +187,31 @@ def parse_alpha_scope(text: str) -> AlphaScope:
         ) from None
 
 
-def parse_fail_on(text: str) -> FailOn:
-    """``regression`` or ``never``."""
-    try:
-        return FailOn(text.strip().lower())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid fail-on {text!r}; valid: {', '.join(f.value for f in FailOn)}"
-        ) from None
+def parse_fail_on(text: str) -> FailOnList:
+    """A comma list of ``regression``, ``new``, ``incomparable``, ``inconclusive``, ``memory``;
+    or ``never`` alone (the empty list).
+
+    :param text: e.g. ``regression,new``.
+    :raises argparse.ArgumentTypeError: naming the bad value and the valid ones.
+    """
+    valid = ", ".join(f.value for f in FailOn)
+    names = [part.strip().lower() for part in str(text).split(",")]
+    if not any(names):
+        raise argparse.ArgumentTypeError(f"empty fail-on list {text!r}; valid: {valid}")
+    chosen: list[FailOn] = []
+    for name in names:
+        try:
+            chosen.append(FailOn(name))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid fail-on {name!r} in {text!r}; valid: {valid}" if len(names) > 1
+                else f"invalid fail-on {text!r}; valid: {valid}") from None
+    if FailOn.NEVER in chosen:
+        if len(chosen) > 1:
+            raise argparse.ArgumentTypeError(
+                f"invalid fail-on {text!r}: 'never' stands alone; drop it, or drop the others")
+        return FailOnList()
+    return FailOnList(chosen)
 
 
 def parse_threads(text: str) -> int | None:
@@ -377,9 +418,11 @@ OPTIONS: tuple[Option, ...] = (
            "allocator peak) over its baseline's median, on top of 64 MB (16 MB on a GPU) of "
            "allocator slack; beyond it the memory verdict is `regressed`: reported (terminal, "
            "JSON, report, a warning annotation), and failing the test with "
-           "`--pipeperf-fail-on-memory`"),
-    Option("--pipeperf-fail-on", "pipeperf_fail_on", "WHEN", parse_fail_on, FailOn.REGRESSION,
-           "`regression`: a regressed case fails its test; `never`: report only"),
+           "`--pipeperf-fail-on=regression,memory`"),
+    Option("--pipeperf-fail-on", "pipeperf_fail_on", "WHEN", parse_fail_on,
+           FailOnList({FailOn.REGRESSION}),
+           "verdicts that fail their test, a comma list of `regression`, `new`, `incomparable`, "
+           "`inconclusive`, `memory` (strict CI: all five); or `never`: report only"),
     Option("--pipeperf-threads", "pipeperf_threads", "N", parse_threads,
            Computed("auto", _threads_auto),
            "intra-op threads for torch/onnxruntime: `auto` (1 on machines with <= 4 cores, else "
@@ -449,8 +492,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--pipeperf-disable", "pipeperf_disable", None, None, False,
            "parity only: no timing, no baselines", F),
     Option("--pipeperf-fail-on-memory", "pipeperf_fail_on_memory", None, None, False,
-           "a memory regression (see `--pipeperf-memory-threshold`) fails its test, as a latency "
-           "regression does; without it memory verdicts are reported only. Off by default: a "
+           "same as adding `memory` to `--pipeperf-fail-on`: a memory regression (see "
+           "`--pipeperf-memory-threshold`) fails its test; without it memory verdicts are "
+           "reported only. Off by default: a "
            "case's RSS growth includes process-wide first-use costs (library initialisation, "
            "allocator arenas) that land in whichever case runs first, e.g. +65 MB for the first "
            "case of an xdist worker", F),

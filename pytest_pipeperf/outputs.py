@@ -239,7 +239,7 @@ def terminal_summary(state: PipeperfSession, tr: Any) -> None:
 def github_annotations(state: PipeperfSession, tr: Any) -> None:
     """Workflow commands: GitHub turns them into annotations on the PR's files."""
     for line in report.github_annotations(
-            state.records, fail_on_regression=state.settings.fail_on is FailOn.REGRESSION,
+            state.records, fail_on_regression=FailOn.REGRESSION in state.settings.fail_on,
             fail_on_memory=state.settings.fail_on_memory):
         tr.write_line(line)
 

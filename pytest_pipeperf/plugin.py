@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
+from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from pytest_pipeperf.ab import AbSettings
 from pytest_pipeperf.ab import configure as configure_ab
 from pytest_pipeperf.backends import REGISTRY, load_backend
 from pytest_pipeperf.backends.base import Backend
+from pytest_pipeperf.check import check_key
 from pytest_pipeperf.config import (
     MARKER_HELP,
     marker_options,
@@ -122,6 +124,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         session.progress.close()
         config.pluginmanager.unregister(session)
         del config.stash[session_key]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport,
+                                                                        pytest.TestReport]:
+    """Fail a passing test that took the ``pipeperf`` fixture but never benched or measured:
+    it checked nothing (a skipped or failed test is left as it is)."""
+    report = yield
+    check = item.stash.get(check_key, None)
+    if (call.when == "call" and report.passed and not hasattr(report, "wasxfail")
+            and check is not None):
+        reason = check.unused()
+        if reason is not None:
+            report.outcome = "failed"
+            report.longrepr = reason
+    return report
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

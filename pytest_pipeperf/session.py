@@ -173,8 +173,14 @@ class PipeperfSession:
     def recipes_for(self, marker: MarkerOptions, where: str) -> dict[Precision, str]:
         """The recipes a test's cases build with: the marker's, the command line's on top.
 
-        :raises ValueError: when the marker names a recipe no known backend offers.
+        :raises ValueError: when the marker names a recipe no known backend offers, or a
+            backend (``backends=``) no one provides: checked like ``--pipeperf-backend``.
         """
+        known = self.known_backends()
+        unknown = [b for b in marker.backends or () if b not in known]
+        if unknown:
+            raise ValueError(f"{where}: @pytest.mark.pipeperf(backends=...): unknown backend(s) "
+                             f"{', '.join(map(repr, unknown))}; valid: {', '.join(known)}")
         message = self.unknown_recipe(marker.recipes)
         if message:
             raise ValueError(f"{where}: @pytest.mark.pipeperf(recipes=...): {message}")

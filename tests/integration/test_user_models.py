@@ -392,6 +392,7 @@ def test_direct(pipeperf):
     pipe = pipeperf.pipeline(NET, example_inputs=images(n=1))
     out = pipe(images(n=3))  # a built user model is callable on its own inputs, like a pipeline
     assert sorted(out) and all(v.shape[0] == 3 for v in out.values())
+    pipeperf.bench(pipe, images(n=3))  # a test that takes the fixture must bench
 '''
 
 

@@ -23,7 +23,7 @@ def test_a_case_that_holds_much_more_memory_fails_as_a_memory_regression(
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
         "*_ test_a[[]fake-fp32-cpu[]] _*",
-        "pipeperf: regressed: memory regressed: RSS growth 4?? MB vs baseline * MB "
+        "pipeperf: memory regressed: RSS growth 4?? MB vs baseline * MB "
         "(limit * MB = +25% + 64 MB; 1 run(s))"])
     result.stdout.fnmatch_lines(["pipeperf: 2 cases, 2 points: *; memory: 1 ok, 1 regressed"])
     doc = json.loads((fake_project.path / "out.json").read_text())

@@ -50,7 +50,10 @@ def assert_usage_error_before_any_test(project: FakeProject, result: pytest.RunR
         ("--pipeperf-device=gpu", "unknown device 'gpu'; valid: cpu, cuda, cuda:N, all"),
         ("--pipeperf-threshold=five",
          "invalid threshold 'five'; give a percentage like '5%' or a fraction like '0.05'"),
-        ("--pipeperf-fail-on=sometimes", "invalid fail-on 'sometimes'; valid: regression, never"),
+        ("--pipeperf-fail-on=sometimes", "invalid fail-on 'sometimes'; valid: regression, new, incomparable, inconclusive, memory, never"),
+        ("--pipeperf-fail-on=regression,nwe",
+         "invalid fail-on 'nwe' in 'regression,nwe'; valid: regression, new, incomparable, inconclusive, memory, never"),
+        ("--pipeperf-fail-on=never,new", "invalid fail-on 'never,new': 'never' stands alone"),
     ],
 )
 def test_bad_option_value_is_a_usage_error_naming_it_and_the_valid_ones(
@@ -73,7 +76,7 @@ def test_bad_option_value_is_a_usage_error_naming_it_and_the_valid_ones(
                                        "'fp33'; valid: fp32, fp16, bf16, int8, int4, all")),
         ("pipeperf_device", "gpu", "ini option pipeperf_device = 'gpu': unknown device 'gpu'"),
         ("pipeperf_fail_on", "sometimes", ("ini option pipeperf_fail_on = 'sometimes': invalid "
-                                          "fail-on 'sometimes'; valid: regression, never")),
+                                          "fail-on 'sometimes'; valid: regression, new, incomparable, inconclusive, memory, never")),
         ("pipeperf_min_rounds", "0", "ini option pipeperf_min_rounds = '0': invalid count '0'"),
         ("pipeperf_backend", "tensorrtt", f"unknown backend 'tensorrtt'; valid: {BACKENDS}"),
     ],
@@ -323,6 +326,8 @@ def test_compile_and_openvino_are_real_backends_with_stable_skip_reasons(
         ("batch_sizes=8", "batch_sizes must be a list, got 8"),
         ("precisions=['fp33']", "unknown precision 'fp33'; valid: fp32, fp16, bf16, int8, int4"),
         ("threshold='five'", "invalid threshold 'five'"),
+        ("backends=['fake', 'fakee']", ("@pytest.mark.pipeperf(backends=...): unknown backend(s) "
+                                       f"'fakee'; valid: {BACKENDS.removesuffix(', all')}")),
         ("task='translation'", ("unknown task 'translation'; valid: feature-extraction, "
                                "text-classification")),
     ],

@@ -163,10 +163,25 @@ def test_parse_devices_error_is_an_argument_type_error(monkeypatch: pytest.Monke
 
 
 def test_parse_fail_on() -> None:
-    assert parse_fail_on("regression") is FailOn.REGRESSION
-    assert parse_fail_on(" NEVER ") is FailOn.NEVER
-    with pytest.raises(argparse.ArgumentTypeError, match="invalid fail-on 'sometimes'; valid: regression, never"):
+    assert parse_fail_on("regression") == {FailOn.REGRESSION}
+    assert parse_fail_on(" NEVER ") == set()
+    assert parse_fail_on(" NEVER ").value == "never"
+    both = parse_fail_on("new, Regression,new")
+    assert both == {FailOn.REGRESSION, FailOn.NEW}
+    assert both.value == "regression,new"  # canonical order, as results.json states it
+    strict = parse_fail_on("inconclusive,memory,incomparable,new,regression")
+    assert strict.value == "regression,new,incomparable,inconclusive,memory"
+    assert parse_fail_on("regression").with_memory().value == "regression,memory"
+    valid = "valid: regression, new, incomparable, inconclusive, memory, never"
+    with pytest.raises(argparse.ArgumentTypeError, match=f"invalid fail-on 'sometimes'; {valid}"):
         parse_fail_on("sometimes")
+    with pytest.raises(argparse.ArgumentTypeError,
+                       match=f"invalid fail-on 'regresion' in 'new,regresion'; {valid}"):
+        parse_fail_on("new,regresion")
+    with pytest.raises(argparse.ArgumentTypeError, match="'never' stands alone"):
+        parse_fail_on("never,new")
+    with pytest.raises(argparse.ArgumentTypeError, match="empty fail-on list ' , '"):
+        parse_fail_on(" , ")
 
 
 @pytest.mark.parametrize(("cores", "expected"), [(1, 1), (4, 1), (5, None), (64, None), (None, 1)])

@@ -87,9 +87,9 @@ def test_rendered_default_parses_back_to_the_typed_default(row: options.Option) 
 def test_defaults_are_typed_values_not_text() -> None:
     assert options.default("pipeperf_threshold") == 0.05
     assert options.default("pipeperf_min_rounds") == 25
-    assert options.default("pipeperf_fail_on") is options.FailOn.REGRESSION
+    assert options.default("pipeperf_fail_on") == {options.FailOn.REGRESSION}
     for row in rows_with_plain_defaults():
-        assert isinstance(row.default, (int, float, enum.Enum)), row.dest
+        assert isinstance(row.default, (int, float, enum.Enum, options.FailOnList)), row.dest
 
 
 def test_terminal_help_ends_with_the_rendered_default_and_drops_markdown() -> None:
