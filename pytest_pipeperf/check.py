@@ -569,11 +569,10 @@ class PipeperfCheck:
         """Fail the test when a point's speed-up gate failed; with ``--pipeperf-fail-on``
         listing ``inconclusive``, also when it was inconclusive or could not be judged (except
         on the eager fp32 reference cell, where it can never run)."""
-        settings = self.session.settings
-        fail_on = str(settings.fail_on).split(",")
-        if "never" in fail_on:
+        fail_on = self.session.settings.fail_on
+        if not fail_on:  # --pipeperf-fail-on=never: report only
             return
-        strict = "inconclusive" in fail_on and not self.is_reference_cell
+        strict = FailOn.INCONCLUSIVE in fail_on and not self.is_reference_cell
         failed = [p for p in points if p.speedup_verdict is not None and (
             p.speedup_verdict.failed
             or strict and p.speedup_verdict.status in ("inconclusive", "not-judged"))]

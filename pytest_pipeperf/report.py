@@ -739,6 +739,13 @@ def _render(records: Sequence[CaseResult], rows: Sequence[_MdRow], keep: set[int
     resolution = _resolution(records)
     if resolution:
         out += ["", resolution]
+    gates = [(rec, p) for rec in records for p in rec.points  # failed min_speedup: tests failed
+             if p.speedup_verdict is not None and p.speedup_verdict.failed]
+    if gates:
+        out += ["", "**Speed-up gate failed** (`min_speedup`, vs the reference timed alongside):",
+                ""]
+        out += [f"- {md_code(f'{rec.nodeid} {p.key}', in_table=False)}: "
+                f"{md_text(p.speedup_verdict.message)}" for rec, p in gates if p.speedup_verdict]
     left_out = len(rows) - len(keep)
     if left_out:
         out += ["", (f"> **Report truncated** to {max_chars} characters: {left_out} of "

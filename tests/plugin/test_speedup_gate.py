@@ -199,6 +199,8 @@ def test_pipeline_cases_judge_against_eager_fp32_and_the_most_specific_key_wins(
     report = (fake_project.path / "report.md").read_text()
     assert "below min\\_speedup 1.5x vs eager fp32" in report  # the point's note
     assert "; speed-up gate: 1 failed, 1 ok" in report  # the summary counts the gate
+    assert ("**Speed-up gate failed** (`min_speedup`, vs the reference timed alongside):\n\n"
+            "- `test_suite.py::test_pipe[fake-fp32-cpu] batch_size=1`: speed-up ") in report
 
 
 def test_the_reference_cell_is_not_judged_says_why_and_never_fails(
