@@ -111,6 +111,24 @@ def test_missing_baseline_is_new_with_the_update_hint(project: FakeProject) -> N
     assert not (project.path / "baselines").exists()
 
 
+def test_another_machine_class_gets_one_incomparable_line_per_suite(
+    project: FakeProject, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FAKE_HW_CLASS", "pool-a")
+    project.run("--pipeperf-update-baselines").assert_outcomes(passed=2)
+    monkeypatch.setenv("FAKE_HW_CLASS", "pool-b")
+
+    result = project.run()
+
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    assert "INCOMPARABLE" not in out  # no line per point
+    lines = [line for line in out.splitlines() if "incomparable:" in line]
+    assert lines == [
+        ("pipeperf: test_suite: 2 points incomparable: baselines exist only for other hardware "
+         "(pool-a); this machine is pool-b: record one with --pipeperf-update-baselines")], out
+
+
 def test_fail_on_never_reports_the_regression_but_passes(project: FakeProject) -> None:
     record(project)
     project.set_delay("test_a", 40)
