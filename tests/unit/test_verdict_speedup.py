@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -166,3 +167,46 @@ def test_command_line_value() -> None:
     for bad in ("0", "-1", "fast", "nan", "inf"):
         with pytest.raises(argparse.ArgumentTypeError, match="invalid min-speedup"):
             parse_cli(bad)
+
+
+# -- why a point could not be judged (PipeperfCheck.speedup_verdict) -----------------------------
+
+def _check(device: str = "cpu", reference_cell: bool = False, ab: bool = False) -> object:
+    """What ``PipeperfCheck.speedup_verdict`` reads of its case, for each branch."""
+    from types import SimpleNamespace
+
+    from pytest_pipeperf.devices import Device
+    from pytest_pipeperf.measurer import measurer_key
+
+    kind, _, index = device.partition(":")
+    stash = {measurer_key: object()} if ab else {}  # an A/B measurer is not the interleaved one
+    return SimpleNamespace(min_speedup=1.5, is_reference_cell=reference_cell,
+                           device=Device(kind, int(index) if index else None),
+                           session=SimpleNamespace(config=SimpleNamespace(stash=stash)))
+
+
+@pytest.mark.parametrize("case, kwargs, why", [
+    (dict(device="cuda:0"), dict(alongside=False),
+     "eager was not timed alongside (the eager fp32 reference runs on the CPU, this case on "
+     "cuda:0)"),
+    (dict(reference_cell=True), dict(alongside=False),
+     "this case is the eager fp32 reference itself"),
+    (dict(), dict(alongside=False),
+     "eager was not timed alongside (one call of it costs > 4 candidate calls)"),
+    (dict(), dict(alongside=False, against="the reference (ref)"),
+     "the reference was not timed alongside (one call of it costs > 4 candidate calls)"),
+    (dict(), dict(alongside=None, against="the reference (recorded outputs)"),
+     "the subject's reference= is not a callable, so nothing was timed alongside (pass "
+     "reference=<a callable>)"),
+    (dict(), dict(alongside=True), "a timing of 0 ns makes the ratio meaningless"),
+    (dict(ab=True), dict(alongside=False),
+     "the A/B gate (--pipeperf-ab) times base against current, not eager"),
+])
+def test_each_reason_a_point_is_not_judged(case: dict[str, Any], kwargs: dict[str, Any],
+                                           why: str) -> None:
+    from pytest_pipeperf.check import PipeperfCheck
+
+    verdict = PipeperfCheck.speedup_verdict(_check(**case), None, **kwargs)  # type: ignore[arg-type]
+
+    assert verdict is not None and verdict.status == "not-judged"
+    assert verdict.message == f"min_speedup 1.5x not judged: {why}"
