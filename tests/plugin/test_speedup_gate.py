@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 if TYPE_CHECKING:
     from tests.conftest import FakeProject
 
@@ -174,13 +176,16 @@ def test_strict_mode_fails_an_inconclusive_or_unjudged_speedup(
     ])
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["plain", "n2"])
 def test_pipeline_cases_judge_against_eager_fp32_and_the_most_specific_key_wins(
-    fake_project: FakeProject,
+    fake_project: FakeProject, workers: list[str],
 ) -> None:
     fake_project.write_suite(PIPELINES)
     fake_project.set_delay("test_pipe", 5)
 
-    result = fake_project.run("--pipeperf-json=out.json", "--pipeperf-report=report.md", *ROUNDS)
+    # under xdist the verdicts cross to the controller in the records, and are reported there
+    result = fake_project.run("--pipeperf-json=out.json", "--pipeperf-report=report.md", *ROUNDS,
+                              *workers)
 
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines([
