@@ -131,11 +131,13 @@ def pytest_runtest_makereport(item: pytest.Item,
                               call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport,
                                                                         pytest.TestReport]:
     """Fail a passing test that took the ``pipeperf`` fixture but never benched or measured:
-    it checked nothing (a skipped or failed test is left as it is)."""
+    it checked nothing (a skipped or failed test is left as it is; an isolated case's child
+    process checks it there)."""
     report = yield
     check = item.stash.get(check_key, None)
+    isolation = item.config.pluginmanager.get_plugin("pipeperf-isolation")
     if (call.when == "call" and report.passed and not hasattr(report, "wasxfail")
-            and check is not None):
+            and check is not None and not (isolation is not None and isolation.isolated(item))):
         reason = check.unused()
         if reason is not None:
             report.outcome = "failed"

@@ -197,3 +197,30 @@ def test_a_test_that_never_benches_fails_saying_so(fake_project: FakeProject,
     assert out.count("used the pipeperf fixture but never called") == 1  # not the failing test
     assert "FAILED test_suite.py::test_fails_itself" in out
     assert "Traceback" not in out
+
+
+ISOLATED = '''
+import pytest
+
+
+@pytest.mark.pipeperf(task="feature-extraction", isolate=True)
+def test_builds_only(pipeperf, fake_model):
+    pipeperf.pipeline(fake_model)
+
+
+@pytest.mark.pipeperf(task="feature-extraction", isolate=True)
+def test_benches(pipeperf, fake_model):
+    pipeperf.bench(pipeperf.pipeline(fake_model), pipeperf.inputs.texts(n=2, seq_len=4))
+'''
+
+
+def test_an_isolated_test_that_never_benches_fails_from_its_child(
+        fake_project: FakeProject) -> None:
+    fake_project.write_suite(ISOLATED)
+
+    result = fake_project.run()
+
+    result.assert_outcomes(passed=1, failed=1)  # the parent does not judge what its child ran
+    result.stdout.fnmatch_lines([
+        "[[]isolated, call[]] pipeperf: test_suite.py::test_builds_only[[]fake-fp32-cpu[]] used "
+        "the pipeperf fixture but never called pipeperf.bench()*"])
