@@ -965,6 +965,14 @@ def github_annotations(
             command = (f"::{level} {','.join([*props, f'title={escape_property(title)}'])}"
                        f"::{escape_data(rec.nodeid + chr(10) + memory_text(mem))}")
             found.append((_LEVEL_ORDER.index(level), _RANK["regressed"], command))
+        for point in rec.points:  # a failed min_speedup fails its test unless fail-on is never
+            gate = point.speedup_verdict
+            if gate is not None and gate.failed:
+                level = "error" if fail_on_regression else "warning"
+                title = f"pipeperf: speed-up failed: {rec.case} {point.key}"
+                command = (f"::{level} {','.join([*props, f'title={escape_property(title)}'])}"
+                           f"::{escape_data(f'{rec.nodeid} {point.key}{chr(10)}{gate.message}')}")
+                found.append((_LEVEL_ORDER.index(level), _RANK["regressed"], command))
     # Stable: the most urgent level, then status, then run order.
     ordered = [command for *_, command in sorted(found, key=lambda f: (f[0], f[1]))]
     if len(ordered) <= limit:

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_pipeperf.report import github_annotations
+from pytest_pipeperf.results import CaseResult
+
 if TYPE_CHECKING:
     from tests.conftest import FakeProject
 
@@ -206,6 +209,10 @@ def test_pipeline_cases_judge_against_eager_fp32_and_the_most_specific_key_wins(
     assert "; speed-up gate: 1 failed, 1 ok" in report  # the summary counts the gate
     assert ("**Speed-up gate failed** (`min_speedup`, vs the reference timed alongside):\n\n"
             "- `test_suite.py::test_pipe[fake-fp32-cpu] batch_size=1`: speed-up ") in report
+    records = [CaseResult.from_dict(c) for c in data["cases"]]
+    (error,) = [line for line in github_annotations(records, fail_on_regression=True)
+                if "speed-up failed" in line]
+    assert error.startswith("::error ") and "below min_speedup 1.5x vs eager fp32" in error
 
 
 def test_the_reference_cell_is_not_judged_says_why_and_never_fails(
