@@ -95,7 +95,8 @@ def test_bad_ini_value_is_a_usage_error_naming_it(
 
 PIPEPERF_OPTIONS = [
     "--pipeperf-backend=LIST", "--pipeperf-precision=LIST", "--pipeperf-device=LIST",
-    "--pipeperf-threshold=PCT", "--pipeperf-memory-threshold=PCT", "--pipeperf-fail-on=WHEN", "--pipeperf-threads=N",
+    "--pipeperf-threshold=PCT", "--pipeperf-min-speedup=X", "--pipeperf-memory-threshold=PCT",
+    "--pipeperf-fail-on=WHEN", "--pipeperf-threads=N",
     "--pipeperf-min-time=SECONDS", "--pipeperf-max-time=SECONDS", "--pipeperf-min-rounds=N",
     "--pipeperf-warmup=SECONDS", "--pipeperf-recipe=PRECISION=RECIPE,...",
     "--pipeperf-alpha=RATE", "--pipeperf-alpha-scope=SCOPE", "--pipeperf-runs=K",
@@ -168,6 +169,7 @@ RESOLVED: dict[str, Callable[[PipeperfConfig, AbSettings], Any]] = {
     "pipeperf_precision": lambda c, ab: c.precisions,
     "pipeperf_device": lambda c, ab: c.devices,
     "pipeperf_threshold": lambda c, ab: c.threshold,
+    "pipeperf_min_speedup": lambda c, ab: c.min_speedup,
     "pipeperf_memory_threshold": lambda c, ab: c.memory_threshold,
     "pipeperf_fail_on": lambda c, ab: c.fail_on,
     "pipeperf_threads": lambda c, ab: c.threads,
