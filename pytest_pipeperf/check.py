@@ -46,6 +46,7 @@ from pytest_pipeperf import subject as subjects
 from pytest_pipeperf.subject import Subject
 from pytest_pipeperf.timing import Measurement, MeasurePlan, Timer, measure, timer_for
 from pytest_pipeperf.verdicts import MemoryVerdict, Status, gate
+from pytest_pipeperf.verdicts.paired import RULE as PAIRED_RULE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -657,12 +658,16 @@ class PipeperfCheck:
             hit = [p for p in points if p.verdict is not None and p.verdict.status is status]
             if kind not in fail_on or not hit:
                 continue
-            if status is Status.NEW:
+            stored = [p for p in hit if p.verdict is not None and p.verdict.rule != PAIRED_RULE]
+            if status is Status.NEW and stored:
                 failures.append(
-                    f"new: {', '.join(p.key for p in hit)}: no baseline for this hardware class "
-                    f"({self.session.store.hardware_class}); record one with "
+                    f"new: {', '.join(p.key for p in stored)}: no baseline for this hardware "
+                    f"class ({self.session.store.hardware_class}); record one with "
                     "--pipeperf-update-baselines, or drop 'new' from --pipeperf-fail-on")
-                continue
+                # the A/B gate's `new`: the base does not bench the point, as its reason says
+                hit = [p for p in hit if p not in stored]
+                if not hit:
+                    continue
             # a verdict without a ratio (incomparable) says why in its reason
             parts = [f"{p.key}: {v.message() if v.ratio is not None else v.reason}"
                      for p in hit if (v := p.verdict) is not None]
@@ -688,6 +693,7 @@ class PipeperfCheck:
 # What a ``--pipeperf-fail-on`` status failure tells the user to do (after its verdicts).
 _FIX: dict[FailOn, str] = {
     FailOn.REGRESSION: "",
+    FailOn.NEW: " (or drop 'new' from --pipeperf-fail-on)",
     FailOn.INCOMPARABLE: (" (the baseline cannot be compared here; record one on this machine "
                           "with --pipeperf-update-baselines, or drop 'incomparable' from "
                           "--pipeperf-fail-on)"),

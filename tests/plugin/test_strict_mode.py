@@ -3,8 +3,10 @@ that takes the ``pipeperf`` fixture but never benches fails."""
 
 from __future__ import annotations
 
+import copy
 import glob
 import json
+from typing import Any
 
 import pytest
 
@@ -75,23 +77,35 @@ def test_incomparable_fails_when_listed(fake_project: FakeProject,
                      "--pipeperf-fail-on=incomparable").assert_outcomes(passed=1)
 
 
-def _set_levels(project: FakeProject, levels_ms: list[float], jitter: float) -> None:
-    """Make test_a's n-th build work ``levels_ms[n % len]`` ms (+-jitter per call)."""
-    model = project.path / "models" / "test_a"
-    model.mkdir(parents=True, exist_ok=True)
-    (model / "levels_ms").write_text(" ".join(map(str, levels_ms)))
-    (model / "jitter").write_text(str(jitter))
-    (model / "builds").unlink(missing_ok=True)
+def _scaled(run: dict[str, Any], factor: float) -> dict[str, Any]:
+    """A copy of a stored baseline run with every latency (normalised and in ms) times
+    ``factor``, as if that recording process had run ``factor`` times slower."""
+    out = copy.deepcopy(run)
+    norm = out["normalized"]
+    norm["median"] *= factor
+    norm["ci"] = [v * factor for v in norm["ci"]]
+    for key, value in out["stats"].items():
+        if key.endswith("_ms"):
+            out["stats"][key] = [v * factor for v in value] if isinstance(value, list) \
+                else value * factor
+    out["throughput"] /= factor
+    return out
 
 
 def test_inconclusive_fails_when_listed(fake_project: FakeProject) -> None:
     fake_project.write_suite(ONE_CASE)
-    fake_project.write_ini(pipeperf_min_rounds="15", pipeperf_threshold="10%")
-    # Recorded processes at 1, 4 and 16 ms; then 12 ms: far beyond 10%, inside their spread.
-    _set_levels(fake_project, [1.0, 4.0, 16.0], jitter=0.2)
-    fake_project.run("--pipeperf-update-baselines", "--pipeperf-runs=3").assert_outcomes(passed=1)
-    _set_levels(fake_project, [12.0], jitter=0.2)
+    fake_project.write_ini(pipeperf_threshold="10%")
+    fake_project.run("--pipeperf-update-baselines").assert_outcomes(passed=1)
+    # Three stored processes 16x apart, centred 3x faster than this code: the rerun is beyond
+    # the 10% threshold (x3) but well inside what the processes spread (inconclusive).
+    path = fake_project.baseline_path()
+    data = json.loads(path.read_text())
+    (entry,) = (e for points in data["cases"].values() for e in points.values())
+    (run,) = entry["runs"]
+    entry["runs"] = [_scaled(run, f / 3) for f in (0.25, 1.0, 4.0)]
+    path.write_text(json.dumps(data))
 
+    fake_project.run().assert_outcomes(passed=1)  # reported only, by default
     result = fake_project.run("--pipeperf-fail-on=regression,inconclusive",
                               "--pipeperf-json=out.json")
 
