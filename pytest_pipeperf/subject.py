@@ -157,7 +157,7 @@ def reference_call(reference: Any, what: str) -> Callable[[Any], Any] | None:
     """
     if reference is None:
         return None
-    if callable(reference) and not hasattr(reference, "shape"):
+    if _is_function(reference):
         return synchronized(reference)
     from pytest_pipeperf.structured import slice_outputs
 
@@ -200,7 +200,7 @@ def for_callable(fn: Callable[[Any], Any], inputs: Any, reference: Any,
     count(inputs, what)
     expected = reference_call(reference, what)
     alongside = None
-    if expected is not None and callable(reference) and reference is not fn:
+    if expected is not None and _is_function(reference) and reference is not fn:
         alongside = _alongside(expected, eager_cost_limit)
     return Subject(name=name, label=name, model=_model_of(fn), task="own",
                    call=synchronized(fn), batch=lambda size: take(inputs, size),
@@ -276,8 +276,8 @@ def for_transformers(pipe: Any, inputs: Any, reference: Any,
                                   preset)
 
     alongside = None
-    if expected is not None and (built is not None or _pipeline.is_pipeline(reference)
-                                 or callable(reference)) and reference is not pipe:
+    # a reference that runs (a pipeline, built or given, or a callable) is timed alongside
+    if expected is not None and _is_function(reference) and reference is not pipe:
         alongside = _alongside(expected, eager_cost_limit)
     ref_label = "eager fp32 cpu pipeline of the model" if built is not None else \
         _reference_label(reference)
@@ -302,9 +302,15 @@ def _alongside(expected: Callable[[Any], Any], limit: float
 def _reference_label(reference: Any) -> str:
     if reference is None:
         return "none"
-    if callable(reference) and not hasattr(reference, "shape"):
+    if _is_function(reference):
         return name_of(reference)
     return "recorded outputs"
+
+
+def _is_function(reference: Any) -> bool:
+    """Whether ``reference=`` is run on each batch (a callable) rather than outputs recorded
+    earlier (an array-like is never called, even if its type is callable)."""
+    return callable(reference) and not hasattr(reference, "shape")
 
 
 def _model_of(fn: Any) -> str:

@@ -63,8 +63,8 @@ if TYPE_CHECKING:
 USER_EXPORT_FORMAT = 1
 OPSET = 17
 EXPORTER = "torchscript"
-"""``torch.onnx.export(dynamo=False)``: the dynamo exporter needs ``onnxscript`` (not installed
-with the pins, environment.md); the TorchScript one needs only ``onnx`` and takes a dynamic batch
+"""``torch.onnx.export(dynamo=False)``: the dynamo exporter needs ``onnxscript`` (not in the
+pinned CPU stack of constraints.txt); the TorchScript one needs only ``onnx`` and takes a dynamic batch
 axis through ``dynamic_axes``."""
 
 BATCH_AXIS = "batch"
