@@ -127,7 +127,7 @@ def summary_line(records: Sequence[CaseResult]) -> str:
     tail = "; memory: " + ", ".join(f"{n} {k}" for k, n in sorted(memory.items())) \
         if memory.get("regressed") or memory.get("improved") else ""
     return (f"{len(records)} cases, {points} points: " + (", ".join(parts) or "nothing measured")
-            + tail + speedup_tail(records))
+            + tail + speedup_tail(records) + slo_tail(records))
 
 
 def speedup_tail(records: Sequence[CaseResult]) -> str:
@@ -137,6 +137,15 @@ def speedup_tail(records: Sequence[CaseResult]) -> str:
                     if p.speedup_verdict is not None)
     order = ("failed", "inconclusive", "not-judged", "ok")
     return "; speed-up gate: " + ", ".join(f"{gates[k]} {k}" for k in order if gates[k]) \
+        if gates else ""
+
+
+def slo_tail(records: Sequence[CaseResult]) -> str:
+    """``; SLO gates: 1 failed, 3 ok`` when any point had a ``max_p99_ms`` / ``min_throughput``
+    bound (a failed gate fails its test), else ``""``."""
+    gates = Counter(v.status for rec in records for p in rec.points for v in p.slo_verdicts)
+    order = ("failed", "inconclusive", "not-judged", "ok")
+    return "; SLO gates: " + ", ".join(f"{gates[k]} {k}" for k in order if gates[k]) \
         if gates else ""
 
 
@@ -163,6 +172,8 @@ def detail_lines(records: Sequence[CaseResult]) -> list[str]:
                 continue
             if (gate := point.speedup_verdict) is not None and gate.status != "ok":
                 lines.append(f"SPEEDUP {gate.status.upper()} {where}: {gate.message}")
+            lines += [f"SLO {slo.status.upper()} {where}: {slo.message}"
+                      for slo in point.slo_verdicts if slo.status != "ok"]
             verdict = point.verdict
             status = verdict.status.value if verdict is not None else None
             if verdict is not None and status in ("regressed", "inconclusive", "improved"):
@@ -496,6 +507,8 @@ def _note_cell(point: PointResult, status: str) -> str:
     note = point.verdict.reason if point.verdict is not None else ""
     if (gate := point.speedup_verdict) is not None:  # the speed-up gate's outcome
         note = f"{note}; {gate.message}" if note else gate.message
+    for slo in point.slo_verdicts:  # the SLO gates' outcomes
+        note = f"{note}; {slo.message}" if note else slo.message
     return md_text(note)
 
 
@@ -658,7 +671,7 @@ def _summary(records: Sequence[CaseResult], counts: Mapping[str, int]) -> str:
     parts.extend(f"{counts[k]} {md_text(k)}" for k in extra)
     return (f"**{len(records)} case{'s' if len(records) != 1 else ''}, {points} "
             f"point{'s' if points != 1 else ''}:** " + ", ".join(parts)
-            + md_text(speedup_tail(records)))
+            + md_text(speedup_tail(records) + slo_tail(records)))
 
 
 def markdown(records: Sequence[CaseResult], *, machine: Mapping[str, Any], control_line: str,
@@ -746,6 +759,13 @@ def _render(records: Sequence[CaseResult], rows: Sequence[_MdRow], keep: set[int
                 ""]
         out += [f"- {md_code(f'{rec.nodeid} {p.key}', in_table=False)}: "
                 f"{md_text(p.speedup_verdict.message)}" for rec, p in gates if p.speedup_verdict]
+    slos = [(rec, p, v) for rec in records for p in rec.points for v in p.slo_verdicts
+            if v.failed]  # failed max_p99_ms / min_throughput: tests failed
+    if slos:
+        out += ["", "**SLO gate failed** (`max_p99_ms` / `min_throughput`, this run's samples):",
+                ""]
+        out += [f"- {md_code(f'{rec.nodeid} {p.key}', in_table=False)}: {md_text(v.message)}"
+                for rec, p, v in slos]
     left_out = len(rows) - len(keep)
     if left_out:
         out += ["", (f"> **Report truncated** to {max_chars} characters: {left_out} of "
