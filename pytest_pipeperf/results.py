@@ -147,6 +147,12 @@ class PointResult:
             return "parity-failed"
         return self.verdict.status.value if self.verdict is not None else "parity-only"
 
+    @property
+    def judged(self) -> bool:
+        """Whether a rule compared this point with something (a baseline or an A/B base): its
+        parity passed and its verdict has a ratio (not ``new`` / ``incomparable``)."""
+        return self.parity.passed and self.verdict is not None and self.verdict.ratio is not None
+
 
 @dataclass(frozen=True, slots=True)
 class CaseResult:
