@@ -238,8 +238,18 @@ class PipeperfCheck:
         def publish(doc: dict[str, Any]) -> None:
             item.user_properties[slot] = (SCENARIO_PROPERTY, doc)
 
+        def judge(verdicts: list[dict[str, Any]]) -> None:
+            fail_on = self.session.settings.fail_on
+            strict = FailOn.INCONCLUSIVE in fail_on
+            failed = [v["message"] for v in verdicts if fail_on and (
+                v["status"] == "failed" or strict and v["status"] == "not-judged")]
+            if failed:
+                pytest.fail("pipeperf: scenario gate failed: " + "; ".join(failed),
+                            pytrace=False)
+
         try:
-            scenario = Scenario(name, title, curve=curve, bars=bars, base=base, publish=publish)
+            scenario = Scenario(name, title, curve=curve, bars=bars, base=base, publish=publish,
+                                on_gate=judge, on_error=misuse)
         except ValueError as exc:
             error = str(exc)
         else:

@@ -1,15 +1,18 @@
-"""The SLO gates' statistics and rule: :func:`pytest_pipeperf.stats.quantile_ci` (an
-order-statistic interval of a quantile) and :mod:`pytest_pipeperf.verdicts.slo`."""
+"""The SLO gates' statistics and rules: :func:`pytest_pipeperf.stats.quantile_ci` (an
+order-statistic interval of a quantile), :mod:`pytest_pipeperf.verdicts.slo` and the scenario
+metric gates (:meth:`pytest_pipeperf.scenario.Scenario.gate`)."""
 
 from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_pipeperf.scenario import Scenario
 from pytest_pipeperf.stats import percentile, quantile_ci, quantile_ci_min_n, quantile_ci_ranks
 from pytest_pipeperf.verdicts.slo import (
     P99_MIN_SAMPLES,
@@ -166,3 +169,41 @@ def test_good_bounds() -> None:
     assert parse_slo_bound(20, "max_p99_ms") == 20.0
     assert parse_slo_bound({"ONNXRuntime": 20, "eager-int8": 35}, "min_throughput") == {
         "onnxruntime": 20.0, "eager-int8": 35.0}
+
+
+def _scenario() -> Scenario:
+    sc = Scenario("serving", "load")
+    sc.add("none", offered_qps=10, p99_ms=40.0)
+    sc.add("none", offered_qps=20, p99_ms=None)  # no request served: undefined
+    return sc
+
+
+def test_a_scenario_gate_judges_each_matching_row() -> None:
+    sc = _scenario()
+    ok, undefined = sc.gate("p99_ms", max=50)
+    assert (ok["status"], ok["value"]) == ("ok", 40.0)
+    assert ok["message"] == "scenario serving [none]: p99_ms <= 50: 40.0 meets it"
+    assert (undefined["status"], undefined["value"]) == ("not-judged", None)
+    (low,) = sc.gate("p99_ms", min=45, max=100, where={"offered_qps": 10})
+    assert low["status"] == "failed"
+    assert low["message"] == ("scenario serving [none, offered_qps=10]: p99_ms <= 100 and >= 45: "
+                              "40.0 breaks it")
+    assert [g["status"] for g in sc.to_dict()["gates"]] == ["ok", "not-judged", "failed"]
+    assert "gates" not in Scenario("x", None).to_dict()  # no gate: the record as it was
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"metric": "p99_ms"}, "give max= and/or min="),
+    ({"metric": "p99_ms", "max": math.nan}, "max= must be a finite number, got nan"),
+    ({"metric": "p99_ms", "max": True}, "max= must be a finite number, got True"),
+    ({"metric": "p99_ms", "max": 1, "min": 2}, "min=2 is above max=1"),
+    ({"metric": "P99", "max": 1}, "metric must be a metric name"),
+    ({"metric": "p99_ms", "max": 1, "variant": "dynamic"}, "no row matches (variant='dynamic'"),
+    ({"metric": "p99_ms", "max": 1, "where": {"offered_qps": 30}}, "rows: none. Gate after"),
+    ({"metric": "qps", "max": 1}, "with a 'qps' metric"),
+])
+def test_a_bad_scenario_gate_names_the_fix(kwargs: dict[str, Any], error: str) -> None:
+    metric = kwargs.pop("metric")
+    with pytest.raises(ValueError) as info:
+        _scenario().gate(metric, **kwargs)
+    assert error in str(info.value)
