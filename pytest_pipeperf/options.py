@@ -121,28 +121,6 @@ def parse_min_speedup(text: str) -> float:
     return value
 
 
-def parse_max_p99_ms(text: str) -> float:
-    """A p99 latency bound in milliseconds: a finite number > 0, e.g. ``20`` (``20ms`` too)."""
-    return _positive(text, "ms", "max-p99-ms", "20 (a p99 of at most 20 ms)")
-
-
-def parse_min_throughput(text: str) -> float:
-    """A throughput bound in items per second: a finite number > 0, e.g. ``100``."""
-    return _positive(text, "/s", "min-throughput", "100 (at least 100 items/s)")
-
-
-def _positive(text: str, suffix: str, name: str, example: str) -> float:
-    raw = str(text).strip().lower().removesuffix(suffix)
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(
-            f"invalid {name} {text!r}; give a number > 0, e.g. {example}")
-    return value
-
-
 def parse_threshold(text: str | float) -> float:
     """``5%`` or ``0.05`` -> 0.05. A bare number > 1 is refused (ambiguous)."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
@@ -434,12 +412,6 @@ OPTIONS: tuple[Option, ...] = (
     Option("--pipeperf-min-speedup", "pipeperf_min_speedup", "X", parse_min_speedup, None,
            "fail a point whose speed-up over eager fp32 (same rounds) is below X "
            "(marker: `min_speedup=`)"),
-    Option("--pipeperf-max-p99-ms", "pipeperf_max_p99_ms", "MS", parse_max_p99_ms, None,
-           "fail a point whose p99 latency (99% interval of this run's samples) lies above MS "
-           "(marker: `max_p99_ms=`)"),
-    Option("--pipeperf-min-throughput", "pipeperf_min_throughput", "N", parse_min_throughput,
-           None, "fail a point whose items/s at the median (with its 99% interval) lies below N "
-           "(marker: `min_throughput=`)"),
     Option("--pipeperf-memory-threshold", "pipeperf_memory_threshold", "PCT", parse_threshold,
            0.25,
            "allowed growth of a case's memory (CPU: RSS growth during the case; CUDA: the "
