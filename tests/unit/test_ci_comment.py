@@ -7,33 +7,21 @@ names from the script and the test fails.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "ci" / "pipeperf_comment.py"
+from tests.unit.ci_scripts import load_script
+
 REPO = "acme/pipeline"
 SHA = "a" * 40
 RUN_URL = "https://github.com/acme/pipeline/actions/runs/42"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pipeperf_comment", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pipeperf_comment"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-pc = _load()
+pc = load_script("pipeperf_comment")
 
 
 def _pull(number: int = 7, sha: str = SHA, head_repo: str = "fork/pipeline", branch: str = "speedup",

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.unit.ci_scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "ci" / "pipeperf_plan.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pipeperf_plan", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pipeperf_plan"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-plan = _load()
+plan = load_script("pipeperf_plan")
 SAME = {"EVENT_NAME": "pull_request", "REPO": "acme/p", "HEAD_REPO": "acme/p", "DRAFT": "false", "LABELS": "[]"}
 FORK = {**SAME, "HEAD_REPO": "mallory/p"}
 
