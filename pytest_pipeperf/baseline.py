@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_pipeperf.signature import OutputSignature
+from pytest_pipeperf.signature import parse as parse_signature
 from pytest_pipeperf.stats import LatencyStats, RatioStats
 
 SCHEMA_VERSION = 2
@@ -85,6 +87,10 @@ class Run:
         stored only when set.
     :param subject: what ran when the test benched its own callable or transformers pipeline:
         ``{"name", "model", "device"}`` (strings); stored only when set.
+    :param model_digest: the short SHA-256 content digest of the model the case ran
+        (:mod:`pytest_pipeperf.signature`); stored only when known.
+    :param signature: the signature of the point's reference outputs; stored only when the
+        point had a reference.
     """
 
     recorded_at: str
@@ -97,6 +103,8 @@ class Run:
     reference: str | None = None
     memory: Mapping[str, float] | None = None
     subject: Mapping[str, str] | None = None
+    model_digest: str | None = None
+    signature: OutputSignature | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -116,6 +124,10 @@ class Run:
             out["memory"] = {k: round(v, 3) for k, v in sorted(self.memory.items())}
         if self.subject:
             out["subject"] = dict(sorted(self.subject.items()))
+        if self.model_digest is not None:
+            out["model_digest"] = self.model_digest
+        if self.signature is not None:
+            out["signature"] = self.signature.to_dict()
         return out
 
 
@@ -295,9 +307,20 @@ def _parse_run(data: Any, path: Path, where: str) -> Run:
     _need(subject is None or (isinstance(subject, dict) and all(
         isinstance(k, str) and isinstance(v, str) for k, v in subject.items())),
         path, f"{where}.subject", f"expected null or an object of strings, got {subject!r}")
+    digest = data.get("model_digest")
+    _need(digest is None or (isinstance(digest, str) and 8 <= len(digest) <= 64 and all(
+        c in "0123456789abcdef" for c in digest)), path, f"{where}.model_digest",
+        f"expected null or 8-64 lowercase hex digits, got {digest!r}")
+    signature = None
+    if data.get("signature") is not None:
+        try:
+            signature = parse_signature(data["signature"], "signature")
+        except ValueError as exc:
+            raise BaselineError(path, f"field {where}.{exc}", _FIX_CORRUPT) from None
     return Run(data["recorded_at"], parsed, float(thr), dict(versions), threads, recipe, normalized,
                reference, {k: float(v) for k, v in memory.items()} if memory else None,
-               dict(subject) if subject else None)
+               dict(subject) if subject else None,
+               model_digest=digest, signature=signature)
 
 
 def _parse_calibration(data: Any, path: Path, where: str) -> Calibration:

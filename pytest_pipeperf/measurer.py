@@ -132,7 +132,7 @@ class InterleavedMeasurer:
             with blas_threads(settings.threads), session.progress.phase(
                     f"{check.where()}: measuring batch {size}", kind="measure", report=False), \
                     threads.watch(settings.threads, f"{check.where()} batch {size}"):
-                measurement = measure(fns, settings.plan, timer)
+                measurement = measure(fns, check.timing_plan, timer)
             samples = measurement.samples_ns
             stats = summarize(samples["candidate"])
             normalized = ratios(samples["candidate"],

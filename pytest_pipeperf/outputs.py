@@ -20,7 +20,6 @@ import pytest
 
 from pytest_pipeperf import recording, report
 from pytest_pipeperf.baseline import BaselineError, atomic_write, stale_cases
-from pytest_pipeperf.config import FailOn
 from pytest_pipeperf.roles import role_of
 from pytest_pipeperf.scenario import table_lines as scenario_table_lines
 
@@ -199,6 +198,10 @@ def terminal_summary(state: PipeperfSession, tr: Any) -> None:
     grouped = report.GROUPED if state.flush_result is None else ()
     for line in report.suite_status_lines(state.records, grouped):
         tr.write_line("pipeperf: " + line)
+    if state.flush_result is None:  # once per suite: points that cannot see their threshold
+        for sens in report.suite_sensitivity(state.records):
+            if (blind := report.sensitivity_line(sens)) is not None:
+                tr.write_line("pipeperf: " + blind)
     if state.records:
         tr.write_line("one-off costs (not in the samples):")
         for line in report.one_off_lines(state.records):
@@ -239,8 +242,8 @@ def terminal_summary(state: PipeperfSession, tr: Any) -> None:
 def github_annotations(state: PipeperfSession, tr: Any) -> None:
     """Workflow commands: GitHub turns them into annotations on the PR's files."""
     for line in report.github_annotations(
-            state.records, fail_on_regression=FailOn.REGRESSION in state.settings.fail_on,
-            fail_on_memory=state.settings.fail_on_memory):
+            state.records, fail_on=state.settings.fail_on,
+            recording=state.settings.update_baselines):
         tr.write_line(line)
 
 

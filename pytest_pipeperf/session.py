@@ -225,8 +225,10 @@ class PipeperfSession:
         return gate.point_alpha(self.settings, self.timed_points)
 
     def control_line(self) -> str:
-        """How the suite-level false-alarm rate is controlled, for the report."""
-        return gate.control_line(self.settings, self.timed_points)
+        """How the suite-level false-alarm rate is controlled, for the report: over the timed
+        points counted at collection, and how many of them were judged."""
+        judged = sum(1 for rec in self.records for point in rec.points if point.judged)
+        return gate.control_line(self.settings, self.timed_points, judged)
 
     # -- run-time hooks (this object is registered as a plugin) --------------------------------
 

@@ -251,3 +251,72 @@ def summarize_ratios(numerator: Sequence[int | float], denominator: Sequence[int
     median = float(np.median(ratios))
     log_se = (math.log(hi) - math.log(lo)) / (2.0 * z_for(confidence))
     return RatioStats(len(ratios), median, (min(lo, median), max(hi, median)), log_se)
+
+
+def _binomial_cdf_table(n: int, p: float) -> list[float]:
+    """``P(Bin(n, p) <= k)`` for ``k = 0..n``, summed in log space (no overflow for large n)."""
+    if p <= 0.0 or p >= 1.0:
+        return [1.0 if (p <= 0.0 or k == n) else 0.0 for k in range(n + 1)]
+    log_p, log_q = math.log(p), math.log1p(-p)
+    log_pmf = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+               + k * log_p + (n - k) * log_q for k in range(n + 1)]
+    top = max(log_pmf)
+    weights = [math.exp(v - top) for v in log_pmf]
+    total = math.fsum(weights)
+    out, running = [], 0.0
+    for w in weights:
+        running += w
+        out.append(min(1.0, running / total))
+    return out
+
+
+def quantile_ci_ranks(n: int, q: float, confidence: float = 0.99) -> tuple[int | None, int | None]:
+    """The order-statistic ranks (0-based) of a distribution-free interval of the
+    ``q``-quantile of ``n`` samples, exact binomial: the ``B`` of samples at or below the true
+    quantile is ``Bin(n, q)``, and sample ``k`` (0-based, sorted) lies at or below it iff
+    ``B > k``. Each tail holds at most ``(1 - confidence) / 2``.
+
+    :returns: ``(low, high)``; ``None`` where ``n`` is too small for that end (the interval
+        is unbounded there: with 30 samples a 99% interval of the p99 has no upper end).
+    :raises ValueError: for ``n < 1``, ``q`` outside (0, 1) or ``confidence`` outside (0, 1).
+    """
+    if n < 1:
+        raise ValueError(f"quantile_ci needs at least one sample, got n={n}")
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"quantile must lie in (0, 1), got {q}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    tail = (1.0 - confidence) / 2.0
+    cdf = _binomial_cdf_table(n, q)
+    # low: the largest k with P(sample k > quantile) = P(B <= k) <= tail
+    low = None
+    for k in range(n):
+        if cdf[k] <= tail:
+            low = k
+        else:
+            break
+    # high: the smallest j with P(sample j < quantile) = P(B >= j + 1) = 1 - cdf[j] <= tail
+    high = next((j for j in range(n) if 1.0 - cdf[j] <= tail), None)
+    return low, high
+
+
+def quantile_ci(sorted_values: Sequence[float], q: float,
+                confidence: float = 0.99) -> tuple[float | None, float | None]:
+    """Distribution-free confidence interval of the ``q``-quantile (``q=0.99``: the p99) of
+    already sorted values, from order statistics (:func:`quantile_ci_ranks`).
+
+    :returns: ``(low, high)``; an end is ``None`` where there are too few samples to bound
+        it (see :func:`quantile_ci_min_n`).
+    """
+    low, high = quantile_ci_ranks(len(sorted_values), q, confidence)
+    return (None if low is None else sorted_values[low],
+            None if high is None else sorted_values[high])
+
+
+def quantile_ci_min_n(q: float, confidence: float = 0.99) -> int:
+    """The fewest samples for which a ``confidence`` interval of the ``q``-quantile has both
+    ends: ``max(q, 1 - q) ** n <= (1 - confidence) / 2`` (the p99 at 99%: 528 samples)."""
+    if not 0.0 < q < 1.0 or not 0.0 < confidence < 1.0:
+        raise ValueError(f"need q and confidence in (0, 1), got {q}, {confidence}")
+    tail = (1.0 - confidence) / 2.0
+    return max(1, math.ceil(math.log(tail) / math.log(max(q, 1.0 - q))))

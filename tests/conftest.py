@@ -197,6 +197,7 @@ pipeperf_min_time = 0.05
 pipeperf_max_time = 1
 pipeperf_min_rounds = 7
 pipeperf_warmup = 0
+pipeperf_runs = 1
 """
 
 # A suite of two pipeperf test functions, each with its own model directory.

@@ -17,7 +17,8 @@ from pytest_pipeperf.verdicts import Status, gate
 
 
 def settings(scope: AlphaScope = AlphaScope.SESSION, alpha: float = 0.01) -> Any:
-    return SimpleNamespace(alpha=alpha, alpha_scope=scope, threads=1, memory_threshold=0.25)
+    return SimpleNamespace(alpha=alpha, alpha_scope=scope, threads=1, memory_threshold=0.25,
+                           escalate=False)
 
 
 def test_the_session_rate_is_split_over_its_timed_points() -> None:
