@@ -147,6 +147,7 @@ class PipeperfCheck:
         self._built: list[Runnable] = []
         # The case's own memory, from before its build (pipeline()) to the end of bench().
         self._memory = MemoryWatch(device).start()
+        session.case_memory = self._memory
 
     @property
     def recipes(self) -> dict[Precision, str]:
@@ -310,11 +311,24 @@ class PipeperfCheck:
         if stand_in is not None:  # built elsewhere (the A/B workers); this only if called
             self._built.append(stand_in)
             return Pipeline(stand_in, spec, 0.0)
+        self._reference_first(spec)
         start = time.perf_counter()
         with self.session.progress.phase(f"{self.where()}: building {path.name}"):
             runnable = self.build(spec)
         self._built.append(runnable)
         return Pipeline(runnable, spec, time.perf_counter() - start)
+
+    def _reference_first(self, spec: ModelSpec) -> None:
+        """Build the session's reference of ``spec`` (parity needs it) before the candidate, so
+        the libraries and first-use state both load are the reference's, kept out of every
+        case's memory (:meth:`PipeperfSession.shared_work`), whichever case comes first. A
+        reference that fails to build is left for :meth:`bench` to report with its context."""
+        if self.backend == OWN_BACKEND or self.session.backend(self.backend) is None:
+            return
+        try:
+            self.session.reference_runnable(spec)
+        except Exception:  # noqa: BLE001 - reported where parity needs it
+            return
 
     def build(self, spec: ModelSpec) -> Runnable:
         """Build ``spec`` for this case's backend, precision and device; a missing backend or
@@ -336,6 +350,8 @@ class PipeperfCheck:
     def close(self) -> None:
         """Release every pipeline this case built (called at fixture teardown)."""
         self._memory.stop()
+        if self.session.case_memory is self._memory:
+            self.session.case_memory = None
         while self._built:
             self._built.pop().close()
 

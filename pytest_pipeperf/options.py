@@ -531,10 +531,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--pipeperf-fail-on-memory", "pipeperf_fail_on_memory", None, None, False,
            "same as adding `memory` to `--pipeperf-fail-on`: a memory regression (see "
            "`--pipeperf-memory-threshold`) fails its test; without it memory verdicts are "
-           "reported only. Off by default: a "
-           "case's RSS growth includes process-wide first-use costs (library initialisation, "
-           "allocator arenas) that land in whichever case runs first, e.g. +65 MB for the first "
-           "case of an xdist worker", F),
+           "reported only. Off by default: the shared reference model is kept out of every "
+           "case, but a library's first use (tens of MB) lands in the first case that loads it",
+           F),
     Option("--pipeperf-long", "pipeperf_long", None, None, False,
            "run the scenario suites at full length (batch sweep 1-64, the highest-QPS search, "
            "longer load runs; `pipeperf.long` in a suite) instead of the default run's short "
