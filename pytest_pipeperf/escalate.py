@@ -205,10 +205,9 @@ def run_paired(check: PipeperfCheck, pipe: Pipeline,
                                    threshold=check.threshold, serve=None, base=base)
     saved = config.stash.get(ab.ab_key, None)
     build_s, info = pipe.build_s, pipe.runnable.info
-    texts = inputs if isinstance(inputs, tuple) else ()  # the workers bench their own inputs
     config.stash[ab.ab_key] = settings
     try:
-        points = ab.run_ab(check, pipe, texts, sizes, max_length)
+        points = ab.run_ab(check, pipe, sizes)
     finally:
         if saved is None:
             del config.stash[ab.ab_key]
