@@ -22,9 +22,9 @@ the two halves add up to its share of the session's rate.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -45,15 +45,11 @@ NOT_ESCALATED = "not escalated"
 
 def commit_of(run: Run) -> tuple[str | None, bool]:
     """``(sha, dirty)`` of the commit a stored run was recorded at; ``(None, False)`` when the
-    run does not say (recorded before baseline runs stored their commit)."""
-    commit: Any = getattr(run, "commit", None)
-    if commit is None:
+    run does not say (recorded before baseline runs stored their commit, or outside a git
+    checkout)."""
+    if run.commit is None:
         return None, False
-    if isinstance(commit, Mapping):
-        sha, dirty = commit.get("sha"), commit.get("dirty")
-    else:
-        sha, dirty = getattr(commit, "sha", None), getattr(commit, "dirty", None)
-    return (str(sha) if sha else None), bool(dirty)
+    return run.commit.sha, run.commit.dirty
 
 
 def baseline_commit(runs: Sequence[Run]) -> tuple[str | None, str]:

@@ -42,8 +42,10 @@ class Outputs:
         info = baseline_info(state) if settings.report_path is not None else {}
         if (settings.update_baselines or settings.calibrate) and not settings.disabled:
             prune = None if state.partial else {s: set(f) for s, f in state.functions.items()}
+            commit = recording.checkout_commit(state.config.rootpath, settings.baseline_dir) \
+                if settings.update_baselines else None
             queued, state.calibrations = recording.updates(
-                [*state.child_records, *state.records], settings)
+                [*state.child_records, *state.records], settings, commit)
             state.flush_result = state.store.flush(queued, prune)
             state.errors.extend(state.flush_result.errors)
         write_outputs(state, info)

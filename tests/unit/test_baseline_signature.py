@@ -1,4 +1,5 @@
-"""Baseline runs keep the model's digest and the reference outputs' signature (issue 16 item 5)."""
+"""Baseline runs keep the model's digest and the reference outputs' signature (issue 16 item 5),
+and the commit they were recorded at (item 9)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pytest_pipeperf.baseline import BaselineError, Run, load_file, parse
+from pytest_pipeperf.baseline import BaselineError, Commit, Run, load_file, parse
 from pytest_pipeperf.signature import compare, sign
 from pytest_pipeperf.stats import LatencyStats
 
@@ -76,3 +77,57 @@ def test_bad_fields_are_a_baseline_error_naming_the_file_and_field(
         load_file(path)
     assert str(info.value).startswith(f"baseline file {path}: ")
     assert expected in str(info.value)
+
+
+# -- the commit a run was recorded at (issue 16 item 9, --pipeperf-escalate) --------------------
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize("commit", [Commit(SHA, False), Commit(SHA, True), Commit("ab" * 32, False)],
+                         ids=["clean", "dirty", "sha256-repository"])
+def test_a_run_round_trips_its_commit(commit: Commit) -> None:
+    run = Run("2026-12-03T10:00:00Z", _stats(), 250.0, {}, None, commit=commit)
+    data = json.loads(json.dumps(run.to_dict()))
+    assert data["commit"] == {"sha": commit.sha, "dirty": commit.dirty}
+    whole = json.loads(VALID.read_text())
+    whole["cases"][EMBED]["batch_size=1"]["runs"][0] = data
+    stored = parse(whole, VALID).runs(EMBED, "batch_size=1")[0]
+    assert stored.commit == commit
+    assert stored.to_dict() == data
+
+
+def test_a_run_without_a_commit_writes_none_and_old_files_load() -> None:
+    assert "commit" not in Run("2026-12-03T10:00:00Z", _stats(), 250.0, {}, None).to_dict()
+    baseline = load_file(VALID)
+    assert baseline is not None and baseline.runs(EMBED, "batch_size=1")[0].commit is None
+
+
+@pytest.mark.parametrize(("commit", "expected"), [
+    ("abc", f"field {RUN0}.commit: expected null or an object, got 'abc'"),
+    ({"dirty": False}, f"field {RUN0}.commit.sha: missing"),
+    ({"sha": SHA}, f"field {RUN0}.commit.dirty: missing"),
+    ({"sha": SHA[:12], "dirty": False},
+     f"field {RUN0}.commit.sha: expected a full git commit (40 or 64 lowercase hex digits), "
+     f"got '{SHA[:12]}'"),
+    ({"sha": SHA.upper(), "dirty": False}, f"field {RUN0}.commit.sha: expected a full git"),
+    ({"sha": 12, "dirty": False}, f"field {RUN0}.commit.sha: expected a full git"),
+    ({"sha": SHA, "dirty": "no"}, f"field {RUN0}.commit.dirty: expected true or false, got 'no'"),
+    ({"sha": SHA, "dirty": 0}, f"field {RUN0}.commit.dirty: expected true or false, got 0"),
+    ({"sha": SHA, "dirty": False, "branch": "main"},
+     f"field {RUN0}.commit: unknown key(s) 'branch'"),
+])
+def test_a_bad_commit_is_a_baseline_error_naming_the_file_and_field(
+        tmp_path: Path, commit: Any, expected: str) -> None:
+    path = _with_first_run(tmp_path, commit=commit)
+    with pytest.raises(BaselineError) as info:
+        load_file(path)
+    assert str(info.value).startswith(f"baseline file {path}: ")
+    assert expected in str(info.value)
+
+
+def test_a_commit_checks_its_fields() -> None:
+    with pytest.raises(ValueError, match="sha must be 40 or 64 lowercase hex digits"):
+        Commit("HEAD", False)
+    with pytest.raises(ValueError, match="dirty must be true or false"):
+        Commit(SHA, 1)  # type: ignore[arg-type]
