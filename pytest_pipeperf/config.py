@@ -195,8 +195,10 @@ class PipeperfConfig:
                           _value(config, "pipeperf_measure_timeout")),
             isolated_child=isolated,
             batch_sizes=_value(config, "pipeperf_batch_sizes"),
-            # a recording run judges nothing worth escalating; a record child judges nothing
-            escalate=_flag(config, "pipeperf_escalate") and not (update or calibrate or child),
+            # a recording run judges nothing worth escalating; a record child judges nothing; an
+            # A/B run's points are paired already (and keep their whole alpha)
+            escalate=_flag(config, "pipeperf_escalate") and not (update or calibrate or child)
+            and _value(config, "pipeperf_ab") is None,
         )
 
 

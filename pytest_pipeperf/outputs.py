@@ -130,7 +130,7 @@ def settings_dict(state: PipeperfSession) -> dict[str, Any]:
         "recipes": {p.value: n for p, n in s.recipes.items()},
         "alpha": s.alpha, "alpha_scope": s.alpha_scope.value, "timed_points": state.timed_points,
         "point_alpha": state.point_alpha(), "false_alarm_control": state.control_line(),
-        "runs": s.runs, "calibrate": s.calibrate,
+        "runs": s.runs, "calibrate": s.calibrate, "escalate": s.escalate,
         "versions": state.versions,
     }
 

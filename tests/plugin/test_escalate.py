@@ -129,6 +129,10 @@ def test_an_inconclusive_point_is_decided_against_the_baselines_commit(
     # Each gate judges at half the point's rate; the baseline is left as it was.
     result.stdout.fnmatch_lines(["*halved between the stored gate and its escalation*"])
     assert project.baseline_path().read_bytes() == spread
+    settings = json.loads((project.path / "out.json").read_text())["settings"]
+    plain_settings = json.loads((project.path / "plain.json").read_text())["settings"]
+    assert settings["escalate"] is True and plain_settings["escalate"] is False
+    assert settings["point_alpha"] == pytest.approx(plain_settings["point_alpha"] / 2)
 
 
 def test_a_point_whose_commit_cannot_be_checked_out_stays_inconclusive_saying_why(
@@ -175,3 +179,17 @@ def test_a_recording_outside_a_git_checkout_stores_no_commit(project: FakeProjec
     (run,) = project.baseline()["cases"]["test_a[fake-fp32-cpu]"]["batch_size=1"]["runs"]
     assert "commit" not in run
     assert not Path(project.path, ".git").exists()
+
+
+@pytest.mark.parametrize(("args", "on"), [
+    (("--pipeperf-escalate",), True),
+    ((), False),
+    (("--pipeperf-escalate", "--pipeperf-update-baselines"), False),  # a recording judges nothing
+    (("--pipeperf-escalate", "--pipeperf-ab=HEAD"), False),  # its points are paired already
+], ids=["on", "off", "recording", "ab"])
+def test_escalation_is_on_only_where_the_stored_gate_judges(
+        pytester: pytest.Pytester, args: tuple[str, ...], on: bool) -> None:
+    from pytest_pipeperf.config import PipeperfConfig
+
+    config = pytester.parseconfig(*args)
+    assert PipeperfConfig.from_pytest_config(config).escalate is on
