@@ -5,29 +5,23 @@ Loaded into the suite's pytest processes (and, through their inherited environme
 
     PYTHONPATH=<repo>/bench:$PYTHONPATH PYTEST_PLUGINS=pipeperf_bench_inject
 
-``PIPEPERF_BENCH_SLOWDOWN=F`` (a fraction, e.g. ``0.05``): every runnable that a case builds for
-its own cell (``pytest_pipeperf.check.PipeperfCheck.build``: what ``pipeperf.pipeline()`` returns,
-in a plain run and in an A/B worker alike) is wrapped, and each of its calls runs the real call and
-afterwards **busy-spins** (pure-Python arithmetic on the CPU, checking ``perf_counter``) for
-``F x`` the measured duration of that very call. The timed call is thus ``1 + F`` times as long
-and competes for the CPU like real extra work would. ``F = 0`` (the default) patches nothing: no
-wrapper, no overhead.
+``PIPEPERF_BENCH_SLOWDOWN=F`` (a fraction, e.g. ``0.05``): every backend that the
+``pytest_pipeperf_make_backend`` hook returns is wrapped, and every runnable it builds then runs
+the real call and afterwards **busy-spins** (pure-Python arithmetic on the CPU, checking
+``perf_counter``) for ``F x`` the measured duration of that very call. The timed call is thus
+``1 + F`` times as long and competes for the CPU like real extra work would. ``F = 0`` (the
+default) returns the backends untouched: no wrapper, no overhead.
 
-The slowdown hits the candidate only. The session's eager fp32 reference
-(``PipeperfSession.reference_runnable``: the parity reference, and the partner timed alongside
-for the speed-up over eager) is built through the backend directly, not through the case's
-``build``, so it runs at full speed: a +10% candidate shows as a 10% lower speed-up, as a real
-regression of the candidate would. (An earlier version wrapped the backends that the
-``pytest_pipeperf_make_backend`` hook returns; that slowed the eager reference as well and hid
-the speed-up loss.) The matmul reference kernels of the normalised gate are not runnables and are
-never slowed.
+The eager fp32 parity reference is built through the same hook, so it is slowed down too. That
+does not touch the verdicts: the stored-baseline gate judges the candidate normalised by matmul
+*kernels* (not by eager), and the A/B gate times the candidate only (the reference gives parity).
+Only the ``vs eager`` speed-up of the non-eager cases moves.
 
 ``PIPEPERF_BENCH_RECORD=PREFIX`` (optional): at exit every process that loaded this plugin writes
 ``PREFIX.<pid>.json`` with its role (``plain`` / ``ab-controller`` / ``ab-worker``), the slowdown
-it applied, which runnables it wrapped and, per test node id, how many it wrapped there, the wall-clock of the test's
+it applied, how many runnables it wrapped and, per test node id, the wall-clock of the test's
 call phase and the seconds spent measuring: inside ``pytest_pipeperf.check.measure`` (the stored
-gate: warm-up + interleaved rounds; ``pytest_pipeperf.measurer.measure`` since the measurers
-left check.py) or, in an A/B controller, inside the ``warmup`` and ``call``
+gate: warm-up + interleaved rounds) or, in an A/B controller, inside the ``warmup`` and ``call``
 requests to the workers (``pytest_pipeperf.ab.Worker.request``). These wrappers only time;
 they change no behaviour. The bench uses the records to check that the injection reached the
 processes it should (e.g. the A/B current worker, but not the base worker) and for the seconds
@@ -37,7 +31,6 @@ of measurement per case.
 from __future__ import annotations
 
 import atexit
-import importlib
 import json
 import os
 import time
@@ -105,16 +98,33 @@ class SlowRunnable:
         setattr(self._inner, name, value)
 
 
-def _slow_build(build: Callable[..., Any], fraction: float,
-               stats: dict[str, Any]) -> Callable[..., Any]:
-    """``PipeperfCheck.build`` whose runnable is a :class:`SlowRunnable` (the case's own cell)."""
-    def wrapper(check: Any, *args: Any, **kwargs: Any) -> SlowRunnable:
-        runnable = build(check, *args, **kwargs)
-        stats["wrapped"].append(f"{check.backend}-{getattr(check.precision, 'value', check.precision)}")
-        _test_entry()["wrapped"] += 1
-        return SlowRunnable(runnable, fraction, stats)
-    wrapper.__wrapped__ = build  # type: ignore[attr-defined]
-    return wrapper
+class SlowBackend:
+    """A backend whose ``build()`` returns :class:`SlowRunnable` s; the rest is delegated."""
+
+    def __init__(self, inner: Any, fraction: float, stats: dict[str, Any]) -> None:
+        self._inner = inner
+        self._fraction = fraction
+        self._stats = stats
+
+    @property
+    def name(self) -> str:
+        return str(self._inner.name)
+
+    def availability(self) -> Any:
+        return self._inner.availability()
+
+    def supports(self, precision: Any, device: Any) -> Any:
+        return self._inner.supports(precision, device)
+
+    def build(self, *args: Any, **kwargs: Any) -> SlowRunnable:
+        runnable = self._inner.build(*args, **kwargs)
+        self._stats["wrapped"].append(self.name)
+        return SlowRunnable(runnable, self._fraction, self._stats)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
 
 
 # -- the record (instrumentation only) ------------------------------------------------------------
@@ -135,7 +145,7 @@ def _test_entry() -> dict[str, Any]:
     nodeid = _CURRENT[-1] if _CURRENT else "(outside tests)"
     tests: dict[str, dict[str, Any]] = _STATE["tests"]
     return tests.setdefault(nodeid, {"call_s": 0.0, "measure_s": 0.0, "ab_warmup_s": 0.0,
-                                     "ab_call_s": 0.0, "ab_calls": 0, "wrapped": 0})
+                                               "ab_call_s": 0.0, "ab_calls": 0})
 
 
 def _timed(fn: Callable[..., Any], key: str) -> Callable[..., Any]:
@@ -184,25 +194,17 @@ def pytest_configure(config: pytest.Config) -> None:
     serving = config.getoption("pipeperf_ab_serve", default=None) is not None
     controlling = not serving and config.getoption("pipeperf_ab", default=None) is not None
     _STATE["role"] = "ab-worker" if serving else "ab-controller" if controlling else "plain"
-    if _STATE["slowdown"] > 0:
-        from pytest_pipeperf.check import PipeperfCheck
-
-        if not hasattr(PipeperfCheck.build, "__wrapped__"):
-            setattr(PipeperfCheck, "build",  # noqa: B010
-                    _slow_build(PipeperfCheck.build, _STATE["slowdown"], _STATE))
     if not os.environ.get(RECORD_ENV):
         return
     atexit.register(_write_record)
-    # pipeperf.bench() times in measurer.py, pipeperf.measure() in check.py: both modules'
-    # import of timing.measure
-    for module_name in ("pytest_pipeperf.measurer", "pytest_pipeperf.check"):
-        try:
-            module = importlib.import_module(module_name)
-            measure = getattr(module, "measure")  # noqa: B009
-        except (ImportError, AttributeError):
-            continue
+    try:
+        from pytest_pipeperf import check
+
+        measure = getattr(check, "measure")  # noqa: B009 - check.py's import of timing.measure
         if not hasattr(measure, "__wrapped__"):
-            setattr(module, "measure", _timed(measure, "measure_s"))  # noqa: B010
+            setattr(check, "measure", _timed(measure, "measure_s"))  # noqa: B010
+    except (ImportError, AttributeError):
+        pass
     if controlling:
         try:
             from pytest_pipeperf import ab
@@ -222,3 +224,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     finally:
         _test_entry()["call_s"] += time.perf_counter() - start
         _CURRENT.pop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pipeperf_make_backend(name: str, config: pytest.Config) -> Generator[None, Any, Any]:
+    backend = yield
+    fraction = slowdown()
+    if backend is None or fraction == 0.0:
+        return backend
+    return SlowBackend(backend, fraction, _STATE)

@@ -10,20 +10,13 @@ What it runs: the project's own suite, ``suites/test_embeddings.py -k "eager-fp3
 onnxruntime-fp32"`` (MiniLM, batch sizes 1 and 8: 2 cases, 4 timed points per run), as separate
 pytest processes, exactly as a user would, each writing ``--pipeperf-json``. A slowdown is
 injected from outside the product by the plugin ``bench/pipeperf_bench_inject.py`` (loaded with
-``PYTEST_PLUGINS``; ``PIPEPERF_BENCH_SLOWDOWN=F`` makes the runnable each case builds for its own
-cell busy-spin for ``F`` times each call's own duration after the real call; the eager fp32
-reference, which the speed-up divides by, is not slowed). Levels: 0 (A/A: unchanged code) and +3, +5,
+``PYTEST_PLUGINS``; ``PIPEPERF_BENCH_SLOWDOWN=F`` makes every built runnable busy-spin for ``F``
+times each call's own duration after the real call). Levels: 0 (A/A: unchanged code) and +3, +5,
 +10, +20%. Every job (both kinds below, all levels) runs one after another in one shuffled order
 (``--seed``), so machine-state drift over the run hits every level alike.
 
 Gates compared on the same machine and the same runs:
 
-* **lost speed-up** (``lost-speedup/v1``, issue 16 item 2): the speed-up over eager that every
-  non-eager point records (median of per-round ratios eager / candidate from the same
-  interleaved rounds), judged offline exactly like the stored gate below (same judged runs,
-  ``--k`` other A/A runs as the baseline, ``--draws`` draws) through the product's
-  ``judge_lost_speedup(current, stored, threshold=, alpha=)`` with the runs' threshold and
-  per-point alpha. It is skipped, saying so, while the checkout has no such function.
 * **stored baseline** (``normalized-pi/v2``, the product's gate): ``--processes`` plain runs per
   injected level and ``--aa-processes`` A/A runs (which also serve as baselines). Offline, each
   judged run is compared, point by point, with a baseline of ``--k`` A/A runs drawn from *other*
@@ -39,21 +32,10 @@ Gates compared on the same machine and the same runs:
   in turn, using pytest-benchmark's own code (``pytest_benchmark.utils.parse_compare_fail`` and
   the check's ``fails(current, compared)``, on stats dicts in seconds as its session passes them)
   applied to the same samples' mean and median.
-* **paired A/B** (``paired-ab/v1`` or the replicated ``paired-ab/v2``, ``--pipeperf-ab``): ``--ab-runs`` runs per injected level and
+* **paired A/B** (``paired-ab/v1``, ``--pipeperf-ab``): ``--ab-runs`` runs per injected level and
   ``--ab-aa-runs`` A/A runs of ``--pipeperf-ab=python:<this interpreter>
   --pipeperf-ab-base-env PIPEPERF_BENCH_SLOWDOWN=0`` with the level in the controller's
   environment, which the current worker inherits; verdicts are read from the JSON.
-
-It also states, per point, how far each metric drifts between processes (A/A plain runs): the sd
-of ln(value) of the raw p50, the normalised latency and the speed-up, with 95% intervals.
-
-``--snapshot`` runs every job in a copy of HEAD's committed tree (``git archive``, plus this
-checkout's injection plugin) under the results directory, so other people's uncommitted edits in
-a shared checkout neither change nor break the code under measurement. ``--suite`` is a second
-study: the stored gate as a user gets it on the whole built-in suite (record baselines with the
-product's default ``--pipeperf-runs`` into the results directory, then one compare run per
-``--suite-levels`` level, ``--escalate`` adding ``--pipeperf-escalate`` in a git worktree of
-HEAD).
 
 A false alarm is ``regressed`` on an A/A run; detection is ``regressed`` on an injected run.
 Rates are per timed point, with a 95% Clopper-Pearson interval counting each (run, point) once
@@ -114,20 +96,17 @@ QUICK_LEVELS = (0.0, 0.10)
 # Rough seconds per job on the 2-core VM, for the plan printed before measuring.
 EST_S = {"stored": 35.0, "ab": 90.0}
 JOB_TIMEOUT_S = {"stored": 900.0, "ab": 1800.0}
-GATES = ("lost", "stored", "stored-abs", "pb-mean", "pb-median", "ab")
+GATES = ("stored", "stored-abs", "pb-mean", "pb-median", "ab")
 GATE_LABEL = {
-    "lost": "lost speed-up over eager (stored speed-ups)",
     "stored": "stored baseline, normalised (product gate)",
     "stored-abs": "stored baseline, absolute p50 (reported, not deciding)",
     "pb-mean": "pytest-benchmark `--benchmark-compare-fail=mean:5%`",
     "pb-median": "pytest-benchmark `--benchmark-compare-fail=median:5%`",
     "ab": "paired A/B `--pipeperf-ab`",
 }
-GATE_RULE = {"lost": "lost-speedup/v1", "stored": "normalized-pi/v2", "stored-abs": "median-ratio/v1",
+GATE_RULE = {"stored": "normalized-pi/v2", "stored-abs": "median-ratio/v1",
              "pb-mean": "mean +5% vs last run", "pb-median": "median +5% vs last run",
-             "ab": "paired-ab/v*"}
-# Where the lost-speed-up rule may live (issue 16 item 2), first found wins.
-LOST_MODULES = ("pytest_pipeperf.verdicts.lost_speedup", "pytest_pipeperf.verdicts.speedup")
+             "ab": "paired-ab/v1"}
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -153,35 +132,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ab-time", type=float, default=None, metavar="SECONDS",
                         help="pass --pipeperf-ab-time (default: the product's default)")
     parser.add_argument("--no-ab", action="store_true", help="skip the A/B gate")
-    parser.add_argument("--snapshot", action="store_true",
-                        help="measure a copy of HEAD's committed code (git archive into the "
-                             "results directory, with this checkout's bench/ plugin), so that "
-                             "uncommitted work in a shared checkout cannot change or break the "
-                             "code under measurement")
-    parser.add_argument("--suite", action="store_true",
-                        help="instead: the stored gate as a user gets it on the whole built-in "
-                             "suite (suites/): record baselines with the product's default "
-                             "recording into the results directory, then compare once per "
-                             "--suite-levels level (see 'The whole suite' in bench/README.md)")
-    parser.add_argument("--suite-levels", type=_levels, default=(0.0, 0.10, 0.25), metavar="LIST",
-                        help="--suite: injected slowdowns of the compare runs (default: 0,0.1,0.25)")
-    parser.add_argument("--suite-args", default="", metavar="ARGS",
-                        help="--suite: extra pytest arguments of every suite run, e.g. "
-                             "'--pipeperf-backend=eager,onnxruntime' (split on spaces)")
-    parser.add_argument("--escalate", action="store_true",
-                        help="--suite: compare runs pass --pipeperf-escalate (the jobs run in a "
-                             "git worktree of HEAD, so the baseline's commit is reachable)")
-    parser.add_argument("--no-stored", action="store_true",
-                        help="skip the plain runs (e.g. to add A/B runs in their own directory "
-                             "and analyse both together)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run (~3-4 min): levels 0 and +10%%, 2 A/A + 1 injected plain "
                              "run, 1 A/B run at +10%%")
     parser.add_argument("--out", type=Path, default=None,
                         help="results directory (default: .pipeperf/bench/verdicts-<UTC stamp>)")
-    parser.add_argument("--analyse", "--analyze", type=Path, nargs="+", default=None,
-                        metavar="DIR", help="only analyse the runs kept in DIR (several: their "
-                        "runs together, e.g. a plain and an A/B directory; no measuring)")
+    parser.add_argument("--analyse", "--analyze", type=Path, default=None, metavar="DIR",
+                        help="only analyse the runs kept in DIR (no measuring)")
     args = parser.parse_args(argv)
     if args.quick:
         args.levels, args.processes, args.aa_processes = QUICK_LEVELS, 1, 2
@@ -190,10 +147,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.aa_processes = 2 * args.processes
     if args.ab_aa_runs is None:
         args.ab_aa_runs = 2 * args.ab_runs
-    if args.no_stored:
-        args.processes, args.aa_processes = 0, 0
-    if min(args.processes, args.ab_runs, args.ab_aa_runs) < 0 or (
-            args.aa_processes < 2 and not args.no_stored):
+    if min(args.processes, args.ab_runs, args.ab_aa_runs) < 0 or args.aa_processes < 2:
         parser.error("--processes/--ab-runs/--ab-aa-runs must be >= 0 and --aa-processes >= 2 "
                      "(a judged A/A run needs another A/A run as its baseline)")
     if args.k < 1 or args.draws < 1:
@@ -228,10 +182,8 @@ def load_pytest_benchmark() -> Any:
     if "pytest_benchmark.utils" in sys.modules:
         return sys.modules["pytest_benchmark.utils"]
     if importlib.util.find_spec("pytest_benchmark") is not None:
-        # the project's test extra installs it into .venv since the benchmark-JSON tests
-        from pytest_benchmark import utils as env_utils
-
-        return env_utils
+        print("bench/verdicts.py: warning: pytest-benchmark is installed in this environment; its "
+              "plugin loads into every suite process too", file=sys.stderr)
     if not (PB_DIR / "pytest_benchmark" / "__init__.py").is_file():
         print(f"... installing pytest-benchmark=={PB_VERSION} into {_rel(PB_DIR)} (for this "
               "driver only)", file=sys.stderr, flush=True)
@@ -273,11 +225,9 @@ def ab_ready() -> str | None:
     """Why the A/B gate cannot run from this checkout, or ``None`` when it can."""
     if importlib.util.find_spec("pytest_pipeperf.ab") is None:
         return "pytest_pipeperf/ab.py does not exist yet"
-    text = "".join((ROOT / "pytest_pipeperf" / name).read_text()
-                   for name in ("plugin.py", "options.py")
-                   if (ROOT / "pytest_pipeperf" / name).is_file())
-    if '"--pipeperf-ab"' not in text or '"--pipeperf-ab-base-env"' not in text:
-        return "pytest_pipeperf does not offer --pipeperf-ab / --pipeperf-ab-base-env yet"
+    plugin = (ROOT / "pytest_pipeperf" / "plugin.py").read_text()
+    if '"--pipeperf-ab"' not in plugin or '"--pipeperf-ab-base-env"' not in plugin:
+        return "pytest_pipeperf/plugin.py does not offer --pipeperf-ab / --pipeperf-ab-base-env yet"
     return None
 
 
@@ -285,9 +235,8 @@ def plan(args: argparse.Namespace, with_ab: bool) -> list[Job]:
     """Every job, in one shuffled order (seeded)."""
     jobs: list[Job] = []
     for level in args.levels:
-        if not args.no_stored:
-            jobs += [Job("stored", level, i) for i in range(
-                args.aa_processes if level == 0 else args.processes)]
+        jobs += [Job("stored", level, i) for i in range(
+            args.aa_processes if level == 0 else args.processes)]
         if with_ab:
             jobs += [Job("ab", level, i) for i in range(
                 args.ab_aa_runs if level == 0 else args.ab_runs)]
@@ -307,8 +256,7 @@ def job_command(job: Job, out: Path, args: argparse.Namespace) -> tuple[list[str
             cmd.append(f"--pipeperf-ab-time={args.ab_time:g}")
     env = dict(os.environ)
     env["HF_HUB_OFFLINE"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(code_root(out) / "bench"), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH), env.get("PYTHONPATH")) if p)
     plugins = [p for p in env.get("PYTEST_PLUGINS", "").split(",") if p.strip()]
     env["PYTEST_PLUGINS"] = ",".join(dict.fromkeys([*plugins, PLUGIN]))
     env["PIPEPERF_BENCH_SLOWDOWN"] = f"{job.level:g}"
@@ -323,7 +271,7 @@ def run_job(job: Job, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     with open(log, "wb") as handle:
-        proc = subprocess.Popen(cmd, cwd=code_root(out), env=env, stdout=handle, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             code: int | None = proc.wait(JOB_TIMEOUT_S[job.kind])
@@ -340,37 +288,8 @@ def run_job(job: Job, out: Path, args: argparse.Namespace) -> dict[str, Any]:
             "command": cmd[1:], "slowdown_env": env["PIPEPERF_BENCH_SLOWDOWN"]}
 
 
-def code_root(out: Path) -> Path:
-    """Where the jobs run: the results directory's snapshot (``--snapshot``), else this checkout."""
-    snap = out / "code"
-    return snap if (snap / "pytest_pipeperf").is_dir() else ROOT
-
-
-def take_snapshot(out: Path) -> str:
-    """Extract HEAD's committed tree into ``out/code`` and put this checkout's bench plugin in it;
-    returns HEAD's short hash. The jobs run there (``python -m pytest`` puts the working
-    directory first on ``sys.path``, ahead of the editable install of this checkout)."""
-    import shutil
-    import tarfile
-    import tempfile
-
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    snap = out / "code"
-    snap.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile() as tar:
-        subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD"], stdout=tar,
-                       check=True)
-        tar.seek(0)
-        with tarfile.open(fileobj=tar) as archive:
-            archive.extractall(snap, filter="data")
-    shutil.copy2(BENCH / f"{PLUGIN}.py", snap / "bench" / f"{PLUGIN}.py")
-    return head
-
-
 def measure_all(args: argparse.Namespace, out: Path) -> None:
     """Run every job, keeping ``manifest.json`` up to date after each."""
-    snapshot = take_snapshot(out) if args.snapshot else None
     reason = None if args.no_ab else ab_ready()
     with_ab = not args.no_ab and reason is None
     jobs = plan(args, with_ab)
@@ -381,7 +300,7 @@ def measure_all(args: argparse.Namespace, out: Path) -> None:
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "ab_skipped": "--no-ab" if args.no_ab else reason,
         "python": sys.executable,
-        "tree": f"{snapshot} (snapshot)" if snapshot else tree_state(),
+        "tree": tree_state(),
         "jobs": [],
     }
     counts: dict[str, int] = defaultdict(int)
@@ -426,7 +345,7 @@ def measure_all(args: argparse.Namespace, out: Path) -> None:
               + f"; load {entry['load1'][0]:.1f}->{entry['load1'][1]:.1f}; "
               f"{(time.perf_counter() - begin) / 60:.1f} min so far, ~{left / 60:.0f} min left",
               file=sys.stderr, flush=True)
-    manifest["tree_after"] = manifest["tree"] if snapshot else tree_state()
+    manifest["tree_after"] = tree_state()
     _write(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     if manifest["tree_after"] != manifest["tree"]:
         print("bench/verdicts.py: warning: the checkout's product code changed while measuring "
@@ -478,53 +397,31 @@ class RunData:
         return float(self.job["level"])
 
 
-def load(outs: Sequence[Path]) -> tuple[dict[str, Any], list[RunData]]:
-    """The (merged) manifest and every job's JSON and plugin records, from one or more result
-    directories (a job whose name another directory already used is renamed ``<dir>/<name>``)."""
-    manifests = []
-    runs: list[RunData] = []
-    names: set[str] = set()
-    for out in outs:
+def load(out: Path) -> tuple[dict[str, Any], list[RunData]]:
+    """The manifest and every job's JSON and plugin records."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"bench/verdicts.py: {out}: no readable manifest.json ({exc})") from None
+    runs = []
+    for job in manifest["jobs"]:
+        path = out / "runs" / f"{job['name']}.json"
         try:
-            manifest = json.loads((out / "manifest.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise SystemExit(f"bench/verdicts.py: {out}: no readable manifest.json ({exc})") from None
-        manifests.append(manifest)
-        for job in manifest["jobs"]:
-            path = out / "runs" / f"{job['name']}.json"
-            records = sorted((out / "records").glob(f"{job['name']}.*.json"))
-            if job["name"] in names:
-                job = {**job, "name": f"{out.name}/{job['name']}"}
-            names.add(job["name"])
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            doc = None
+        run = RunData(job, doc)
+        for case in (doc or {}).get("cases", []):
+            for point in case.get("points", []):
+                if (point.get("parity") or {}).get("passed") and point.get("stats"):
+                    run.points[(case["case"], int(point["batch_size"]))] = point
+        for rec in sorted((out / "records").glob(f"{job['name']}.*.json")):
             try:
-                doc = json.loads(path.read_text())
+                run.records.append(json.loads(rec.read_text()))
             except (OSError, ValueError):
-                doc = None
-            run = RunData(job, doc)
-            for case in (doc or {}).get("cases", []):
-                for point in case.get("points", []):
-                    if (point.get("parity") or {}).get("passed") and point.get("stats"):
-                        run.points[(case["case"], int(point["batch_size"]))] = point
-            for rec in records:
-                try:
-                    run.records.append(json.loads(rec.read_text()))
-                except (OSError, ValueError):
-                    pass
-            runs.append(run)
-
-    def joined(key: str) -> str:
-        values = [str(m.get(key, m.get("tree"))) for m in manifests]
-        return " + ".join(dict.fromkeys(values))
-
-    skipped = [m.get("ab_skipped") for m in manifests]
-    merged: dict[str, Any] = {
-        "created": min(m["created"] for m in manifests),
-        "jobs": sorted((r.job for r in runs), key=lambda j: str(j["started"])),
-        "tree": joined("tree"), "tree_after": joined("tree_after"),
-        "ab_skipped": None if any(s is None for s in skipped) else skipped[0],
-        "dirs": [_rel(o) for o in outs],
-    }
-    return merged, runs
+                pass
+        runs.append(run)
+    return manifest, runs
 
 
 # -- analysis --------------------------------------------------------------------------------------------
@@ -623,111 +520,6 @@ def pb_outcomes(runs: Sequence[RunData], utils: Any) -> list[Outcome]:
     return out
 
 
-def lost_speedup_rule() -> tuple[Any, str] | None:
-    """The product's lost-speed-up rule (``judge_lost_speedup``) and its rule name, or ``None``
-    when this checkout has none yet."""
-    for name in LOST_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        fn = getattr(module, "judge_lost_speedup", None)
-        if fn is not None:
-            return fn, str(getattr(module, "LOST_SPEEDUP_RULE", GATE_RULE["lost"]))
-    return None
-
-
-def lost_outcomes(runs: Sequence[RunData], args: argparse.Namespace, threshold: float,
-                  alpha_point: float) -> tuple[list[Outcome], str | None]:
-    """The lost-speed-up rule on every plain run's speed-up over eager vs the stored speed-ups of
-    ``--k`` other A/A runs (``--draws`` random baselines per judged run, as for the stored gate).
-
-    The speed-up of a point is the median of its per-round ratios eager / candidate, timed in the
-    same interleaved rounds (``speedup`` in the JSON); the eager fp32 cell has none. Returns the
-    outcomes and, when the rule is missing, why nothing was judged.
-    """
-    found = lost_speedup_rule()
-    if found is None:
-        return [], ("no `judge_lost_speedup` in " + " or ".join(f"`{m}`" for m in LOST_MODULES)
-                    + " at analysis time")
-    fn, _ = found
-    aa = [r for r in runs if r.level == 0 and r.points]
-    rng = random.Random(args.seed + 2)
-    out: list[Outcome] = []
-    for run in sorted(runs, key=lambda r: r.name):
-        others = [r for r in aa if r.name != run.name]
-        if not run.points or not others:
-            continue
-        kk = min(args.k, len(others))
-        draws = 1 if kk == len(others) else args.draws
-        for d in range(draws):
-            base = rng.sample(others, kk)
-            for pt, point in sorted(run.points.items()):
-                if not point.get("speedup"):
-                    continue
-                stored = [RatioStats.from_dict(b.points[pt]["speedup"]) for b in base
-                          if pt in b.points and b.points[pt].get("speedup")]
-                if not stored:
-                    continue
-                verdict = fn(RatioStats.from_dict(point["speedup"]), stored,
-                             threshold=threshold, alpha=alpha_point)
-                status = getattr(verdict, "status", verdict)
-                out.append(Outcome("lost", run.level, run.name, d, 1 / draws, pt,
-                                   str(getattr(status, "value", status)),
-                                   getattr(verdict, "detectable", None),
-                                   getattr(verdict, "ratio", None)))
-    return out, None
-
-
-@dataclass(frozen=True, slots=True)
-class Drift:
-    """How much one metric of one point moves between processes (A/A plain runs)."""
-
-    n: int
-    cv: float  # sd of ln(value) across processes (~ the coefficient of variation)
-    ci: tuple[float, float]  # its 95% interval (chi-square)
-    within: float | None  # median within-process sampling error of ln(value), where known
-
-
-def drift(values: Sequence[float], log_ses: Sequence[float] = ()) -> Drift | None:
-    """Cross-process spread of ``values`` (one per process), or ``None`` below 3 processes."""
-    from scipy.stats import chi2
-
-    logs = [math.log(v) for v in values if v > 0 and math.isfinite(v)]
-    n = len(logs)
-    if n < 3:
-        return None
-    sd = statistics.stdev(logs)
-    lo = sd * math.sqrt((n - 1) / float(chi2.ppf(0.975, n - 1)))
-    hi = sd * math.sqrt((n - 1) / float(chi2.ppf(0.025, n - 1)))
-    return Drift(n, sd, (lo, hi), statistics.median(log_ses) if log_ses else None)
-
-
-def drift_table(runs: Sequence[RunData], points: Sequence[Point]) -> list[list[str]]:
-    """Per point: cross-process CV of raw p50, normalised latency and speed-up over eager."""
-
-    def fmt(d: Drift | None) -> str:
-        if d is None:
-            return "–"
-        text = f"{d.cv * 100:.2f}% [{d.ci[0] * 100:.2f}–{d.ci[1] * 100:.2f}]"
-        return text + (f" (within {d.within * 100:.2f}%)" if d.within is not None else "")
-
-    aa = [r for r in runs if r.job["kind"] == "stored" and r.level == 0]
-    rows = [["point", "processes", "raw p50", "normalised", "speed-up over eager",
-             "raw / speed-up"]]
-    for pt in points:
-        got = [r.points[pt] for r in aa if pt in r.points]
-        raw = drift([p["stats"]["p50_ms"] for p in got])
-        norm = drift([p["normalized"]["median"] for p in got if p.get("normalized")],
-                     [p["normalized"]["log_se"] for p in got if p.get("normalized")])
-        speed = drift([p["speedup"]["median"] for p in got if p.get("speedup")],
-                      [p["speedup"]["log_se"] for p in got if p.get("speedup")])
-        rows.append([f"`{pt[0]}` b{pt[1]}", str(len(got)), fmt(raw), fmt(norm), fmt(speed),
-                     "–" if raw is None or speed is None or speed.cv == 0 else
-                     f"{raw.cv / speed.cv:.1f}x"])
-    return rows
-
-
 def ab_outcomes(runs: Sequence[RunData]) -> tuple[list[Outcome], list[str]]:
     """The A/B runs' own verdicts, and anything wrong with them (another rule, no verdict)."""
     out: list[Outcome] = []
@@ -735,7 +527,7 @@ def ab_outcomes(runs: Sequence[RunData]) -> tuple[list[Outcome], list[str]]:
     for run in sorted(runs, key=lambda r: r.name):
         for pt, point in sorted(run.points.items()):
             verdict = point.get("verdict") or {}
-            if not str(verdict.get("rule")).startswith("paired-ab/"):
+            if verdict.get("rule") != "paired-ab/v1":
                 problems.append(f"{run.name} {pt[0]} b{pt[1]}: rule {verdict.get('rule')!r}, "
                                 f"status {verdict.get('status')!r}")
                 continue
@@ -877,10 +669,9 @@ def injection_problems(runs: Sequence[RunData]) -> tuple[int, list[str]]:
     return checked, problems
 
 
-def analyse(outs: Sequence[Path], args: argparse.Namespace) -> str:
-    """The Markdown report of the runs kept in ``outs`` (one or more result directories)."""
-    out = outs[0]
-    manifest, runs = load(outs)
+def analyse(out: Path, args: argparse.Namespace) -> str:
+    """The Markdown report of the runs kept in ``out``."""
+    manifest, runs = load(out)
     utils = load_pytest_benchmark()
     from pytest_pipeperf.verdicts.gate import DRIFT_PRIOR, SPREAD_PRIOR
 
@@ -894,8 +685,7 @@ def analyse(outs: Sequence[Path], args: argparse.Namespace) -> str:
                     drift_prior=DRIFT_PRIOR["cpu"], spread_prior=SPREAD_PRIOR["cpu"])
     stored_runs = [r for r in runs if r.job["kind"] == "stored"]
     ab_runs = [r for r in runs if r.job["kind"] == "ab"]
-    lost, lost_missing = lost_outcomes(stored_runs, args, threshold, alpha_point)
-    outcomes = lost + stored_outcomes(stored_runs, args, policy) + pb_outcomes(stored_runs, utils)
+    outcomes = stored_outcomes(stored_runs, args, policy) + pb_outcomes(stored_runs, utils)
     ab, ab_problems = ab_outcomes(ab_runs)
     outcomes += ab
     levels = sorted({r.level for r in runs})
@@ -988,12 +778,9 @@ def analyse(outs: Sequence[Path], args: argparse.Namespace) -> str:
         kind = "ab" if gate == "ab" else "stored"
         meas = secs[kind]["candidate" if gate.startswith("pb") else "measuring"]
         det = median_of(o.detectable for o in by.get((gate, 0.0), []))
-        rule = (", ".join(sorted({str(p["verdict"].get("rule")) for r in ab_runs
-                                  for p in r.points.values() if p.get("verdict")}))
-                if gate == "ab" else GATE_RULE[gate])
-        table.append([GATE_LABEL[gate], f"`{rule}`",
+        table.append([GATE_LABEL[gate], f"`{GATE_RULE[gate]}`",
                       fmt_rate(rate(by.get((gate, 0.0), [])), ci=True),
-                      *(fmt_rate(rate(by.get((gate, lv), [])), ci=True) for lv in injected),
+                      *(fmt_rate(rate(by.get((gate, lv), []))) for lv in injected),
                       _num(meas), _num(secs[kind]["wall"]),
                       "–" if det is None else f"{det * 100:.1f}%"])
     lines += markdown(table)
@@ -1036,7 +823,7 @@ def analyse(outs: Sequence[Path], args: argparse.Namespace) -> str:
     add("All verdicts per level (share of points: regressed / inconclusive / ok / improved):")
     add("")
     table = [["gate", *(level_label(lv) for lv in levels)]]
-    for gate in ("lost", "stored", "stored-abs", "ab"):
+    for gate in ("stored", "stored-abs", "ab"):
         if not any(by.get((gate, lv)) for lv in levels):
             continue
         row = [GATE_LABEL[gate]]
@@ -1053,7 +840,7 @@ def analyse(outs: Sequence[Path], args: argparse.Namespace) -> str:
         "measured ratio at each level:")
     add("")
     table = [["gate", "point", *(level_label(lv) for lv in levels), "detects", "ratio by level"]]
-    for gate in ("lost", "stored", "pb-median", "ab"):
+    for gate in ("stored", "pb-median", "ab"):
         for pt in points:
             sel = {lv: [o for o in by.get((gate, lv), []) if o.point == pt] for lv in levels}
             if not any(sel.values()):
@@ -1067,19 +854,9 @@ def analyse(outs: Sequence[Path], args: argparse.Namespace) -> str:
     lines += markdown(table)
     add("")
 
-    add("Cross-process drift of each metric over the A/A plain runs: the sd of ln(value) between "
-        "processes (~ the coefficient of variation), its 95% interval (chi-square) and, where the "
-        "record has it, the median within-process sampling error of that value (`log_se`); raw / "
-        "speed-up: how many times the raw latency's drift is the speed-up's.")
-    add("")
-    lines += markdown(drift_table(runs, points))
-    add("")
-
-    add("Targets (design section 6, issues 4 and 16):")
+    add("Targets (design section 6, issue 4):")
     add("")
     lines += targets(by, secs, cases)
-    if lost_missing:
-        inj_problems.append(f"lost-speed-up gate not judged: {lost_missing}")
     if odd:
         inj_problems.append(
             f"{', '.join(odd)}: the runs' `reference` (reference-kernel signature) is not a string "
@@ -1115,12 +892,6 @@ def targets(by: dict[tuple[str, float], list[Outcome]], secs: dict[str, dict[str
                 "consistent, not shown (more runs needed)" if r.share >= bound else
                 "below the target, not significantly")
 
-    for gate, bound, level in (("lost", 0.01, 0.0), ("lost", 0.95, 0.10)):
-        r = rate(by.get((gate, level), []))
-        what = ("false alarms <= 1% per point" if level == 0 else
-                f"detects {level_label(level)} in >= 95% of points")
-        lines.append(f"- lost-speed-up gate {what}: {fmt_rate(r, ci=True)}: "
-                     f"{reading(r, bound, level == 0)}")
     aa = rate(by.get(("ab", 0.0), []))
     lines.append(f"- A/B false alarms <= 1% per point: {fmt_rate(aa, ci=True)}: "
                  f"{reading(aa, 0.01, True)}")
@@ -1169,171 +940,17 @@ def _write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-# -- the whole suite with the default recording (--suite) ------------------------------------------
-
-def suite_jobs(args: argparse.Namespace, out: Path) -> list[tuple[str, float, list[str]]]:
-    """(name, level, pytest arguments) of the recording run and of each compare run."""
-    base = ["suites/", "-p", "no:cacheprovider", "-p", "no:randomly", "-q",
-            "--pipeperf-fail-on=never", f"--pipeperf-baseline-dir={out / 'baselines'}",
-            *args.suite_args.split()]
-    jobs = [("record", 0.0, [*base, "--pipeperf-update-baselines",
-                             f"--pipeperf-json={out / 'runs' / 'record.json'}"])]
-    for level in args.suite_levels:
-        name = f"compare-L{round(level * 1000):04d}"
-        jobs.append((name, level, [*base, f"--pipeperf-json={out / 'runs' / (name + '.json')}",
-                                   *(["--pipeperf-escalate"] if args.escalate else [])]))
-    return jobs
-
-
-def suite_study(args: argparse.Namespace, out: Path) -> None:
-    """Record with the product's defaults, then one compare run per level (``--suite``)."""
-    for sub in ("runs", "logs", "records"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    worktree = None
-    if args.escalate:
-        options = (ROOT / "pytest_pipeperf" / "options.py").read_text()
-        if '"--pipeperf-escalate"' not in options:
-            raise SystemExit("bench/verdicts.py: --escalate: this checkout has no "
-                             "--pipeperf-escalate yet")
-        worktree = out / "code"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree),
-                        "HEAD"], check=True, capture_output=True)
-        import shutil
-
-        shutil.copy2(BENCH / f"{PLUGIN}.py", worktree / "bench" / f"{PLUGIN}.py")
-        tree = subprocess.run(["git", "-C", str(worktree), "rev-parse", "--short=12", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    else:
-        tree = take_snapshot(out) + " (snapshot)"
-    manifest: dict[str, Any] = {
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "args": {k: (str(v) if isinstance(v, (Path, list)) else v) for k, v in vars(args).items()},
-        "python": sys.executable, "tree": tree, "suite": True, "jobs": []}
-    try:
-        for name, level, argv in suite_jobs(args, out):
-            env = dict(os.environ)
-            env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                        "TOKENIZERS_PARALLELISM": "false",
-                        "PIPEPERF_BENCH_SLOWDOWN": f"{level:g}",
-                        "PIPEPERF_BENCH_RECORD": str(out / "records" / name)})
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (str(code_root(out) / "bench"), env.get("PYTHONPATH")) if p)
-            plugins = [p for p in env.get("PYTEST_PLUGINS", "").split(",") if p.strip()]
-            env["PYTEST_PLUGINS"] = ",".join(dict.fromkeys([*plugins, PLUGIN]))
-            load = os.getloadavg()[0]
-            start = time.perf_counter()
-            started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-            with open(out / "logs" / f"{name}.log", "wb") as handle:
-                code = subprocess.run([sys.executable, "-m", "pytest", *argv], cwd=code_root(out),
-                                      env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, check=False).returncode
-            manifest["jobs"].append({"name": name, "level": level, "started": started,
-                                     "wall_s": time.perf_counter() - start, "exit": code,
-                                     "load1": [load, os.getloadavg()[0]], "command": argv})
-            _write(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
-            print(f"... {name} ({level_label(level)}): {manifest['jobs'][-1]['wall_s']:.0f} s, "
-                  f"exit {code}, load {load:.1f}", file=sys.stderr, flush=True)
-    finally:
-        if worktree is not None:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                            str(worktree)], check=False, capture_output=True)
-
-
-def suite_analyse(out: Path) -> str:
-    """The ``--suite`` report: per compare level, the stored gate's statuses over the timed
-    points whose case had the slowdown injected (every timed point at A/A)."""
-    manifest = json.loads((out / "manifest.json").read_text())
-    lines: list[str] = []
-    add = lines.append
-    record = next((j for j in manifest["jobs"] if j["name"] == "record"), None)
-    rec_doc = _json_or_none(out / "runs" / "record.json")
-    settings = (rec_doc or {}).get("settings", {})
-    add(f"# pipeperf stored gate with the default recording, whole suite (`suites/`)")
-    add("")
-    add(f"- code `{manifest['tree']}`; recording: `--pipeperf-update-baselines` with "
-        f"--pipeperf-runs={settings.get('runs', '?')} (the product's default), "
-        + (f"{record['wall_s'] / 60:.1f} min, exit {record['exit']}" if record else "not run")
-        + f"; extra arguments: `{manifest['args'].get('suite_args') or 'none'}`")
-    header = ["compare run", "timed points judged", "regressed", "inconclusive", "ok",
-              "improved", "other", "median detectable", "points with detectable > threshold",
-              "min", "load1"]
-    rows = [header]
-    for job in manifest["jobs"]:
-        if job["name"] == "record":
-            continue
-        doc = _json_or_none(out / "runs" / f"{job['name']}.json")
-        if doc is None:
-            rows.append([job["name"], "no results", *["–"] * (len(header) - 2)])
-            continue
-        wrapped = {t for rec in (out / "records").glob(f"{job['name']}.*.json")
-                   for t, e in (_json_or_none(rec) or {}).get("tests", {}).items()
-                   if e.get("wrapped")}
-        counts: dict[str, int] = defaultdict(int)
-        dets: list[float] = []
-        blind = 0
-        for case in doc.get("cases", []):
-            if job["level"] > 0 and case.get("nodeid") not in wrapped:
-                continue  # not built through pipeperf.pipeline(): nothing was slowed
-            for point in case.get("points", []):
-                verdict = point.get("verdict") or {}
-                if not point.get("stats") or not verdict:
-                    continue
-                counts[str(verdict.get("status"))] += 1
-                if verdict.get("detectable") is not None:
-                    dets.append(float(verdict["detectable"]))
-                    blind += float(verdict["detectable"]) > float(verdict.get("threshold", 0))
-        n = sum(counts.values())
-        main_keys = ("regressed", "inconclusive", "ok", "improved")
-
-        def share(key: str) -> str:
-            k = counts.get(key, 0)
-            lo, hi = clopper_pearson(k, n) if n else (math.nan, math.nan)
-            return f"{k} ({k / n * 100:.0f}% [{lo * 100:.0f}–{hi * 100:.0f}])" if n else "–"
-
-        other = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k not in main_keys)
-        rows.append([f"{level_label(job['level'])}", str(n), *(share(k) for k in main_keys),
-                     other or "–", "–" if not dets else f"{statistics.median(dets) * 100:.1f}%",
-                     f"{blind} of {len(dets)}", f"{job['wall_s'] / 60:.1f}",
-                     f"{job['load1'][0]:.1f}"])
-    add("")
-    lines += markdown(rows)
-    add("")
-    add("Injected runs count only the timed points of cases whose candidate the injection plugin "
-        "wrapped (cases built with `pipeperf.pipeline()`); 95% Clopper-Pearson intervals.")
-    return "\n".join(lines) + "\n"
-
-
-def _json_or_none(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: measure (unless ``--analyse``), then print and keep the table."""
     args = parse_args(argv)
-    if args.suite:
-        if args.analyse is not None:
-            out = args.analyse[0]
-        else:
-            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-            out = (args.out or ROOT / ".pipeperf" / "bench" / f"suite-{stamp}").resolve()
-            suite_study(args, out)
-        text = suite_analyse(out)
-        _write(out / "table.md", text)
-        print(text, end="")
-        return 0
     load_pytest_benchmark()  # fail before an hour of measuring, not after
     if args.analyse is not None:
-        outs = list(args.analyse)
-        out = outs[0]
+        out = args.analyse
     else:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        out = (args.out or ROOT / ".pipeperf" / "bench" / f"verdicts-{stamp}").resolve()
+        out = args.out or ROOT / ".pipeperf" / "bench" / f"verdicts-{stamp}"
         measure_all(args, out)
-        outs = [out]
-    text = analyse(outs, args)
+    text = analyse(out, args)
     _write(out / "table.md", text)
     print(text, end="")
     print(f"(kept in {_rel(out / 'table.md')})", file=sys.stderr)

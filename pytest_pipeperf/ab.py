@@ -79,11 +79,11 @@ from pytest_pipeperf.backends.base import (
     Batch,
     BuildInfo,
     ModelSpec,
+    TextBatch,
 )
 from pytest_pipeperf.case import guarded, misuse, run_point
 from pytest_pipeperf.kernels import blas_threads
-from pytest_pipeperf.inputs import batch_of
-from pytest_pipeperf.measurer import Measurer
+from pytest_pipeperf.measurer import Measurer, text_only
 from pytest_pipeperf.parity import ParityResult
 from pytest_pipeperf.results import PointResult
 from pytest_pipeperf.stats import summarize, throughput
@@ -636,7 +636,8 @@ def _base_missing(error: AbWorkerError) -> bool:
         error.returncode == 4 and bool(_NOT_FOUND_RE.search(error.log)))
 
 
-def run_ab(check: PipeperfCheck, pipe: Pipeline, sizes: Sequence[int]) -> list[PointResult]:
+def run_ab(check: PipeperfCheck, pipe: Pipeline, texts: Sequence[str], sizes: Sequence[int],
+           max_length: int | None = None) -> list[PointResult]:
     """Measure one case in a base and a current worker, lock-stepped; judge the paired ratios.
 
     Called by ``pipeperf.bench()`` in the controller. Per batch size: both sides warm up, then
@@ -647,8 +648,8 @@ def run_ab(check: PipeperfCheck, pipe: Pipeline, sizes: Sequence[int]) -> list[P
     :param check: the case's check object.
     :param pipe: the case's (lazy) pipeline; its ``info`` and ``build_s`` become the current
         worker's.
-    :param sizes: as ``bench()`` got them (the workers bench their own test's inputs, texts,
-        images or a module's tensors; only the batch sizes are matched).
+    :param texts: / sizes / max_length: as ``bench()`` got them (the workers use their own test's
+        values; only the batch sizes are matched).
     :returns: one point per batch size.
     :raises pytest.skip.Exception: when the current side skips the case.
     :raises pytest.fail.Exception: when a worker fails, crashes or hangs (with its log tail).
@@ -891,7 +892,7 @@ def checksum(outputs: Mapping[str, np.ndarray]) -> str:
 
 
 def _serve(check: PipeperfCheck, server: AbServer, pipe: Pipeline,
-           batches: Mapping[int, Batch], timer: Timer) -> None:
+           batches: Mapping[int, TextBatch], timer: Timer) -> None:
     """Answer the controller's requests until ``done``."""
     while True:
         try:
@@ -916,8 +917,8 @@ def _serve(check: PipeperfCheck, server: AbServer, pipe: Pipeline,
             server.send({"ns": int(timer.time_call(call))})
 
 
-def serve_bench(check: PipeperfCheck, pipe: Pipeline, inputs: tuple[str, ...] | ImageInputs | Any,
-                sizes: Sequence[int], max_length: int | None = None) -> list[PointResult]:
+def serve_bench(check: PipeperfCheck, pipe: Pipeline, texts: Sequence[str], sizes: Sequence[int],
+                max_length: int | None = None) -> list[PointResult]:
     """``pipeperf.bench()`` in a worker: check parity, report ``ready``, then serve timed calls.
 
     Records nothing and judges nothing; returns the parity-checked points once the controller
@@ -931,12 +932,12 @@ def serve_bench(check: PipeperfCheck, pipe: Pipeline, inputs: tuple[str, ...] | 
     timer = timer_for(check.device.kind, check.device.index)
     preset = check.marker.parity_preset(check.precision)
     if sizes:
-        check.prepare(pipe, batch_of(inputs, max(sizes), max_length))
-    batches: dict[int, Batch] = {}
+        check.prepare(pipe, TextBatch(tuple(texts[:max(sizes)]), max_length))
+    batches: dict[int, TextBatch] = {}
     points: list[PointResult] = []
     ready: list[dict[str, Any]] = []
     for size in sizes:
-        batch = batches[size] = batch_of(inputs, size, max_length)
+        batch = batches[size] = TextBatch(tuple(texts[:size]), max_length)
         run = run_point(pipe.runnable, batch,
                         functools.partial(session.reference_outputs, pipe.model), preset, timer,
                         name=f"backend {check.backend!r}")
@@ -972,7 +973,7 @@ class PairedMeasurer:
             misuse(f"pipeperf.bench(): the A/B gate (--pipeperf-ab) does not time "
                    f"{pipe.model.task.value} yet (it would time the prompt call, not "
                    "generation); run generation suites without --pipeperf-ab")
-        return run_ab(check, pipe, sizes)
+        return run_ab(check, pipe, text_only(inputs), sizes, max_length)
 
 
 class ServingMeasurer:
@@ -988,7 +989,7 @@ class ServingMeasurer:
     def measure_points(self, check: PipeperfCheck, pipe: Pipeline,
                        inputs: tuple[str, ...] | ImageInputs, sizes: Sequence[int],
                        max_length: int | None) -> list[PointResult]:
-        return serve_bench(check, pipe, inputs, sizes, max_length)
+        return serve_bench(check, pipe, text_only(inputs), sizes, max_length)
 
 
 def measurer_for(settings: AbSettings) -> Measurer | None:

@@ -41,8 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_pipeperf.signature import OutputSignature
-from pytest_pipeperf.signature import parse as parse_signature
 from pytest_pipeperf.stats import LatencyStats, RatioStats
 
 SCHEMA_VERSION = 2
@@ -67,38 +65,6 @@ _FIX_CORRUPT = (
 )
 
 
-_HEX = frozenset("0123456789abcdef")
-
-
-def _is_sha(value: Any) -> bool:
-    """A full git object name: 40 (SHA-1) or 64 (SHA-256 repositories) lowercase hex digits."""
-    return isinstance(value, str) and len(value) in (40, 64) and set(value) <= _HEX
-
-
-@dataclass(frozen=True, slots=True)
-class Commit:
-    """The git commit a baseline run was recorded at.
-
-    :param sha: the full commit of the checkout's ``HEAD`` (40 hex digits; 64 in a SHA-256
-        repository).
-    :param dirty: whether tracked files outside the baseline directory differed from it (the
-        recording then measured code no checkout of ``sha`` reproduces).
-    """
-
-    sha: str
-    dirty: bool
-
-    def __post_init__(self) -> None:
-        if not _is_sha(self.sha):
-            raise ValueError(f"sha must be 40 or 64 lowercase hex digits, got {self.sha!r}")
-        if not isinstance(self.dirty, bool):
-            raise ValueError(f"dirty must be true or false, got {self.dirty!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {"sha": self.sha, "dirty": self.dirty}
-
-
 @dataclass(frozen=True, slots=True)
 class Run:
     """One recorded measurement of one workload point.
@@ -119,12 +85,6 @@ class Run:
         stored only when set.
     :param subject: what ran when the test benched its own callable or transformers pipeline:
         ``{"name", "model", "device"}`` (strings); stored only when set.
-    :param model_digest: the short SHA-256 content digest of the model the case ran
-        (:mod:`pytest_pipeperf.signature`); stored only when known.
-    :param signature: the signature of the point's reference outputs; stored only when the
-        point had a reference.
-    :param commit: the git commit the run was recorded at (what ``--pipeperf-escalate`` checks
-        out); stored only when the recording ran in a git checkout.
     """
 
     recorded_at: str
@@ -137,9 +97,6 @@ class Run:
     reference: str | None = None
     memory: Mapping[str, float] | None = None
     subject: Mapping[str, str] | None = None
-    model_digest: str | None = None
-    signature: OutputSignature | None = None
-    commit: Commit | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -159,12 +116,6 @@ class Run:
             out["memory"] = {k: round(v, 3) for k, v in sorted(self.memory.items())}
         if self.subject:
             out["subject"] = dict(sorted(self.subject.items()))
-        if self.model_digest is not None:
-            out["model_digest"] = self.model_digest
-        if self.signature is not None:
-            out["signature"] = self.signature.to_dict()
-        if self.commit is not None:
-            out["commit"] = self.commit.to_dict()
         return out
 
 
@@ -344,36 +295,9 @@ def _parse_run(data: Any, path: Path, where: str) -> Run:
     _need(subject is None or (isinstance(subject, dict) and all(
         isinstance(k, str) and isinstance(v, str) for k, v in subject.items())),
         path, f"{where}.subject", f"expected null or an object of strings, got {subject!r}")
-    digest = data.get("model_digest")
-    _need(digest is None or (isinstance(digest, str) and 8 <= len(digest) <= 64 and all(
-        c in "0123456789abcdef" for c in digest)), path, f"{where}.model_digest",
-        f"expected null or 8-64 lowercase hex digits, got {digest!r}")
-    signature = None
-    if data.get("signature") is not None:
-        try:
-            signature = parse_signature(data["signature"], "signature")
-        except ValueError as exc:
-            raise BaselineError(path, f"field {where}.{exc}", _FIX_CORRUPT) from None
     return Run(data["recorded_at"], parsed, float(thr), dict(versions), threads, recipe, normalized,
                reference, {k: float(v) for k, v in memory.items()} if memory else None,
-               dict(subject) if subject else None,
-               model_digest=digest, signature=signature,
-               commit=_parse_commit(data.get("commit"), path, f"{where}.commit"))
-
-
-def _parse_commit(data: Any, path: Path, where: str) -> Commit | None:
-    if data is None:
-        return None
-    _need(isinstance(data, dict), path, where, f"expected null or an object, got {data!r}")
-    for key in ("sha", "dirty"):
-        _need(key in data, path, f"{where}.{key}", "missing")
-    extra = sorted(set(data) - {"sha", "dirty"})
-    _need(not extra, path, where, f"unknown key(s) {', '.join(map(repr, extra))}")
-    sha, dirty = data["sha"], data["dirty"]
-    _need(_is_sha(sha), path, f"{where}.sha",
-          f"expected a full git commit (40 or 64 lowercase hex digits), got {sha!r}")
-    _need(isinstance(dirty, bool), path, f"{where}.dirty", f"expected true or false, got {dirty!r}")
-    return Commit(sha, dirty)
+               dict(subject) if subject else None)
 
 
 def _parse_calibration(data: Any, path: Path, where: str) -> Calibration:

@@ -27,7 +27,7 @@ from pytest_pipeperf.backends.base import (
     Task,
     TextBatch,
 )
-from pytest_pipeperf import escalate, parallel
+from pytest_pipeperf import parallel
 from pytest_pipeperf.backends import _hf
 from pytest_pipeperf.case import backend_errors, misuse
 from pytest_pipeperf.baseline import BaselineError
@@ -147,7 +147,6 @@ class PipeperfCheck:
         self._built: list[Runnable] = []
         # The case's own memory, from before its build (pipeline()) to the end of bench().
         self._memory = MemoryWatch(device).start()
-        session.case_memory = self._memory
 
     @property
     def recipes(self) -> dict[Precision, str]:
@@ -239,18 +238,8 @@ class PipeperfCheck:
         def publish(doc: dict[str, Any]) -> None:
             item.user_properties[slot] = (SCENARIO_PROPERTY, doc)
 
-        def judge(verdicts: list[dict[str, Any]]) -> None:
-            fail_on = self.session.settings.fail_on
-            strict = FailOn.INCONCLUSIVE in fail_on
-            failed = [v["message"] for v in verdicts if fail_on and (
-                v["status"] == "failed" or strict and v["status"] == "not-judged")]
-            if failed:
-                pytest.fail("pipeperf: scenario gate failed: " + "; ".join(failed),
-                            pytrace=False)
-
         try:
-            scenario = Scenario(name, title, curve=curve, bars=bars, base=base, publish=publish,
-                                on_gate=judge, on_error=misuse)
+            scenario = Scenario(name, title, curve=curve, bars=bars, base=base, publish=publish)
         except ValueError as exc:
             error = str(exc)
         else:
@@ -311,24 +300,11 @@ class PipeperfCheck:
         if stand_in is not None:  # built elsewhere (the A/B workers); this only if called
             self._built.append(stand_in)
             return Pipeline(stand_in, spec, 0.0)
-        self._reference_first(spec)
         start = time.perf_counter()
         with self.session.progress.phase(f"{self.where()}: building {path.name}"):
             runnable = self.build(spec)
         self._built.append(runnable)
         return Pipeline(runnable, spec, time.perf_counter() - start)
-
-    def _reference_first(self, spec: ModelSpec) -> None:
-        """Build the session's reference of ``spec`` (parity needs it) before the candidate, so
-        the libraries and first-use state both load are the reference's, kept out of every
-        case's memory (:meth:`PipeperfSession.shared_work`), whichever case comes first. A
-        reference that fails to build is left for :meth:`bench` to report with its context."""
-        if self.backend == OWN_BACKEND or self.session.backend(self.backend) is None:
-            return
-        try:
-            self.session.reference_runnable(spec)
-        except Exception:  # noqa: BLE001 - reported where parity needs it
-            return
 
     def build(self, spec: ModelSpec) -> Runnable:
         """Build ``spec`` for this case's backend, precision and device; a missing backend or
@@ -350,8 +326,6 @@ class PipeperfCheck:
     def close(self) -> None:
         """Release every pipeline this case built (called at fixture teardown)."""
         self._memory.stop()
-        if self.session.case_memory is self._memory:
-            self.session.case_memory = None
         while self._built:
             self._built.pop().close()
 
@@ -396,9 +370,8 @@ class PipeperfCheck:
                 else tuple(inputs)  # a user module's / .onnx file's tensors stay as given
             max_length = getattr(inputs, "max_length", None)
             self._validate(pipe, texts, sizes, max_length)
-            points = self._gate_slo(self._gate_speedups(escalate.escalate_points(
-                self, pipe, texts, max_length,
-                measurer.measure_points(self, pipe, texts, sizes, max_length))))
+            points = self._gate_speedups(
+                measurer.measure_points(self, pipe, texts, sizes, max_length))
             info = pipe.runnable.info
             recipe, label, device = pipe.recipe, None, str(self.device)
             task, model = pipe.model.task.value, str(pipe.model.path)
@@ -418,8 +391,7 @@ class PipeperfCheck:
                 misuse(f"pipeperf.bench({own.name}): the A/B gate (--pipeperf-ab) compares "
                        "pipelines built by pipeperf.pipeline() in this version, not your own "
                        "callable; run this test without --pipeperf-ab")
-            points = self._gate_slo(self._gate_speedups(escalate.escalate_points(
-                self, None, None, None, measurer.measure_subject(self, own, sizes))))
+            points = self._gate_speedups(measurer.measure_subject(self, own, sizes))
             recipe, label, device = own.recipe, own.label, own.device or str(
                 own.timing_device or self.device)
             task, model = own.task, own.model
@@ -448,7 +420,6 @@ class PipeperfCheck:
             item.user_properties.append((USER_PROPERTY, result.to_dict()))
             self._fail_if_needed(points, memory_verdict)
             self._fail_speedup(points)
-            self._fail_slo(points)
         return result
 
     def _own_subject(self, fn: Any, inputs: Any, reference: Any, sizes: Sequence[int]) -> Subject:
@@ -587,74 +558,6 @@ class PipeperfCheck:
         else:
             why = cost
         return judge_speedup(None, bound, against=against, why=why)
-
-    def slo_bound(self, name: str) -> float | None:
-        """This case's bound of one SLO gate (``max_p99_ms`` or ``min_throughput``; ``None``:
-        no gate): the marker's (a dict's ``backend-precision`` entry, else its ``backend``
-        entry, else a number), else the command line's ``--pipeperf-max-p99-ms`` /
-        ``--pipeperf-min-throughput``.
-
-        :raises pytest.fail.Exception: for a dict key naming a backend that is not registered.
-        """
-        from pytest_pipeperf.verdicts.speedup import bound_for
-
-        wanted = getattr(self.marker, name)
-        if isinstance(wanted, Mapping):
-            known = {*self.session.known_backends(), OWN_BACKEND}
-            bad = sorted(k for k in wanted if k.rsplit("-", 1)[0] not in known)
-            if bad:
-                misuse(f"{self.node.nodeid.split('[', 1)[0]}: {name} names unknown "
-                       f"backend(s) {bad}; valid: {', '.join(sorted(known))} (optionally "
-                       "with -fp32, -fp16, -bf16, -int8 or -int4)")
-        bound = bound_for(wanted, self.backend, self.precision.value)
-        return bound if bound is not None else getattr(self.session.settings, name)
-
-    @property
-    def timing_plan(self) -> MeasurePlan:
-        """The plan this case's points are timed with: :attr:`plan`, with at least
-        :data:`~pytest_pipeperf.verdicts.slo.P99_MIN_SAMPLES` rounds when a ``max_p99_ms``
-        bound applies (fewer samples cannot bound a p99 from above); ``--pipeperf-max-time``
-        still caps it."""
-        from pytest_pipeperf.verdicts.slo import P99_MIN_SAMPLES
-
-        plan = self.plan
-        if self.slo_bound("max_p99_ms") is None or plan.min_rounds >= P99_MIN_SAMPLES:
-            return plan
-        return dataclasses.replace(plan, min_rounds=P99_MIN_SAMPLES,
-                                   max_rounds=max(plan.max_rounds, P99_MIN_SAMPLES))
-
-    def _gate_slo(self, points: Sequence[PointResult]) -> list[PointResult]:
-        """``points``, each timed latency point given the SLO gates' verdicts (generation
-        metrics are judged by their scenario's gates, not here)."""
-        from pytest_pipeperf.verdicts.slo import judge_max_p99, judge_min_throughput
-
-        p99, rate = self.slo_bound("max_p99_ms"), self.slo_bound("min_throughput")
-        if p99 is None and rate is None:
-            return list(points)
-        out = []
-        for p in points:
-            if p.stats is None or p.metric is not None or p.slo_verdicts:
-                out.append(p)
-                continue
-            verdicts = []
-            if p99 is not None:
-                verdicts.append(judge_max_p99(p.samples_ms, p99))
-            if rate is not None:
-                verdicts.append(judge_min_throughput(p.samples_ms, p.batch_size, rate))
-            out.append(dataclasses.replace(p, slo_verdicts=tuple(verdicts)))
-        return out
-
-    def _fail_slo(self, points: Sequence[PointResult]) -> None:
-        """Fail the test when a point's SLO gate failed; with ``--pipeperf-fail-on`` listing
-        ``inconclusive``, also when one was inconclusive or could not be judged."""
-        fail_on = self.session.settings.fail_on
-        if not fail_on:  # --pipeperf-fail-on=never: report only
-            return
-        strict = FailOn.INCONCLUSIVE in fail_on
-        failed = [f"{p.key}: {v.message}" for p in points for v in p.slo_verdicts
-                  if v.failed or strict and v.status in ("inconclusive", "not-judged")]
-        if failed:
-            pytest.fail("pipeperf: SLO gate: " + "; ".join(failed), pytrace=False)
 
     def _gate_speedups(self, points: Sequence[PointResult]) -> list[PointResult]:
         """``points``, each timed one without a speed-up verdict given one (generation and A/B

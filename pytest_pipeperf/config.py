@@ -99,15 +99,11 @@ class PipeperfConfig:
     long: bool = False
     memory_threshold: float = options.default("pipeperf_memory_threshold")
     min_speedup: float | None = None
-    max_p99_ms: float | None = None
-    min_throughput: float | None = None
     # whether ``memory`` is in :attr:`fail_on` (``--pipeperf-fail-on-memory`` adds it)
     fail_on_memory: bool = False
     isolate: Isolate = options.default("pipeperf_isolate")
     limits: Limits = Limits()
     isolated_child: Path | None = None
-    # --pipeperf-escalate: inconclusive stored-gate points are re-judged by the paired A/B gate
-    escalate: bool = False
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config, role: Role | None = None) -> PipeperfConfig:
@@ -187,18 +183,12 @@ class PipeperfConfig:
             long=_flag(config, "pipeperf_long"),
             memory_threshold=_value(config, "pipeperf_memory_threshold"),
             min_speedup=_value(config, "pipeperf_min_speedup"),
-            max_p99_ms=_value(config, "pipeperf_max_p99_ms"),
-            min_throughput=_value(config, "pipeperf_min_throughput"),
             fail_on_memory=FailOn.MEMORY in fail_on,
             isolate=_value(config, "pipeperf_isolate"),
             limits=Limits(_value(config, "pipeperf_build_timeout"),
                           _value(config, "pipeperf_measure_timeout")),
             isolated_child=isolated,
             batch_sizes=_value(config, "pipeperf_batch_sizes"),
-            # a recording run judges nothing worth escalating; a record child judges nothing; an
-            # A/B run's points are paired already (and keep their whole alpha)
-            escalate=_flag(config, "pipeperf_escalate") and not (update or calibrate or child)
-            and _value(config, "pipeperf_ab") is None,
         )
 
 
@@ -217,8 +207,7 @@ def _path(value: object) -> Path | None:
 MARKER_HELP = (
     "pipeperf(task=None, batch_sizes=[1], precisions=None, backends=None, threshold=None, "
     "atol=None, rtol=None, min_cosine=None, trust_remote_code=False, recipes=None, "
-    "isolate=None, matrix=True, name=None, new_tokens=32, min_speedup=None, max_p99_ms=None, "
-    "min_throughput=None): a pipeperf "
+    "isolate=None, matrix=True, name=None, new_tokens=32, min_speedup=None): a pipeperf "
     "case, run for every backend x precision x device; see the pytest-pipeperf README"
 )
 
@@ -245,9 +234,6 @@ class MarkerOptions:
     :param new_tokens: how many tokens a generation case decodes per run (greedy).
     :param min_speedup: the speed-up gate's bound: a number, or a dict backend /
         ``backend-precision`` -> number (see :mod:`pytest_pipeperf.verdicts.speedup`).
-    :param max_p99_ms: / min_throughput: the SLO gates' bounds (p99 latency in ms, items per
-        second at the median), each a number or such a dict, for every batch size (see
-        :mod:`pytest_pipeperf.verdicts.slo`).
     """
 
     task: Task | None = None
@@ -265,8 +251,6 @@ class MarkerOptions:
     name: str | None = None
     new_tokens: int = 32
     min_speedup: float | Mapping[str, float] | None = None
-    max_p99_ms: float | Mapping[str, float] | None = None
-    min_throughput: float | Mapping[str, float] | None = None
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any], where: str) -> MarkerOptions:
@@ -350,14 +334,6 @@ class MarkerOptions:
                 out["min_speedup"] = parse_min_speedup(kwargs["min_speedup"])
             except ValueError as exc:
                 raise ValueError(f"{where}: {exc}") from None
-        for key in ("max_p99_ms", "min_throughput"):
-            if kwargs.get(key) is not None:
-                from pytest_pipeperf.verdicts.slo import parse_slo_bound
-
-                try:
-                    out[key] = parse_slo_bound(kwargs[key], key)
-                except ValueError as exc:
-                    raise ValueError(f"{where}: {exc}") from None
         if out.get("name") is not None and out.get("matrix", True):
             raise ValueError(f"{where}: name= names the one case of matrix=False; add "
                              "matrix=False or drop name=")

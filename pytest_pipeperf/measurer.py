@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 from pytest_pipeperf import threads
-from pytest_pipeperf.case import run_point
+from pytest_pipeperf.case import misuse, run_point
 from pytest_pipeperf.inputs import ImageInputs, batch_of
 from pytest_pipeperf.kernels import blas_threads, reference_kernels
 from pytest_pipeperf.results import PointResult, point_key
@@ -132,7 +132,7 @@ class InterleavedMeasurer:
             with blas_threads(settings.threads), session.progress.phase(
                     f"{check.where()}: measuring batch {size}", kind="measure", report=False), \
                     threads.watch(settings.threads, f"{check.where()} batch {size}"):
-                measurement = measure(fns, check.timing_plan, timer)
+                measurement = measure(fns, settings.plan, timer)
             samples = measurement.samples_ns
             stats = summarize(samples["candidate"])
             normalized = ratios(samples["candidate"],
@@ -151,3 +151,15 @@ class InterleavedMeasurer:
                                       tuple(round(ns / 1e6, 6) for ns in samples["candidate"]),
                                       speedup_verdict=gate))
         return points
+
+
+def text_only(inputs: tuple[str, ...] | ImageInputs) -> tuple[str, ...]:
+    """The A/B gate's inputs: texts (it does not compare image pipelines yet)."""
+    if isinstance(inputs, ImageInputs):
+        misuse("pipeperf.bench(): the A/B gate (--pipeperf-ab) compares text pipelines "
+               "only in this version; run image suites without --pipeperf-ab")
+    if not isinstance(inputs, tuple) or not all(isinstance(t, str) for t in inputs):
+        misuse("pipeperf.bench(): the A/B gate (--pipeperf-ab) compares text pipelines "
+               "only in this version, not a user model's tensors; run this test without "
+               "--pipeperf-ab")
+    return inputs

@@ -6,26 +6,14 @@ would report the same number. :class:`MemoryWatch` instead samples the current R
 (before its build) and its end, and reads CUDA's allocator peak (reset at the start) for a
 ``cuda`` case when torch is already imported. The memory verdict over these figures is
 :mod:`pytest_pipeperf.verdicts.memory`.
-
-What the session shares between cases is not a case's own: the eager fp32 reference of a model is
-built, and its outputs computed, in whichever case needs it first, and stays for the session. That
-work runs inside :meth:`MemoryWatch.excluded`, so the RSS it adds lifts the case's starting level
-instead of counting as its growth: a case's figure no longer depends on which cases ran before it
-(the backend selection, ``-n``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
-import functools
-import gc
 import os
 import resource
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -49,26 +37,6 @@ def process_peak_rss_mb() -> float:
     """The process's lifetime peak RSS in MB (``ru_maxrss``)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / _MB if sys.platform == "darwin" else peak / 1024.0
-
-
-def release_freed() -> None:
-    """Collect garbage and return the C heap's free memory to the system (glibc's
-    ``malloc_trim``; elsewhere only the collection), so RSS is what is held, not what was."""
-    gc.collect()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +86,9 @@ class MemoryWatch:
         self._start_mb = 0.0
         self._peak_mb = 0.0
         self._sampled = False
-        self._lock = threading.Lock()
-        self._excluding = 0  # depth of excluded() blocks; the sampler pauses inside them
 
     def start(self) -> MemoryWatch:
-        """Begin sampling (and reset the CUDA peak of a ``cuda`` device).
-
-        Memory the previous cases freed is handed back to the system first
-        (:func:`release_freed`), so this case's growth does not depend on how much of the heap
-        they left free for it to reuse."""
-        release_freed()
+        """Begin sampling (and reset the CUDA peak of a ``cuda`` device)."""
         now = current_rss_mb()
         self._sampled = now is not None
         self._start_mb = self._peak_mb = now if now is not None else process_peak_rss_mb()
@@ -143,31 +104,8 @@ class MemoryWatch:
     def _sample(self) -> None:
         while not self._stop.wait(self.interval_s):
             now = current_rss_mb()
-            with self._lock:
-                if now is not None and now > self._peak_mb and not self._excluding:
-                    self._peak_mb = now
-
-    @contextlib.contextmanager
-    def excluded(self) -> Iterator[None]:
-        """Run work that is not the case's own (the session's shared reference model).
-
-        Sampling pauses inside; on leaving, the RSS the work added (if any) raises both the
-        starting level and the peak so far, so the case's growth is what it was before the block
-        and later growth is measured above what the block left. Nested blocks count once.
-        """
-        before = current_rss_mb() if self._sampled else None
-        with self._lock:
-            self._excluding += 1
-        try:
-            yield
-        finally:
-            after = current_rss_mb() if before is not None else None
-            with self._lock:
-                self._excluding -= 1
-                if before is not None and after is not None and self._excluding == 0:
-                    added = max(0.0, after - before)
-                    self._start_mb += added
-                    self._peak_mb = max(self._peak_mb, before) + added
+            if now is not None and now > self._peak_mb:
+                self._peak_mb = now
 
     def _cuda(self) -> Any:
         torch = sys.modules.get("torch")  # never import torch for this
@@ -179,15 +117,13 @@ class MemoryWatch:
     def snapshot(self) -> CaseMemory:
         """The case's memory so far (sampling goes on)."""
         now = current_rss_mb()
-        with self._lock:
-            if now is not None and now > self._peak_mb and not self._excluding:
-                self._peak_mb = now
-            peak = self._peak_mb if now is not None else process_peak_rss_mb()
-            start = self._start_mb
+        if now is not None and now > self._peak_mb:
+            self._peak_mb = now
+        peak = self._peak_mb if now is not None else process_peak_rss_mb()
         cuda = self._cuda()
         device_peak = (cuda.max_memory_allocated(self.device.index or 0) / _MB
                        if cuda is not None else None)
-        return CaseMemory(start, peak, device_peak, self._sampled)
+        return CaseMemory(self._start_mb, peak, device_peak, self._sampled)
 
     def stop(self) -> None:
         """End sampling."""

@@ -33,11 +33,6 @@ from pytest_pipeperf.recipe import parse_recipe_choices
 
 # Processes measured by --pipeperf-calibrate when --pipeperf-runs is not given.
 CALIBRATION_PROCESSES = 5
-# Processes --pipeperf-update-baselines records per point when --pipeperf-runs is not given: the
-# stored gate's spread is then measured (2 degrees of freedom beside the prior), which halves the
-# slowdown it can detect against one run (docs/gates.md, "Sensitivity of the default recording";
-# bench/sensitivity.py).
-RECORDING_RUNS = 3
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LINK_RE = re.compile(r"\[([^]]+)\]\(([^)]+)\)")
@@ -123,28 +118,6 @@ def parse_min_speedup(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(
             f"invalid min-speedup {text!r}; give a number > 0, e.g. 1.5 (1.5x faster than eager)")
-    return value
-
-
-def parse_max_p99_ms(text: str) -> float:
-    """A p99 latency bound in milliseconds: a finite number > 0, e.g. ``20`` (``20ms`` too)."""
-    return _positive(text, "ms", "max-p99-ms", "20 (a p99 of at most 20 ms)")
-
-
-def parse_min_throughput(text: str) -> float:
-    """A throughput bound in items per second: a finite number > 0, e.g. ``100``."""
-    return _positive(text, "/s", "min-throughput", "100 (at least 100 items/s)")
-
-
-def _positive(text: str, suffix: str, name: str, example: str) -> float:
-    raw = str(text).strip().lower().removesuffix(suffix)
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(
-            f"invalid {name} {text!r}; give a number > 0, e.g. {example}")
     return value
 
 
@@ -419,9 +392,7 @@ def _devices(get: Get) -> tuple[Device, ...]:
 
 
 def _runs(get: Get) -> int:
-    if get("pipeperf_calibrate"):
-        return CALIBRATION_PROCESSES
-    return RECORDING_RUNS if get("pipeperf_update_baselines") else 1
+    return CALIBRATION_PROCESSES if get("pipeperf_calibrate") else 1
 
 
 F, A = Kind.FLAG, Kind.APPEND
@@ -441,12 +412,6 @@ OPTIONS: tuple[Option, ...] = (
     Option("--pipeperf-min-speedup", "pipeperf_min_speedup", "X", parse_min_speedup, None,
            "fail a point whose speed-up over eager fp32 (same rounds) is below X "
            "(marker: `min_speedup=`)"),
-    Option("--pipeperf-max-p99-ms", "pipeperf_max_p99_ms", "MS", parse_max_p99_ms, None,
-           "fail a point whose p99 latency (99% interval of this run's samples) lies above MS "
-           "(marker: `max_p99_ms=`)"),
-    Option("--pipeperf-min-throughput", "pipeperf_min_throughput", "N", parse_min_throughput,
-           None, "fail a point whose items/s at the median (with its 99% interval) lies below N "
-           "(marker: `min_throughput=`)"),
     Option("--pipeperf-memory-threshold", "pipeperf_memory_threshold", "PCT", parse_threshold,
            0.25,
            "allowed growth of a case's memory (CPU: RSS growth during the case; CUDA: the "
@@ -481,12 +446,10 @@ OPTIONS: tuple[Option, ...] = (
            "`session`: the rate bounds the whole session's false alarms (Bonferroni over its "
            "timed points); `point`: each point alone"),
     Option("--pipeperf-runs", "pipeperf_runs", "K", parse_positive_int,
-           Computed(f"{RECORDING_RUNS} with --pipeperf-update-baselines, "
-                    f"{CALIBRATION_PROCESSES} with --pipeperf-calibrate", _runs),
+           Computed(f"1 ({CALIBRATION_PROCESSES} with --pipeperf-calibrate)", _runs),
            "with `--pipeperf-update-baselines` or `--pipeperf-calibrate`: measure in K separate "
            "processes (K-1 extra runs of this command first), so the baseline knows the "
-           "cross-process spread; what K buys: "
-           "[docs/gates.md](docs/gates.md#sensitivity-of-the-default-recording)"),
+           "cross-process spread"),
     Option("--pipeperf-batch-sizes", "pipeperf_batch_sizes", "LIST", parse_batch_sizes,
            Computed("the marker's batch_sizes"),
            "measure every case at these batch sizes instead of its marker's, e.g. "
@@ -531,9 +494,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--pipeperf-fail-on-memory", "pipeperf_fail_on_memory", None, None, False,
            "same as adding `memory` to `--pipeperf-fail-on`: a memory regression (see "
            "`--pipeperf-memory-threshold`) fails its test; without it memory verdicts are "
-           "reported only. Off by default: the shared reference model is kept out of every "
-           "case, but a library's first use (tens of MB) lands in the first case that loads it",
-           F),
+           "reported only. Off by default: a "
+           "case's RSS growth includes process-wide first-use costs (library initialisation, "
+           "allocator arenas) that land in whichever case runs first, e.g. +65 MB for the first "
+           "case of an xdist worker", F),
     Option("--pipeperf-long", "pipeperf_long", None, None, False,
            "run the scenario suites at full length (batch sweep 1-64, the highest-QPS search, "
            "longer load runs; `pipeperf.long` in a suite) instead of the default run's short "
@@ -557,11 +521,6 @@ OPTIONS: tuple[Option, ...] = (
            "compare two settings of one environment", A, ini=False),
     Option("--pipeperf-ab-serve", "pipeperf_ab_serve", "RFD,WFD", parse_serve_fds, None,
            "internal: the pipes of an A/B worker", Kind.HIDDEN, ini=False),
-    Option("--pipeperf-escalate", "pipeperf_escalate", None, None, False,
-           "re-judge a point the stored gate leaves `inconclusive` with the paired A/B gate "
-           "against the commit its baseline was recorded at (a worktree under `.pipeperf/ab/`), "
-           "so it ends `ok` or `regressed`; the false-alarm rate is split between the two gates. "
-           "The PR workflow turns it on", F),
     Option("--pipeperf-calibrate", "pipeperf_calibrate", None, None, False,
            "measure each point's noise on this machine in `--pipeperf-runs` separate processes "
            "and store it with the baseline entries (runs are added only with "

@@ -20,6 +20,7 @@ import pytest
 
 from pytest_pipeperf import recording, report
 from pytest_pipeperf.baseline import BaselineError, atomic_write, stale_cases
+from pytest_pipeperf.config import FailOn
 from pytest_pipeperf.roles import role_of
 from pytest_pipeperf.scenario import table_lines as scenario_table_lines
 
@@ -42,10 +43,8 @@ class Outputs:
         info = baseline_info(state) if settings.report_path is not None else {}
         if (settings.update_baselines or settings.calibrate) and not settings.disabled:
             prune = None if state.partial else {s: set(f) for s, f in state.functions.items()}
-            commit = recording.checkout_commit(state.config.rootpath, settings.baseline_dir) \
-                if settings.update_baselines else None
             queued, state.calibrations = recording.updates(
-                [*state.child_records, *state.records], settings, commit)
+                [*state.child_records, *state.records], settings)
             state.flush_result = state.store.flush(queued, prune)
             state.errors.extend(state.flush_result.errors)
         write_outputs(state, info)
@@ -130,7 +129,7 @@ def settings_dict(state: PipeperfSession) -> dict[str, Any]:
         "recipes": {p.value: n for p, n in s.recipes.items()},
         "alpha": s.alpha, "alpha_scope": s.alpha_scope.value, "timed_points": state.timed_points,
         "point_alpha": state.point_alpha(), "false_alarm_control": state.control_line(),
-        "runs": s.runs, "calibrate": s.calibrate, "escalate": s.escalate,
+        "runs": s.runs, "calibrate": s.calibrate,
         "versions": state.versions,
     }
 
@@ -200,10 +199,6 @@ def terminal_summary(state: PipeperfSession, tr: Any) -> None:
     grouped = report.GROUPED if state.flush_result is None else ()
     for line in report.suite_status_lines(state.records, grouped):
         tr.write_line("pipeperf: " + line)
-    if state.flush_result is None:  # once per suite: points that cannot see their threshold
-        for sens in report.suite_sensitivity(state.records):
-            if (blind := report.sensitivity_line(sens)) is not None:
-                tr.write_line("pipeperf: " + blind)
     if state.records:
         tr.write_line("one-off costs (not in the samples):")
         for line in report.one_off_lines(state.records):
@@ -244,8 +239,8 @@ def terminal_summary(state: PipeperfSession, tr: Any) -> None:
 def github_annotations(state: PipeperfSession, tr: Any) -> None:
     """Workflow commands: GitHub turns them into annotations on the PR's files."""
     for line in report.github_annotations(
-            state.records, fail_on=state.settings.fail_on,
-            recording=state.settings.update_baselines):
+            state.records, fail_on_regression=FailOn.REGRESSION in state.settings.fail_on,
+            fail_on_memory=state.settings.fail_on_memory):
         tr.write_line(line)
 
 

@@ -5,9 +5,7 @@ the baseline writes queued from every process's records.
 (``--pipeperf-update-baselines`` or ``--pipeperf-calibrate``) with more than one run: before this
 process's tests it runs the same command K-1 more times, one after another, each told by
 ``PIPEPERF_RECORD_CHILD`` to write its records to a file, and adds them to the session's
-``child_records``. :func:`updates` turns the records into the store's queued writes, each run
-stamped with the commit of the checkout (:func:`checkout_commit`, once per session on the
-controller, so the extra processes' runs carry the parent's).
+``child_records``. :func:`updates` turns the records into the store's queued writes.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_pipeperf import parallel
-from pytest_pipeperf.baseline import Calibration, Commit, Run, Update, calibrate
+from pytest_pipeperf.baseline import Calibration, Run, Update, calibrate
 from pytest_pipeperf.results import CaseResult, read_record
 from pytest_pipeperf.roles import RECORD_CHILD_ENV
 from pytest_pipeperf.verdicts import Status
@@ -103,54 +101,13 @@ class Recording:
                                     f"({len(records)} cases, {took:.0f} s, exit {code})")
 
 
-def checkout_commit(root: Path, baseline_dir: Path | None = None) -> Commit | None:
-    """The commit of the git checkout holding ``root``, as a baseline run stores it.
-
-    ``sha`` is ``HEAD``; ``dirty`` says whether a *tracked* file outside ``baseline_dir`` differs
-    from it (``git status --porcelain --untracked-files=no``). Untracked files do not count: a
-    checkout nearly always has some (editor files, outputs) and a worktree of the commit does not
-    need them; an untracked module the suite imports is the one case this misses (commit it
-    before recording). The baseline directory does not count either: a refresh rewrites those
-    files, and no gate times them.
-
-    :param root: a directory inside the checkout (the pytest rootdir).
-    :param baseline_dir: the baseline directory, excluded from the dirty check.
-    :returns: ``None`` outside a git checkout, without ``git``, or when git fails.
-    """
-    from pytest_pipeperf.ab import _git
-
-    try:
-        top = _git(root, "rev-parse", "--show-toplevel")
-        head = _git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
-        if top.returncode != 0 or head.returncode != 0:
-            return None  # not a checkout, or one without commits
-        toplevel = Path(top.stdout.strip()).resolve()
-        spec = ["."]
-        if baseline_dir is not None:
-            try:
-                inner = Path(baseline_dir).resolve().relative_to(toplevel)
-            except ValueError:  # outside the checkout: no file of it counts anyway
-                pass
-            else:
-                if inner.parts:
-                    spec.append(f":(exclude){inner.as_posix()}")
-        status = _git(toplevel, "status", "--porcelain", "--untracked-files=no", "--", *spec)
-        if status.returncode != 0:
-            return None
-        return Commit(head.stdout.strip(), bool(status.stdout.strip()))
-    except (OSError, ValueError):  # no git executable; a HEAD that is no full object name
-        return None
-
-
-def updates(records: Iterable[CaseResult], settings: PipeperfConfig,
-            commit: Commit | None = None) -> tuple[list[Update], list[Calibrated]]:
+def updates(records: Iterable[CaseResult],
+            settings: PipeperfConfig) -> tuple[list[Update], list[Calibrated]]:
     """Queued baseline writes: one run per process and point, then calibration records.
 
     ``records``: the extra processes' records first (they ran first), then this process's. A
     point's stored runs are dropped (``reset``) when any process found it regressed, improved or
     incomparable. Also returns the calibrations (with ``--pipeperf-calibrate``).
-
-    :param commit: the checkout's commit (:func:`checkout_commit`), stored with every run.
     """
     now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     grouped: dict[tuple[str, str, str], list[tuple[Run, str | None]]] = {}
@@ -165,7 +122,7 @@ def updates(records: Iterable[CaseResult], settings: PipeperfConfig,
                       rec.threads, rec.recipe, norm, point.reference if norm else None,
                       _stored_memory(rec),
                       {"name": rec.subject, "model": rec.model, "device": rec.device}
-                      if rec.subject else None, commit=commit)
+                      if rec.subject else None)
             status = point.verdict.status.value if point.verdict is not None else None
             grouped.setdefault((rec.suite, rec.case, point.key), []).append((run, status))
     queued: list[Update] = []

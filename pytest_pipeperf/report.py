@@ -6,7 +6,6 @@ import html
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -128,7 +127,7 @@ def summary_line(records: Sequence[CaseResult]) -> str:
     tail = "; memory: " + ", ".join(f"{n} {k}" for k, n in sorted(memory.items())) \
         if memory.get("regressed") or memory.get("improved") else ""
     return (f"{len(records)} cases, {points} points: " + (", ".join(parts) or "nothing measured")
-            + tail + speedup_tail(records) + slo_tail(records))
+            + tail + speedup_tail(records))
 
 
 def speedup_tail(records: Sequence[CaseResult]) -> str:
@@ -138,15 +137,6 @@ def speedup_tail(records: Sequence[CaseResult]) -> str:
                     if p.speedup_verdict is not None)
     order = ("failed", "inconclusive", "not-judged", "ok")
     return "; speed-up gate: " + ", ".join(f"{gates[k]} {k}" for k in order if gates[k]) \
-        if gates else ""
-
-
-def slo_tail(records: Sequence[CaseResult]) -> str:
-    """``; SLO gates: 1 failed, 3 ok`` when any point had a ``max_p99_ms`` / ``min_throughput``
-    bound (a failed gate fails its test), else ``""``."""
-    gates = Counter(v.status for rec in records for p in rec.points for v in p.slo_verdicts)
-    order = ("failed", "inconclusive", "not-judged", "ok")
-    return "; SLO gates: " + ", ".join(f"{gates[k]} {k}" for k in order if gates[k]) \
         if gates else ""
 
 
@@ -173,8 +163,6 @@ def detail_lines(records: Sequence[CaseResult]) -> list[str]:
                 continue
             if (gate := point.speedup_verdict) is not None and gate.status != "ok":
                 lines.append(f"SPEEDUP {gate.status.upper()} {where}: {gate.message}")
-            lines += [f"SLO {slo.status.upper()} {where}: {slo.message}"
-                      for slo in point.slo_verdicts if slo.status != "ok"]
             verdict = point.verdict
             status = verdict.status.value if verdict is not None else None
             if verdict is not None and status in ("regressed", "inconclusive", "improved"):
@@ -214,106 +202,6 @@ def suite_status_lines(records: Sequence[CaseResult],
         noun = "point" if count == 1 else "points"
         lines.append(f"{suite}: {count} {noun} {status}: {text}")
     return lines
-
-
-# The rules of the stored-baseline gate (whose resolution more recorded runs improve).
-_STORED_RULES = ("normalized-pi/v2", "median-ratio/v1")
-# The K advised where the rule cannot compute one (the absolute rule) or no K gets there.
-ADVISED_RUNS = 5
-
-
-@dataclass(frozen=True, slots=True)
-class Sensitivity:
-    """How small a slowdown one suite's judged points can see.
-
-    :param suite: the suite.
-    :param points: its judged points (a baseline or an A/B base compared) with a ``detectable``.
-    :param median: / worst: their median and largest detectable slowdown (fractions).
-    :param blind: stored-gate points whose detectable slowdown exceeds their threshold.
-    :param thresholds: the thresholds of those points, ascending, each once.
-    :param runs: the ``--pipeperf-runs`` that brings every blind point it can under its
-        threshold (the largest of their :attr:`Verdict.runs_needed`); :data:`ADVISED_RUNS` when
-        none could be computed (the absolute rule).
-    :param fixed: how many blind points :attr:`runs` brings under their threshold (by the rule).
-    :param stuck: blind points no K up to ``MAX_RUNS_ADVISED`` brings under it.
-    """
-
-    suite: str
-    points: int
-    median: float
-    worst: float
-    blind: int = 0
-    thresholds: tuple[float, ...] = ()
-    runs: int = ADVISED_RUNS
-    fixed: int = 0
-    stuck: int = 0
-
-
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
-def suite_sensitivity(records: Sequence[CaseResult]) -> list[Sensitivity]:
-    """Per suite (in run order) with at least one judged point: what its points can detect."""
-    judged: dict[str, list[Verdict]] = {}
-    for rec in records:
-        for point in rec.points:
-            if point.judged and point.verdict is not None \
-                    and point.verdict.detectable is not None:
-                judged.setdefault(rec.suite, []).append(point.verdict)
-    out = []
-    for suite, verdicts in judged.items():
-        found = [v.detectable for v in verdicts if v.detectable is not None]
-        blind = [v for v in verdicts if v.rule in _STORED_RULES and v.detectable is not None
-                 and v.detectable > v.threshold * (1 + 1e-9)]
-        needed = [v.runs_needed for v in blind if v.runs_needed is not None]
-        unknown = [v for v in blind if v.runs_needed is None and v.rule != "normalized-pi/v2"]
-        stuck = len(blind) - len(needed) - len(unknown)
-        out.append(Sensitivity(
-            suite, len(found), _median(found), max(found), len(blind),
-            tuple(sorted({v.threshold for v in blind})),
-            max(needed) if needed else ADVISED_RUNS, len(needed), stuck))
-    return out
-
-
-def _pcts(values: Sequence[float]) -> str:
-    return ", ".join(f"{v * 100:g}%" for v in values)
-
-
-def sensitivity_fix(sens: Sensitivity) -> list[tuple[str, str, str]]:
-    """The fixes for a suite's points that cannot see their threshold, each ``(text before,
-    command, text after)`` (joined with spaces): more recorded runs with the K the rule says is enough, and for
-    points no K fixes, a larger threshold or the paired A/B gate."""
-    fixes = []
-    if sens.blind - sens.stuck:
-        after = ""
-        if sens.fixed:
-            which = "it" if sens.fixed == 1 else f"{sens.fixed} of them"
-            after = (f"(by the rule, this brings {which} under the threshold if the spread "
-                     "stays as measured)")
-        fixes.append(("record more runs:",
-                      f"--pipeperf-update-baselines --pipeperf-runs={sens.runs}", after))
-    if sens.stuck:
-        fixes.append((f"{sens.stuck} stay above it with any K up to 20 (their spread alone is "
-                      "wider): raise their threshold, or decide them with the paired A/B gate:",
-                      "--pipeperf-escalate", ""))
-    return fixes
-
-
-def sensitivity_line(sens: Sensitivity) -> str | None:
-    """The suite's one line for points that cannot see their threshold (``None``: every point
-    can): how many, what they detect, and the fix with the K the rule says is enough."""
-    if not sens.blind:
-        return None
-    noun = "point" if sens.points == 1 else "points"
-    thresholds = "thresholds" if len(sens.thresholds) > 1 else "threshold"
-    text = (f"{sens.suite}: {sens.blind} of {sens.points} judged {noun} cannot detect a "
-            f"slowdown of their {thresholds} ({_pcts(sens.thresholds)}): the suite detects "
-            f">= {sens.median * 100:.1f}% (median; worst {sens.worst * 100:.1f}%)")
-    return text + "".join(f"; {before} {command}" + (f" {after}" if after else "")
-                          for before, command, after in sensitivity_fix(sens))
 
 
 def _parity_text(parity: ParityResult) -> str:
@@ -440,11 +328,6 @@ def scenario_markdown(scenarios: Sequence[Mapping[str, Any]]) -> list[str]:
                      f"{md_code(group['function'], in_table=False)}): {md_text(group['title'])}"),
                 ""]
         out += _table(head, [[md_text(c) for c in row] for row in body])
-        gates = group.get("gates") or []
-        if gates:  # scenario gates: one line each, the failed ones first
-            out += [""] + [f"- gate **{g['status']}** {md_code(str(g['case']), in_table=False)}: "
-                           f"{md_text(g['message'])}"
-                           for g in sorted(gates, key=lambda g: g["status"] != "failed")]
     return out
 
 
@@ -613,8 +496,6 @@ def _note_cell(point: PointResult, status: str) -> str:
     note = point.verdict.reason if point.verdict is not None else ""
     if (gate := point.speedup_verdict) is not None:  # the speed-up gate's outcome
         note = f"{note}; {gate.message}" if note else gate.message
-    for slo in point.slo_verdicts:  # the SLO gates' outcomes
-        note = f"{note}; {slo.message}" if note else slo.message
     return md_text(note)
 
 
@@ -728,21 +609,6 @@ def _baseline_line(suite: str, records: Sequence[CaseResult], file: str | None,
             f"{md_code(file, in_table=False)}")
 
 
-def _sensitivity_markdown(sens: Sensitivity) -> str:
-    """The suite's resolution: its median detectable slowdown, and the fix where points cannot
-    see their threshold."""
-    noun = "point" if sens.points == 1 else "points"
-    text = (f"Sensitivity: detects slowdowns ≥ {sens.median * 100:.1f}% (median of "
-            f"{sens.points} judged {noun}; worst {sens.worst * 100:.1f}%)")
-    if not sens.blind:
-        return text + "; every point can detect its threshold."
-    fixes = "; ".join(f"{md_text(before)} {md_code(command, in_table=False)}"
-                      + (f" {md_text(after)}" if after else "")
-                      for before, command, after in sensitivity_fix(sens))
-    return (text + f". **{sens.blind} of them cannot detect their threshold** "
-            f"({md_text(_pcts(sens.thresholds))}): {fixes}.")
-
-
 def _versions_of(value: str | Sequence[str]) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
@@ -792,7 +658,7 @@ def _summary(records: Sequence[CaseResult], counts: Mapping[str, int]) -> str:
     parts.extend(f"{counts[k]} {md_text(k)}" for k in extra)
     return (f"**{len(records)} case{'s' if len(records) != 1 else ''}, {points} "
             f"point{'s' if points != 1 else ''}:** " + ", ".join(parts)
-            + md_text(speedup_tail(records) + slo_tail(records)))
+            + md_text(speedup_tail(records)))
 
 
 def markdown(records: Sequence[CaseResult], *, machine: Mapping[str, Any], control_line: str,
@@ -880,13 +746,6 @@ def _render(records: Sequence[CaseResult], rows: Sequence[_MdRow], keep: set[int
                 ""]
         out += [f"- {md_code(f'{rec.nodeid} {p.key}', in_table=False)}: "
                 f"{md_text(p.speedup_verdict.message)}" for rec, p in gates if p.speedup_verdict]
-    slos = [(rec, p, v) for rec in records for p in rec.points for v in p.slo_verdicts
-            if v.failed]  # failed max_p99_ms / min_throughput: tests failed
-    if slos:
-        out += ["", "**SLO gate failed** (`max_p99_ms` / `min_throughput`, this run's samples):",
-                ""]
-        out += [f"- {md_code(f'{rec.nodeid} {p.key}', in_table=False)}: {md_text(v.message)}"
-                for rec, p, v in slos]
     left_out = len(rows) - len(keep)
     if left_out:
         out += ["", (f"> **Report truncated** to {max_chars} characters: {left_out} of "
@@ -903,14 +762,11 @@ def _render(records: Sequence[CaseResult], rows: Sequence[_MdRow], keep: set[int
         out += ["", (f"**{len(stale)} stale baseline entr{'y' if len(stale) == 1 else 'ies'}** "
                      f"(no such test any more; a full `--pipeperf-update-baselines` run removes "
                      f"them): {listed}{' …' if len(stale) > 10 else ''}")]
-    sensitivity = {sens.suite: sens for sens in suite_sensitivity(records)}
     for suite in suites:
         out += ["", f"### {md_code(suite, in_table=False)}"]
         line = _baseline_line(suite, records, files.get(suite), baseline_info.get(suite))
         if line:
             out += ["", line]
-        if suite in sensitivity:
-            out += ["", _sensitivity_markdown(sensitivity[suite])]
         indexed = [(i, row) for i, row in enumerate(rows) if row.suite == suite]
         hot = sorted(((i, r) for i, r in indexed if r.attention), key=lambda ir: (ir[1].rank, ir[0]))
         cold = [(i, r) for i, r in indexed if not r.attention]
@@ -1046,15 +902,8 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-# The ``--pipeperf-fail-on`` status each point status fails the run under (parity always fails).
-_FAILS_UNDER = {"regressed": "regression", "new": "new", "incomparable": "incomparable",
-                "inconclusive": "inconclusive"}
-
-
-def _annotation_level(status: str, fail_on: AbstractSet[str]) -> str | None:
-    """``error`` for a status that fails the run under ``fail_on``, else ``warning`` for one
-    worth a look (regressed, inconclusive, incomparable) or ``notice`` (improved, new)."""
-    if status == "parity-failed" or _FAILS_UNDER.get(status, "") in fail_on:
+def _annotation_level(status: str, fail_on_regression: bool) -> str | None:
+    if status == "parity-failed" or (status == "regressed" and fail_on_regression):
         return "error"
     if status in ("regressed", "inconclusive", "incomparable"):
         return "warning"
@@ -1066,29 +915,23 @@ def _annotation_level(status: str, fail_on: AbstractSet[str]) -> str | None:
 # Not called ``annotations``: that name is the ``from __future__ import annotations`` feature
 # object of every module here, and mypy would type the function as that object.
 def github_annotations(
-    records: Sequence[CaseResult], *, fail_on: Iterable[str], recording: bool = False,
-    limit: int = ANNOTATION_LIMIT,
+    records: Sequence[CaseResult], *, fail_on_regression: bool, limit: int = ANNOTATION_LIMIT,
+    fail_on_memory: bool = False,
 ) -> list[str]:
     """GitHub Actions workflow commands, one per point that needs attention.
 
-    The level follows ``fail_on``: ``::error`` for what fails the run (parity failures always;
-    ``regressed``, ``new``, ``incomparable``, ``inconclusive`` and memory regressions when the
-    list names them; a failed speed-up gate unless it is empty, an inconclusive one when it
-    names ``inconclusive``); otherwise ``::warning`` for regressed (report-only), inconclusive
-    and incomparable points and memory regressions, ``::notice`` for improvements and new
-    points. Each names the test's file and line when the record has a ``location``. Errors come
-    first, then warnings and notices, each most urgent status first.
+    ``::error`` for parity failures and (with ``fail_on_regression``) regressions;
+    ``::warning`` for inconclusive and incomparable points, and for regressions in report-only
+    mode; ``::notice`` for improvements and new points. Each names the test's file and line when
+    the record has a ``location``. Parity failures come first, then regressions, and so on.
 
     :param records: case records, in run order.
-    :param fail_on: the ``--pipeperf-fail-on`` list (its values, e.g. ``{"regression",
-        "new"}``); empty for ``never``.
-    :param recording: a run that records baselines (``--pipeperf-update-baselines``): its
-        verdicts and memory fail nothing, only parity and the speed-up gate do.
+    :param fail_on_regression: whether regressions fail the run (``--pipeperf-fail-on``).
+    :param fail_on_memory: whether memory regressions fail it too (``--pipeperf-fail-on-memory``);
+        else they are warnings.
     :param limit: the most annotations for points; when more points need attention, one more
         ``::notice`` says how many were left out.
     """
-    gates = frozenset(str(f) for f in fail_on)
-    wanted = frozenset() if recording else gates
     found: list[tuple[int, int, str]] = []
     for rec in records:
         location = rec.location or {}
@@ -1099,7 +942,7 @@ def github_annotations(
                 props.append(f"line={int(location['line'])}")
         for point in rec.points:
             status = point.status
-            level = _annotation_level(status, wanted)
+            level = _annotation_level(status, fail_on_regression)
             if level is None:
                 continue
             where = f"{rec.case} {point.key}"
@@ -1115,7 +958,7 @@ def github_annotations(
             found.append((_LEVEL_ORDER.index(level), _RANK.get(status, len(ATTENTION)), command))
         mem = memory_verdict(rec)
         if mem and mem.status == "regressed":
-            fails = "memory" in wanted
+            fails = fail_on_regression and fail_on_memory
             level = "error" if fails else "warning"
             suffix = "" if fails else " (report-only)"
             title = f"pipeperf: memory regressed{suffix}: {rec.case}"
@@ -1124,21 +967,12 @@ def github_annotations(
             found.append((_LEVEL_ORDER.index(level), _RANK["regressed"], command))
         for point in rec.points:  # a failed min_speedup fails its test unless fail-on is never
             gate = point.speedup_verdict
-            strict = gate is not None and gate.status == "inconclusive" and "inconclusive" in gates
-            if gate is not None and (gate.failed or strict):
-                level = "error" if gates else "warning"
-                title = f"pipeperf: speed-up {gate.status}: {rec.case} {point.key}"
+            if gate is not None and gate.failed:
+                level = "error" if fail_on_regression else "warning"
+                title = f"pipeperf: speed-up failed: {rec.case} {point.key}"
                 command = (f"::{level} {','.join([*props, f'title={escape_property(title)}'])}"
                            f"::{escape_data(f'{rec.nodeid} {point.key}{chr(10)}{gate.message}')}")
                 found.append((_LEVEL_ORDER.index(level), _RANK["regressed"], command))
-            for slo in point.slo_verdicts:  # a failed SLO gate fails its test likewise
-                if slo.failed or slo.status == "inconclusive" and "inconclusive" in gates:
-                    level = "error" if gates else "warning"
-                    title = f"pipeperf: SLO {slo.status}: {rec.case} {point.key}"
-                    text = f"{rec.nodeid} {point.key}{chr(10)}{slo.message}"
-                    command = (f"::{level} {','.join([*props, f'title={escape_property(title)}'])}"
-                               f"::{escape_data(text)}")
-                    found.append((_LEVEL_ORDER.index(level), _RANK["regressed"], command))
     # Stable: the most urgent level, then status, then run order.
     ordered = [command for *_, command in sorted(found, key=lambda f: (f[0], f[1]))]
     if len(ordered) <= limit:

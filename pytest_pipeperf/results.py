@@ -15,8 +15,7 @@ The JSON form (``CaseResult.to_dict()``) is the documented record schema::
                  "normalized": RatioStats | null, "speedup": RatioStats | null,
                  "rounds": int | null, "reference": str | null,
                  "samples_ms": [float] | null,
-                 "speedup_verdict": SpeedupVerdict (only when a min_speedup applied),
-                 "slo_verdicts": [SloVerdict] (only when an SLO bound applied)}]}
+                 "speedup_verdict": SpeedupVerdict (only when a min_speedup applied)}]}
 
 ``normalized`` is the median per-round ratio of the candidate to the reference kernels' geometric
 mean (dimensionless, what the stored-baseline gate judges); ``speedup`` the median per-round ratio
@@ -25,9 +24,7 @@ of the eager fp32 reference to the candidate, when the eager reference was timed
 ``samples_ms`` the candidate's timed calls in milliseconds, in the order they ran (what the
 distribution plots and the pytest-benchmark export are drawn from); ``speedup_verdict`` the
 speed-up gate's verdict on ``speedup`` (:mod:`pytest_pipeperf.verdicts.speedup`), present only
-when a ``min_speedup`` bound applied to the point; ``slo_verdicts`` the SLO gates' verdicts
-(``max_p99_ms``, ``min_throughput``: :mod:`pytest_pipeperf.verdicts.slo`), present only when
-such a bound applied.
+when a ``min_speedup`` bound applied to the point.
 """
 
 from __future__ import annotations
@@ -39,7 +36,6 @@ from pytest_pipeperf.memory import CaseMemory
 from pytest_pipeperf.parity import ParityResult
 from pytest_pipeperf.stats import LatencyStats, RatioStats
 from pytest_pipeperf.verdicts import MemoryVerdict, Verdict
-from pytest_pipeperf.verdicts.slo import SloVerdict
 from pytest_pipeperf.verdicts.speedup import SpeedupVerdict
 
 RESULT_SCHEMA_VERSION = 4
@@ -80,7 +76,6 @@ class PointResult:
     samples_ms: tuple[float, ...] | None = None
     metric: str | None = None
     speedup_verdict: SpeedupVerdict | None = None
-    slo_verdicts: tuple[SloVerdict, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -101,8 +96,6 @@ class PointResult:
             **({"metric": self.metric} if self.metric is not None else {}),
             **({"speedup_verdict": self.speedup_verdict.to_dict()}
                if self.speedup_verdict is not None else {}),
-            **({"slo_verdicts": [v.to_dict() for v in self.slo_verdicts]}
-               if self.slo_verdicts else {}),
         }
 
     @classmethod
@@ -112,9 +105,6 @@ class PointResult:
         normalized, speedup, rounds = data["normalized"], data["speedup"], data["rounds"]
         throughput = data["throughput"]
         gate = data.get("speedup_verdict")
-        slo = data.get("slo_verdicts") or []
-        if not isinstance(slo, list):
-            raise TypeError(f"slo_verdicts must be a list, got {slo!r}")
         return cls(
             batch_size=int(data["batch_size"]), parity=ParityResult.from_dict(data["parity"]),
             first_call_ms=float(data["first_call_ms"]),
@@ -127,7 +117,6 @@ class PointResult:
             samples_ms=tuple(float(v) for v in samples) if samples is not None else None,
             metric=None if data.get("metric") is None else str(data["metric"]),
             speedup_verdict=SpeedupVerdict.from_dict(gate) if gate is not None else None,
-            slo_verdicts=tuple(SloVerdict.from_dict(v) for v in slo),
         )
 
     @property
@@ -146,12 +135,6 @@ class PointResult:
         if not self.parity.passed:
             return "parity-failed"
         return self.verdict.status.value if self.verdict is not None else "parity-only"
-
-    @property
-    def judged(self) -> bool:
-        """Whether a rule compared this point with something (a baseline or an A/B base): its
-        parity passed and its verdict has a ratio (not ``new`` / ``incomparable``)."""
-        return self.parity.passed and self.verdict is not None and self.verdict.ratio is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,8 @@ named metrics per row. A suite records one with ``pipeperf.scenario(name, title=
 ``user_properties``, so through xdist too) and reaches the terminal, ``--pipeperf-json``
 (``scenarios``), ``--pipeperf-report`` and ``--pipeperf-plots``.
 
-Scenario metrics are measurements shown side by side. A suite can gate them with absolute
-bounds: ``scenario.gate("p99_ms", max=500, where={"offered_qps": 20})`` judges every matching
-row's value now (``ok`` / ``failed``; ``not-judged`` for a row whose value is undefined) and
-records the verdicts in the scenario (``gates``); a ``failed`` gate fails the test (see
-:meth:`Scenario.gate`). A metric has one value per row, no per-round samples: the bound is the
-whole rule, so a gate's bound must leave room for the machine's noise.
+Scenario metrics are measurements shown side by side, not baseline verdicts: their gate is the
+case's own ``pipeperf.bench()`` points (and what the suite asserts).
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 SCENARIO_PROPERTY = "pipeperf-scenario"
 
@@ -58,17 +54,11 @@ class Scenario:
     :param bars: a metric to draw as one bar per row (e.g. ``speedup``), or ``None``.
     :param base: the case this scenario belongs to (node id, suite, backend, ...).
     :param publish: called with :meth:`to_dict` after every change.
-    :param on_gate: called with each :meth:`gate` call's verdicts, after they are published
-        (``pipeperf.scenario()`` fails the test there).
-    :param on_error: raises for a bad :meth:`gate` call (``pipeperf.scenario()``: the test
-        fails with a ``pipeperf:`` message, no traceback); ``None``: ``ValueError``.
     """
 
     def __init__(self, name: str, title: str | None, *, curve: tuple[str, str] | None = None,
                  bars: str | None = None, base: Mapping[str, Any] | None = None,
-                 publish: Callable[[dict[str, Any]], None] | None = None,
-                 on_gate: Callable[[list[dict[str, Any]]], None] | None = None,
-                 on_error: Callable[[str], NoReturn] | None = None) -> None:
+                 publish: Callable[[dict[str, Any]], None] | None = None) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"pipeperf.scenario({name!r}): the name must be 1-64 lower-case "
                              "letters, digits, '-' or '_', starting with a letter")
@@ -89,11 +79,8 @@ class Scenario:
         self.curve = curve
         self.bars = bars
         self.rows: list[dict[str, Any]] = []
-        self.gates: list[dict[str, Any]] = []
         self._base = dict(base or {})
         self._publish = publish
-        self._on_gate = on_gate
-        self._on_error = on_error
 
     def add(self, variant: str, **metrics: Any) -> None:
         """Add one row: ``variant`` names what differs (``dynamic(8, 10 ms)``, ``threads=2``).
@@ -113,84 +100,13 @@ class Scenario:
         if self._publish is not None:
             self._publish(self.to_dict())
 
-    def gate(self, metric: str, *, max: float | None = None, min: float | None = None,
-             variant: str | None = None,
-             where: Mapping[str, Metric] | None = None) -> list[dict[str, Any]]:
-        """Judge ``metric`` of every row added so far that matches ``variant`` (exactly) and
-        ``where`` (metric -> value, e.g. ``{"offered_qps": 20}``) against ``max`` / ``min``.
-
-        Each matching row gives one verdict, kept in :attr:`gates` (and the published record):
-        ``failed`` when its value is above ``max`` or below ``min``, ``ok`` otherwise, and
-        ``not-judged`` when the value is undefined (``None``, e.g. the p99 of a run that served
-        no request). The caller (``pipeperf.scenario()``) fails the test on a ``failed`` one.
-
-        :returns: the new verdicts: ``{"metric", "variant", "where", "max", "min", "value",
-            "status", "message"}``.
-        :raises ValueError: for a bad metric name, no bound, a bound that is not a finite
-            number, ``min > max``, or a selection that matches no row that has the metric (a
-            gate that judges nothing would pass silently).
-        """
-        where_text = f"scenario {self.name!r}.gate({metric!r})"
-        if not isinstance(metric, str) or not _METRIC.match(metric):
-            self._error(f"{where_text}: metric must be a metric name, e.g. 'p99_ms'")
-        if max is None and min is None:
-            self._error(f"{where_text}: give max= and/or min=, e.g. max=500")
-        for key, bound in (("max", max), ("min", min)):
-            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float))
-                                      or not math.isfinite(bound)):
-                self._error(f"{where_text}: {key}= must be a finite number, got {bound!r}")
-        if max is not None and min is not None and min > max:
-            self._error(f"{where_text}: min={min!r} is above max={max!r}")
-        if where is not None and not isinstance(where, Mapping):
-            self._error(f"{where_text}: where= must be a dict metric -> value, e.g. "
-                             "{'offered_qps': 20}")
-        wanted = dict(where or {})
-        rows = [r for r in self.rows
-                if (variant is None or r["variant"] == variant) and metric in r["metrics"]
-                and all(r["metrics"].get(k) == v for k, v in wanted.items())]
-        if not rows:
-            have = ", ".join(sorted({r["variant"] for r in self.rows})) or "none yet"
-            self._error(f"{where_text}: no row matches (variant={variant!r}, "
-                             f"where={wanted!r}) with a {metric!r} metric; rows: {have}. Gate "
-                             "after adding the rows, with the variant and values they have")
-        verdicts = []
-        limits = " and ".join(text for text in (
-            f"<= {max:g}" if max is not None else "", f">= {min:g}" if min is not None else "")
-            if text)
-        for row in rows:
-            value = row["metrics"][metric]
-            at = ", ".join([row["variant"], *(f"{k}={v}" for k, v in wanted.items())])
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                status, outcome = "not-judged", f"undefined ({value!r})"
-            elif (max is not None and value > max) or (min is not None and value < min):
-                status, outcome = "failed", f"{format_metric(value)} breaks it"
-            else:
-                status, outcome = "ok", f"{format_metric(value)} meets it"
-            verdicts.append({
-                "metric": metric, "variant": row["variant"], "where": wanted or None,
-                "max": max, "min": min, "value": value if status != "not-judged" else None,
-                "status": status,
-                "message": f"scenario {self.name} [{at}]: {metric} {limits}: {outcome}"})
-        self.gates.extend(verdicts)
-        if self._publish is not None:
-            self._publish(self.to_dict())
-        if self._on_gate is not None:
-            self._on_gate(verdicts)
-        return verdicts
-
-    def _error(self, message: str) -> NoReturn:
-        if self._on_error is not None:
-            self._on_error(message)
-        raise ValueError(message)
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form: the case fields, ``name``, ``title``, ``curve``, ``bars`` and ``rows``
-        (``[{"variant", "metrics": {...}}]``); ``gates`` (see :meth:`gate`) when any."""
+        (``[{"variant", "metrics": {...}}]``)."""
         return {**self._base, "name": self.name, "title": self.title,
                 "curve": list(self.curve) if self.curve else None, "bars": self.bars,
                 "rows": [{"variant": r["variant"], "metrics": dict(r["metrics"])}
-                         for r in self.rows],
-                **({"gates": [dict(g) for g in self.gates]} if self.gates else {})}
+                         for r in self.rows]}
 
 
 def metric_names(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -226,8 +142,7 @@ def group_scenarios(scenarios: Sequence[Mapping[str, Any]]) -> list[dict[str, An
         key = (str(sc.get("suite", "")), function, str(sc["name"]))
         group = groups.setdefault(key, {
             "suite": key[0], "function": function, "name": key[2], "title": sc.get("title"),
-            "curve": sc.get("curve"), "bars": sc.get("bars"), "rows": [], "gates": []})
-        group["gates"] += [{"case": sc.get("case"), **g} for g in sc.get("gates") or []]
+            "curve": sc.get("curve"), "bars": sc.get("bars"), "rows": []})
         for row in sc["rows"]:
             group["rows"].append({"case": sc.get("case"), "backend": sc.get("backend"),
                                   "precision": sc.get("precision"), "device": sc.get("device"),
@@ -255,6 +170,4 @@ def table_lines(scenarios: Sequence[Mapping[str, Any]]) -> list[str]:
         for row in (head, *body):
             lines.append("  " + "  ".join(c.rjust(w) if i >= 4 else c.ljust(w)
                                           for i, (c, w) in enumerate(zip(row, widths))).rstrip())
-        lines += [f"  gate {g['status'].upper()} {g['case']}: {g['message']}"
-                  for g in group.get("gates", [])]
     return lines

@@ -12,11 +12,10 @@ verdicts are :mod:`pytest_pipeperf.verdicts`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,6 @@ from pytest_pipeperf.collection import Collection
 from pytest_pipeperf.config import marker_options
 from pytest_pipeperf.devices import Device, count_visible_gpus
 from pytest_pipeperf.machine import collect, library_versions
-from pytest_pipeperf.memory import MemoryWatch
 from pytest_pipeperf.outputs import Outputs
 from pytest_pipeperf.precision import Precision
 from pytest_pipeperf.progress import Progress, terminal_writer
@@ -70,8 +68,6 @@ class PipeperfSession:
         self._backends: dict[str, Backend | None] = {}
         self._references: dict[tuple[str, ...], Runnable] = {}
         self._reference_outputs: dict[tuple[Any, ...], Mapping[str, np.ndarray]] = {}
-        # The running case's memory watch: the shared reference's work is kept out of it.
-        self.case_memory: MemoryWatch | None = None
         # Case results, typed once where they arrive (a record that is not one is a session error).
         self.records: list[CaseResult] = []
         self.scenarios: list[dict[str, Any]] = []
@@ -198,42 +194,28 @@ class PipeperfSession:
     def reference_runnable(self, model: ModelSpec) -> Runnable:
         """The reference backend's fp32 CPU runnable for ``model`` (built once per session)."""
         ref_key = (str(model.path), model.task.value, model.digest)
-        if ref_key not in self._references:
-            with self.shared_work():
-                self._references[ref_key] = self._build_reference(model)
-        return self._references[ref_key]
-
-    @contextlib.contextmanager
-    def shared_work(self) -> Iterator[None]:
-        """Work for the whole session (the reference model's build and calls) done inside a
-        case: kept out of that case's memory (:meth:`MemoryWatch.excluded`)."""
-        watch = self.case_memory
-        if watch is None:
-            yield
-            return
-        with watch.excluded():
-            yield
-
-    def _build_reference(self, model: ModelSpec) -> Runnable:
-        if model.source == "onnx":
+        if ref_key not in self._references and model.source == "onnx":
             # a user's .onnx file: its reference= (callable / fp32 original) or its own ORT run
             from pytest_pipeperf.backends._user import onnx_reference
 
-            return onnx_reference(model, self.build_context())
-        name = self.settings.reference_backend
-        backend = self.backend(name)
-        if backend is None:
-            raise pytest.fail.Exception(
-                f"pipeperf: ini pipeperf_reference_backend = {name!r} is not a known "
-                f"backend; valid: {', '.join(self.known_backends())}", pytrace=False)
-        return backend.build(model, Precision.FP32, Device("cpu"), self.build_context())
+            self._references[ref_key] = onnx_reference(model, self.build_context())
+        if ref_key not in self._references:
+            name = self.settings.reference_backend
+            backend = self.backend(name)
+            if backend is None:
+                raise pytest.fail.Exception(
+                    f"pipeperf: ini pipeperf_reference_backend = {name!r} is not a known "
+                    f"backend; valid: {', '.join(self.known_backends())}", pytrace=False)
+            self._references[ref_key] = backend.build(
+                model, Precision.FP32, Device("cpu"), self.build_context()
+            )
+        return self._references[ref_key]
 
     def reference_outputs(self, model: ModelSpec, batch: Batch) -> Mapping[str, np.ndarray]:
         """Outputs of the reference backend (eager fp32 on the CPU) for ``batch``, cached."""
         key = (str(model.path), model.task.value, model.digest, batch)
         if key not in self._reference_outputs:
-            with self.shared_work():
-                self._reference_outputs[key] = self.reference_runnable(model)(batch)
+            self._reference_outputs[key] = self.reference_runnable(model)(batch)
         return self._reference_outputs[key]
 
     # -- verdicts (pytest_pipeperf.verdicts.gate over this state) ---------------------------
@@ -243,10 +225,8 @@ class PipeperfSession:
         return gate.point_alpha(self.settings, self.timed_points)
 
     def control_line(self) -> str:
-        """How the suite-level false-alarm rate is controlled, for the report: over the timed
-        points counted at collection, and how many of them were judged."""
-        judged = sum(1 for rec in self.records for point in rec.points if point.judged)
-        return gate.control_line(self.settings, self.timed_points, judged)
+        """How the suite-level false-alarm rate is controlled, for the report."""
+        return gate.control_line(self.settings, self.timed_points)
 
     # -- run-time hooks (this object is registered as a plugin) --------------------------------
 

@@ -134,8 +134,8 @@ class FakeBackend:
     def build(self, model, precision, device, context):
         assert model.path.is_dir(), model.path
         assert model.task.value == "feature-extraction", model.task
-        if not self.tunable:  # the reference; "ref_alloc_mb": the weights it holds
-            return FakeRunnable(0.0, 0.0, float(_setting(model.path, "ref_alloc_mb", "-")))
+        if not self.tunable:
+            return FakeRunnable(0.0, 0.0)
         recipe = select(self.name, precision, self.recipes(precision), context.recipes)
         build_ms = float(_setting(model.path, "build_ms", "FAKE_BUILD_MS"))
         if build_ms:
@@ -197,7 +197,6 @@ pipeperf_min_time = 0.05
 pipeperf_max_time = 1
 pipeperf_min_rounds = 7
 pipeperf_warmup = 0
-pipeperf_runs = 1
 """
 
 # A suite of two pipeperf test functions, each with its own model directory.

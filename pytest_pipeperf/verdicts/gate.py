@@ -43,47 +43,23 @@ def point_alpha(settings: PipeperfConfig, timed_points: int) -> float:
     session is called ``regressed`` stays at most ``--pipeperf-alpha``, whatever the
     correlation between points. Verdicts are decided as each test runs, which rules out
     step-down or false-discovery procedures that need every p-value first.
-
-    With ``--pipeperf-escalate`` a point may be flagged by the stored gate or, when that left it
-    inconclusive, by the paired A/B gate: each judges at half the rate, so their sum stays the
-    point's share.
     """
-    gates = 2 if settings.escalate else 1
     if settings.alpha_scope is AlphaScope.POINT:
-        return settings.alpha / gates
-    return settings.alpha / max(timed_points, 1) / gates
+        return settings.alpha
+    return settings.alpha / max(timed_points, 1)
 
 
-def control_line(settings: PipeperfConfig, timed_points: int, judged: int | None = None) -> str:
-    """How the suite-level false-alarm rate is controlled, for the report.
-
-    :param timed_points: the family the rate was split over, counted when the tests were
-        collected (the split must be fixed before the first point is judged).
-    :param judged: how many points were then judged against a baseline or an A/B base; when it
-        differs from ``timed_points`` (points that were new, incomparable, skipped at run time or
-        failed parity) the line says so, and what the rate over the judged points is.
-    """
+def control_line(settings: PipeperfConfig, timed_points: int) -> str:
+    """How the suite-level false-alarm rate is controlled, for the report."""
     alpha = settings.alpha
     if settings.alpha_scope is AlphaScope.POINT:
         expected = 1.0 - (1.0 - alpha) ** max(timed_points, 1)
-        split = " (halved between the stored gate and its escalation)" if settings.escalate \
-            else ""
-        text = (f"false alarms: {alpha * 100:g}% per point{split}, not corrected for the session's "
+        return (f"false alarms: {alpha * 100:g}% per point, not corrected for the session's "
                 f"{timed_points} timed point(s) (up to {expected * 100:.1f}% chance of "
                 "one in an unchanged session if independent)")
-        if judged is not None and judged != timed_points:
-            text += f"; {judged or 'none'} judged"
-        return text
-    each = point_alpha(settings, timed_points) * (2 if settings.escalate else 1)
-    split = "; halved between the stored gate and its escalation" if settings.escalate else ""
-    text = (f"false alarms: family-wise <= {alpha * 100:g}% over {timed_points} timed "
-            f"point(s) (Bonferroni: {each * 100:.3g}% each, one-sided{split})")
-    if judged == 0 and timed_points:
-        text += "; none judged (nothing to compare with)"
-    elif judged is not None and judged != timed_points:
-        text += (f"; {judged} point(s) judged, so <= {min(judged * each, 1.0) * 100:.3g}% over "
-                 "those (the split is fixed when the tests are collected)")
-    return text
+    return (f"false alarms: family-wise <= {alpha * 100:g}% over {timed_points} timed "
+            f"point(s) (Bonferroni: {point_alpha(settings, timed_points) * 100:.3g}% each, "
+            "one-sided)")
 
 
 def judge_point(

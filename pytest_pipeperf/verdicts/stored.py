@@ -53,8 +53,6 @@ from pytest_pipeperf.stats import LatencyStats, RatioStats, z_for
 
 RULE = "median-ratio/v1"
 NORMALIZED_RULE = "normalized-pi/v2"
-# The most stored runs :func:`runs_needed` advises recording (each is one more process).
-MAX_RUNS_ADVISED = 20
 # z of the power at which ``detectable`` is stated (90%).
 POWER_Z = 1.2815515655446004
 
@@ -124,10 +122,6 @@ class Verdict:
     :param drift: the cross-process drift used (sd of ln median) and where it came from.
     :param baseline_file: the baseline file compared against, if any.
     :param reason: a human sentence for ``new``/``incomparable``.
-    :param runs_needed: where ``detectable`` exceeds ``threshold`` under ``normalized-pi/v2``:
-        the fewest stored runs (``--pipeperf-runs``) with which it would not, if the spread stays
-        as measured (:func:`runs_needed`); ``None`` where it already does not, or where no count
-        up to :data:`MAX_RUNS_ADVISED` gets there (the spread alone exceeds the threshold).
     """
 
     status: Status
@@ -144,7 +138,6 @@ class Verdict:
     rule: str = RULE
     reason: str = ""
     absolute: Verdict | None = None
-    runs_needed: int | None = None
 
     def message(self) -> str:
         """``p50 +14.2% (99% CI +11.0..+17.5%) vs baseline, threshold 5%`` and the context."""
@@ -187,7 +180,6 @@ class Verdict:
             "rule": self.rule,
             "reason": self.reason,
             "absolute": self.absolute.to_dict() if self.absolute is not None else None,
-            "runs_needed": self.runs_needed,
         }
 
     @classmethod
@@ -206,9 +198,6 @@ class Verdict:
             return data[key] if data.get(key) is not None else fields[key].default
 
         ci, absolute, file = get("ci"), get("absolute"), get("baseline_file")
-        needed = get("runs_needed")
-        if needed is not None and (isinstance(needed, bool) or not isinstance(needed, int)):
-            raise TypeError(f"runs_needed is an integer or null, got {needed!r}")
         return cls(
             Status(data["status"]), metric=str(get("metric")), ratio=_optional(get("ratio")),
             ci=(float(ci[0]), float(ci[1])) if ci is not None else None,
@@ -218,7 +207,6 @@ class Verdict:
             baseline_file=None if file is None else str(file), rule=str(get("rule")),
             reason=str(get("reason")),
             absolute=cls.from_dict(absolute) if absolute is not None else None,
-            runs_needed=needed,
         )
 
 
@@ -411,8 +399,6 @@ def judge_normalized(
     ratio = exp_clamped(log_r)
     ci = (exp_clamped(log_r - q * se), exp_clamped(log_r + q * se))
     detectable = max(policy.threshold, exp_clamped((q + POWER_Z) * se) - 1.0)
-    needed = runs_needed(sd, df, k, normalized.log_se**2, stored_se2, policy) \
-        if detectable > policy.threshold else None
     status = decide(ratio, policy.threshold, ci[0] > 1.0, ci[1] < 1.0)
     absolute = judge(current, [stats for stats, _ in runs], absolute_policy or policy,
                      baseline_file=baseline_file)
@@ -430,55 +416,7 @@ def judge_normalized(
         baseline_file=baseline_file,
         rule=NORMALIZED_RULE,
         absolute=absolute,
-        runs_needed=needed,
     )
-
-
-def detectable_with(runs: int, spread: float, df: float, se_now2: float, se_run2: float,
-                    alpha: float, threshold: float) -> float:
-    """The slowdown ``normalized-pi/v2`` flags with 90% power against ``runs`` stored runs.
-
-    The rule's own formula: ``se^2 = s^2 (1 + 1/k) + se_now^2 + se_run^2 / k`` and
-    ``detectable = exp((t(1 - alpha; df) + z_0.9) se) - 1``, at least ``threshold``.
-
-    :param runs: ``k``, the stored runs (>= 1).
-    :param spread: ``s``, the cross-process spread (sd of ln normalised latency).
-    :param df: the spread's degrees of freedom with these ``runs`` (see :func:`pooled_spread`).
-    :param se_now2: this run's squared sampling error of ln normalised median.
-    :param se_run2: the stored runs' mean squared sampling error.
-    :param alpha: the per-point one-sided false-alarm rate.
-    :param threshold: the minimum effect (fraction).
-    """
-    from scipy.stats import t
-
-    if runs < 1:
-        raise ValueError(f"runs must be >= 1, got {runs}")
-    se = math.sqrt(spread**2 * (1.0 + 1.0 / runs) + se_now2 + se_run2 / runs)
-    q = float(t.ppf(1.0 - alpha, df))
-    return max(threshold, exp_clamped((q + POWER_Z) * se) - 1.0)
-
-
-def runs_needed(spread: float, df: float, runs: int, se_now2: float, se_run2: float,
-                policy: Policy, limit: int = MAX_RUNS_ADVISED) -> int | None:
-    """The fewest stored runs with which a point's detectable slowdown reaches its threshold.
-
-    Each stored run beyond ``runs`` adds one degree of freedom to the spread (the t quantile
-    shrinks) and shrinks the ``1/k`` terms; the spread itself is assumed to stay as measured (it
-    is the best estimate there is; more runs make it surer, not smaller). ``None`` when even
-    ``limit`` runs do not get there: then the spread (or this run's sampling error) alone is
-    wider than the threshold, and only a larger threshold, a longer measurement or the paired
-    A/B gate (``--pipeperf-escalate``) can decide such a point.
-
-    :param spread: / df / se_now2 / se_run2: as :func:`detectable_with`, at ``runs``.
-    :param runs: the stored runs now.
-    :param policy: the threshold and per-point alpha.
-    """
-    for k in range(max(runs, 1), limit + 1):
-        found = detectable_with(k, spread, df + (k - runs), se_now2, se_run2, policy.alpha,
-                                policy.threshold)
-        if found <= policy.threshold:
-            return k
-    return None
 
 
 def worst(statuses: Sequence[Status]) -> Status:

@@ -42,7 +42,6 @@ pipeperf_min_time = 0.3
 pipeperf_max_time = 5
 pipeperf_min_rounds = 30
 pipeperf_warmup = 0.05
-pipeperf_runs = 1
 """
 
 SUITE = f'''

@@ -152,7 +152,6 @@ pipeperf_min_time = 0.01
 pipeperf_max_time = 0.2
 pipeperf_min_rounds = 3
 pipeperf_warmup = 0
-pipeperf_runs = 1
 """
 
 IMAGE_SUITE = '''

@@ -16,7 +16,7 @@ pytest.importorskip("transformers", exc_type=ImportError)
 
 FAST = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark",
         "--pipeperf-min-time=0.1", "--pipeperf-max-time=1", "--pipeperf-min-rounds=5",
-        "--pipeperf-warmup=0", "--pipeperf-threshold=100%", "--pipeperf-runs=1")
+        "--pipeperf-warmup=0", "--pipeperf-threshold=100%")
 
 MODULE_SUITE = '''
 import os

@@ -41,7 +41,7 @@ def test_readme_example_records_then_compares(real_backends: None, tiny_classifi
     # Every installed backend but compile: in a fresh project its inductor cache is always cold
     # (~30 s here); test_suites.py and test_backends_compile_openvino.py run it for real.
     fast = ["-p", "no:cacheprovider", "--pipeperf-min-time=0.1", "--pipeperf-min-rounds=5",
-            "--pipeperf-warmup=0", "-W", "ignore::DeprecationWarning", "--pipeperf-runs=1",
+            "--pipeperf-warmup=0", "-W", "ignore::DeprecationWarning",
             "--pipeperf-backend=eager,onnxruntime,openvino"]
 
     first = pytester.runpytest_subprocess(*fast, "--pipeperf-update-baselines")
@@ -81,7 +81,7 @@ def test_readme_own_callable_and_own_module_examples_run(real_backends: None,
     assert _short(callable_block) <= 15 and _short(module_block) <= 15
     pytester.makefile(".py", test_my_callable=callable_block, test_my_module=module_block)
     fast = ["-p", "no:cacheprovider", "--pipeperf-min-time=0.1", "--pipeperf-min-rounds=5",
-            "--pipeperf-warmup=0", "-W", "ignore::DeprecationWarning", "--pipeperf-runs=1"]
+            "--pipeperf-warmup=0", "-W", "ignore::DeprecationWarning"]
 
     first = pytester.runpytest_subprocess(*fast, "--pipeperf-update-baselines")
     first.assert_outcomes(passed=3)  # [own], eager-fp32-cpu, onnxruntime-fp32-cpu

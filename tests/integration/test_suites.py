@@ -25,7 +25,7 @@ OV_BF16 = bf16_kernels(cpu_flags()) is not None
 
 TWO_SUITES = ("suites/test_embeddings.py", "suites/test_classification.py")
 FAST = ["--pipeperf-min-time=0.2", "--pipeperf-min-rounds=5", "--pipeperf-warmup=0.05",
-        "--pipeperf-runs=1", "-p", "no:cacheprovider"]
+        "-p", "no:cacheprovider"]
 
 
 def run_suites(*args: str, paths: bool = True) -> subprocess.CompletedProcess[str]:

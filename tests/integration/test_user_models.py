@@ -31,7 +31,6 @@ pipeperf_min_time = 0.01
 pipeperf_max_time = 0.15
 pipeperf_min_rounds = 5
 pipeperf_warmup = 0
-pipeperf_runs = 1
 """
 
 # The models, in the suite's conftest (importable by the suites as ``models``).

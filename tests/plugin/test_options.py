@@ -95,8 +95,7 @@ def test_bad_ini_value_is_a_usage_error_naming_it(
 
 PIPEPERF_OPTIONS = [
     "--pipeperf-backend=LIST", "--pipeperf-precision=LIST", "--pipeperf-device=LIST",
-    "--pipeperf-threshold=PCT", "--pipeperf-min-speedup=X", "--pipeperf-max-p99-ms=MS",
-    "--pipeperf-min-throughput=N", "--pipeperf-memory-threshold=PCT",
+    "--pipeperf-threshold=PCT", "--pipeperf-min-speedup=X", "--pipeperf-memory-threshold=PCT",
     "--pipeperf-fail-on=WHEN", "--pipeperf-threads=N",
     "--pipeperf-min-time=SECONDS", "--pipeperf-max-time=SECONDS", "--pipeperf-min-rounds=N",
     "--pipeperf-warmup=SECONDS", "--pipeperf-recipe=PRECISION=RECIPE,...",
@@ -110,7 +109,7 @@ PIPEPERF_OPTIONS = [
     "--pipeperf-ab=REF", "--pipeperf-ab-threshold=PCT", "--pipeperf-ab-time=SECONDS",
     "--pipeperf-ab-min-rounds=N", "--pipeperf-ab-timeout=SECONDS",
     "--pipeperf-ab-base-env=NAME=VALUE",
-    "--pipeperf-escalate", "--pipeperf-calibrate",
+    "--pipeperf-calibrate",
 ]
 
 
@@ -135,7 +134,7 @@ def help_entries(lines: list[str]) -> dict[str, str]:
     entries: dict[str, str] = {}
     name = ""
     for line in lines:
-        match = re.match(r"  (--[a-z0-9-]+)(?:=\S+)?\s*(.*)|  ([a-z0-9_]+) \([a-z]+\):\s*(.*)", line)
+        match = re.match(r"  (--[a-z-]+)(?:=\S+)?\s*(.*)|  ([a-z_]+) \([a-z]+\):\s*(.*)", line)
         if match:
             name = match[1] or match[3]
             entries[name] = match[2] or match[4] or ""
@@ -171,8 +170,6 @@ RESOLVED: dict[str, Callable[[PipeperfConfig, AbSettings], Any]] = {
     "pipeperf_device": lambda c, ab: c.devices,
     "pipeperf_threshold": lambda c, ab: c.threshold,
     "pipeperf_min_speedup": lambda c, ab: c.min_speedup,
-    "pipeperf_max_p99_ms": lambda c, ab: c.max_p99_ms,
-    "pipeperf_min_throughput": lambda c, ab: c.min_throughput,
     "pipeperf_memory_threshold": lambda c, ab: c.memory_threshold,
     "pipeperf_fail_on": lambda c, ab: c.fail_on,
     "pipeperf_threads": lambda c, ab: c.threads,
@@ -206,7 +203,6 @@ RESOLVED: dict[str, Callable[[PipeperfConfig, AbSettings], Any]] = {
     "pipeperf_ab_base_env": lambda c, ab: ab.base_env,
     "pipeperf_ab_serve": lambda c, ab: ab.serve,
     "pipeperf_calibrate": lambda c, ab: c.calibrate,
-    "pipeperf_escalate": lambda c, ab: c.escalate,
     "pipeperf_reference_backend": lambda c, ab: c.reference_backend,
 }
 # What a context-dependent default is with nothing given, on this machine.

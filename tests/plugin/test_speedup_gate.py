@@ -210,7 +210,7 @@ def test_pipeline_cases_judge_against_eager_fp32_and_the_most_specific_key_wins(
     assert ("**Speed-up gate failed** (`min_speedup`, vs the reference timed alongside):\n\n"
             "- `test_suite.py::test_pipe[fake-fp32-cpu] batch_size=1`: speed-up ") in report
     records = [CaseResult.from_dict(c) for c in data["cases"]]
-    (error,) = [line for line in github_annotations(records, fail_on={"regression"})
+    (error,) = [line for line in github_annotations(records, fail_on_regression=True)
                 if "speed-up failed" in line]
     assert error.startswith("::error ") and "below min_speedup 1.5x vs eager fp32" in error
 

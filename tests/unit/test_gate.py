@@ -17,8 +17,7 @@ from pytest_pipeperf.verdicts import Status, gate
 
 
 def settings(scope: AlphaScope = AlphaScope.SESSION, alpha: float = 0.01) -> Any:
-    return SimpleNamespace(alpha=alpha, alpha_scope=scope, threads=1, memory_threshold=0.25,
-                           escalate=False)
+    return SimpleNamespace(alpha=alpha, alpha_scope=scope, threads=1, memory_threshold=0.25)
 
 
 def test_the_session_rate_is_split_over_its_timed_points() -> None:

@@ -105,11 +105,9 @@ def test_terminal_help_ends_with_the_rendered_default_and_drops_markdown() -> No
 def test_context_dependent_defaults_say_how_and_compute_it() -> None:
     runs = options.BY_DEST["pipeperf_runs"]
     assert isinstance(runs.default, Computed)
-    assert runs.rendered_default == ("3 with --pipeperf-update-baselines, "
-                                     "5 with --pipeperf-calibrate")
+    assert runs.rendered_default == "1 (5 with --pipeperf-calibrate)"
     assert runs.default.compute is not None
     assert runs.default.compute(lambda dest: dest == "pipeperf_calibrate") == 5
-    assert runs.default.compute(lambda dest: dest == "pipeperf_update_baselines") == 3
     assert runs.default.compute(lambda dest: False) == 1
     threads = options.BY_DEST["pipeperf_threads"].default
     assert isinstance(threads, Computed) and threads.compute is not None

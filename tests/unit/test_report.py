@@ -57,8 +57,7 @@ def verdict(status: str, ratio: float | None = None, ci: tuple[float, float] | N
             "confidence": 0.99, "threshold": 0.05, "detectable": 0.276 if ratio else None,
             "drift": 0.1, "drift_source": "prior 10%", "baseline_runs": 1,
             "baseline_file": "baselines/suites/test_embeddings/amd-epyc-2c.json" if ratio else None,
-            "rule": "median-ratio/v1", "reason": reason, "absolute": None,
-            "runs_needed": None}
+            "rule": "median-ratio/v1", "reason": reason, "absolute": None}
 
 
 def point(batch_size: int, p50: float | None, parity: dict[str, Any],
@@ -650,28 +649,28 @@ def parse_command(line: str) -> tuple[str, dict[str, str], str]:
 
 
 def test_annotations_levels_by_status_and_fail_on_mode() -> None:
-    strict = [parse_command(a) for a in github_annotations(RUN, fail_on={"regression"})]
+    strict = [parse_command(a) for a in github_annotations(RUN, fail_on_regression=True)]
     assert [(level, props["title"]) for level, props, _ in strict] == [
         ("error", "pipeperf: parity-failed: test_embed[eager-fp16-cuda0] batch_size=1"),
         ("error", "pipeperf: regressed: test_embed[eager-fp32-cpu] batch_size=8"),
         ("notice", "pipeperf: improved: test_embed[onnxruntime-fp32-cpu] batch_size=8"),
         ("notice", "pipeperf: new: test_classify[eager-fp32-cpu] batch_size=1"),
     ]
-    lenient = [parse_command(a) for a in github_annotations(RUN, fail_on=())]
+    lenient = [parse_command(a) for a in github_annotations(RUN, fail_on_regression=False)]
     assert [(level, props["title"]) for level, props, _ in lenient][:2] == [
         ("error", "pipeperf: parity-failed: test_embed[eager-fp16-cuda0] batch_size=1"),
         ("warning", "pipeperf: regressed (report-only): test_embed[eager-fp32-cpu] batch_size=8"),
     ]
     others = [record(f"test_{s}[eager-fp32-cpu]", [point(1, 2.0, PARITY_OK, verdict(s, 1.2, (
         0.9, 1.5)))]) for s in ("ok", "inconclusive", "incomparable")]
-    assert [parse_command(a)[0] for a in github_annotations(others, fail_on={"regression"})] == [
+    assert [parse_command(a)[0] for a in github_annotations(others, fail_on_regression=True)] == [
         "warning", "warning"]
-    assert github_annotations([DISABLED], fail_on={"regression"}) == []
+    assert github_annotations([DISABLED], fail_on_regression=True) == []
 
 
 def test_annotations_messages_name_the_numbers_and_the_advice() -> None:
     by_title = {props["title"]: message for _, props, message in
-                (parse_command(a) for a in github_annotations(RUN, fail_on={"regression"}))}
+                (parse_command(a) for a in github_annotations(RUN, fail_on_regression=True))}
     regressed = by_title["pipeperf: regressed: test_embed[eager-fp32-cpu] batch_size=8"]
     first, second = regressed.split("\n")
     assert first == f"{SUITE}.py::test_embed[eager-fp32-cpu] batch_size=8"
@@ -684,15 +683,15 @@ def test_annotations_messages_name_the_numbers_and_the_advice() -> None:
 
 
 def test_annotations_location() -> None:
-    lines = github_annotations(RUN, fail_on={"regression"})
+    lines = github_annotations(RUN, fail_on_regression=True)
     parity = next(a for a in lines if "parity-failed" in a)
     assert parity.startswith(f"::error file={SUITE}.py,line=7,title=pipeperf%3A parity-failed%3A ")
     regressed = next(a for a in lines if "regressed" in a)
     assert regressed.startswith("::error title=pipeperf%3A regressed%3A ")  # location None
     old = dataclasses.replace(RUN[0], location=None)  # records from before the field existed
-    assert github_annotations([old], fail_on={"regression"})[0].startswith("::notice title=")
+    assert github_annotations([old], fail_on_regression=True)[0].startswith("::notice title=")
     odd = dataclasses.replace(RUN[0], location={"path": "dir,x/te:st.py", "line": None})
-    assert github_annotations([odd], fail_on={"regression"})[0].startswith(
+    assert github_annotations([odd], fail_on_regression=True)[0].startswith(
         "::notice file=dir%2Cx/te%3Ast.py,title=")
 
 
@@ -700,12 +699,12 @@ def test_annotations_are_capped_with_a_summary_notice() -> None:
     recs = [record(f"test_{i}[eager-fp32-cpu]", [point(1, 2.0, PARITY_OK, verdict(
         "improved", 0.5, (0.4, 0.6)))]) for i in range(ANNOTATION_LIMIT + 5)]
     recs.append(record("test_bad[eager-fp32-cpu]", [point(1, 2.0, PARITY_BAD, None)]))
-    lines = github_annotations(recs, fail_on={"regression"})
+    lines = github_annotations(recs, fail_on_regression=True)
     assert len(lines) == ANNOTATION_LIMIT + 1
     assert lines[0].startswith("::error ")  # the most urgent survive the cap
     assert lines[-1] == ("::notice title=pipeperf::6 more point(s) need attention; "
                          "see the pipeperf report for all of them")
-    assert len(github_annotations(recs, fail_on={"regression"}, limit=3)) == 4
+    assert len(github_annotations(recs, fail_on_regression=True, limit=3)) == 4
 
 
 def test_annotation_escaping_examples() -> None:
@@ -713,7 +712,7 @@ def test_annotation_escaping_examples() -> None:
     assert escape_property("50% done\r\nnext: a,b") == "50%25 done%0D%0Anext%3A a%2Cb"
     nasty = record("test_x[eager-fp32-cpu]", [point(1, 2.0, PARITY_OK, verdict(
         "incomparable", reason="line one\nline two: 100%, really"))])
-    (line,) = github_annotations([nasty], fail_on={"regression"})
+    (line,) = github_annotations([nasty], fail_on_regression=True)
     assert "\n" not in line and "\r" not in line
     assert line.endswith("%0Aincomparable: line one%0Aline two: 100%25, really")
 
@@ -736,7 +735,7 @@ def test_escape_property_round_trips_without_separators(text: str) -> None:
 def test_annotation_is_one_parseable_command(reason: str, path: str) -> None:
     rec = dataclasses.replace(record("test_x[eager-fp32-cpu]", [point(1, 2.0, PARITY_OK, verdict(
         "incomparable", reason=reason))]), location={"path": path or "x.py", "line": 3})
-    (line,) = github_annotations([rec], fail_on={"regression"})
+    (line,) = github_annotations([rec], fail_on_regression=True)
     assert "\n" not in line and "\r" not in line
     level, props, message = parse_command(line)
     assert level == "warning"

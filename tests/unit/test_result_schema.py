@@ -101,7 +101,7 @@ def settings() -> dict[str, Any]:
         "max_time_s": 10.0, "min_rounds": 25, "recipes": {"int8": "torchao-int8-weight"},
         "alpha": 0.01, "alpha_scope": "session", "timed_points": 6, "point_alpha": 0.01 / 6,
         "false_alarm_control": "false alarms: family-wise <= 1% over 6 timed point(s)",
-        "runs": 1, "calibrate": False, "escalate": False, "versions": library_versions(),
+        "runs": 1, "calibrate": False, "versions": library_versions(),
     }
 
 
